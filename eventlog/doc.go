@@ -1,0 +1,56 @@
+// Package eventlog is Mini Lambda's single source of truth: an append-only,
+// hash-chained log of events in one bbolt file, with the read models derived
+// from it kept in the same file and the same transactions.
+//
+// # Buckets and keys
+//
+// The file holds three top-level buckets:
+//
+//   - "events": key is the event's seq as a big-endian uint64, value is the
+//     event's canonical encoding followed by its 32-byte hash. Big-endian keys
+//     make bbolt's byte order the log order, so a cursor walks the log from the
+//     first event to the head.
+//   - "views": one nested bucket per read model, written only by the
+//     [Projector] given to [Open], inside the transaction that appends the
+//     events the change derives from. Keys and values are the projector's.
+//   - "meta": the seq the views were last brought up to ("views_seq") and the
+//     projector's version ("views_version"). When either disagrees with the log
+//     on open, the views are dropped and rebuilt from the events.
+//
+// # Ordering and durability
+//
+// Seqs are assigned with the events bucket's NextSequence inside the write
+// transaction, so commit order is log order and seqs have no gaps: a
+// transaction that fails rolls its sequence back with everything else. All
+// appends go through one writer goroutine that commits whatever has queued
+// in one transaction (group commit); every commit is fsynced before any
+// append in it returns. An append that has returned is durable, and a crash
+// at any point leaves the log as of the last commit.
+//
+// # The hash chain
+//
+// Each event's hash is SHA-256(prev || canonical bytes), where prev is the
+// previous event's hash (32 zero bytes for the first event) and the
+// canonical bytes are the stored encoding without the hash: format byte,
+// seq, time, id, type, function id, invocation id and data. [Log.Verify]
+// recomputes the chain end to end, so altering, removing or reordering a
+// stored event is detected.
+//
+// Caveat: a chain kept only inside the file proves nothing against whoever
+// can write the file, since they can recompute every hash after a change.
+// The head hash is therefore printed by audit and exposed by the server, so
+// an operator can keep it elsewhere and compare.
+//
+// # Readers
+//
+// Callers never see a bbolt transaction. [Log.Read] and [Log.Follow] hand out
+// decoded events whose bytes were copied before the transaction ended; view
+// readers get byte slices that are valid only inside the callback, as bbolt's
+// are, and must copy what they keep. Long reads are split into short read
+// transactions so that they never hold back the writer's remapping of a
+// growing file.
+//
+// A second process may open the file read-only while a server holds it
+// (bbolt's flock): it waits at most [Options.Timeout] and then fails with
+// [ErrLocked].
+package eventlog

@@ -1,0 +1,164 @@
+package eventlog
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+)
+
+// formatV1 is the first byte of every stored event; a later encoding gets a
+// new byte, and decoders keep reading the old one.
+const formatV1 = 1
+
+// HashSize is the length of an event hash in bytes.
+const HashSize = sha256.Size
+
+// Hash is a SHA-256 link of the chain; it prints as lowercase hex.
+type Hash [HashSize]byte
+
+// String returns the hash in hex.
+func (h Hash) String() string { return hex.EncodeToString(h[:]) }
+
+// MarshalText encodes the hash as hex.
+func (h Hash) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
+
+// UnmarshalText decodes a hex hash.
+func (h *Hash) UnmarshalText(b []byte) error {
+	if hex.DecodedLen(len(b)) != HashSize {
+		return fmt.Errorf("hash: want %d hex digits, got %d", 2*HashSize, len(b))
+	}
+	_, err := hex.Decode(h[:], b)
+	return err
+}
+
+// Event is one entry of the log. Callers fill Type, the ids it concerns and
+// Data; Append assigns Seq, ID, Time, Prev and Hash.
+type Event struct {
+	Seq          uint64          `json:"seq"`
+	ID           ulid.ULID       `json:"id"`
+	Type         string          `json:"type"`
+	Time         time.Time       `json:"time"`
+	FunctionID   string          `json:"function_id,omitempty"`
+	InvocationID string          `json:"invocation_id,omitempty"`
+	Data         json.RawMessage `json:"data,omitempty"`
+	Prev         Hash            `json:"prev"`
+	Hash         Hash            `json:"hash"`
+}
+
+// maxField bounds each variable-length field of a stored event so that a
+// corrupt length can never make a decoder allocate without bound.
+const maxField = 64 << 20
+
+// appendCanonical appends the bytes the hash covers.
+func appendCanonical(b []byte, e *Event) []byte {
+	b = append(b, formatV1)
+	b = binary.BigEndian.AppendUint64(b, e.Seq)
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Time.UnixNano()))
+	b = append(b, e.ID[:]...)
+	b = appendField(b, e.Type)
+	b = appendField(b, e.FunctionID)
+	b = appendField(b, e.InvocationID)
+	b = binary.AppendUvarint(b, uint64(len(e.Data)))
+	return append(b, e.Data...)
+}
+
+func appendField(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// chain computes the hash of the event whose canonical bytes are c.
+func chain(prev Hash, c []byte) Hash {
+	h := sha256.New()
+	h.Write(prev[:])
+	h.Write(c)
+	var out Hash
+	h.Sum(out[:0])
+	return out
+}
+
+// encode returns the stored value of e: canonical bytes then hash. It also
+// sets e.Hash from e.Prev.
+func encode(e *Event) []byte {
+	b := make([]byte, 0, 64+len(e.Type)+len(e.FunctionID)+len(e.InvocationID)+len(e.Data)+HashSize)
+	b = appendCanonical(b, e)
+	e.Hash = chain(e.Prev, b)
+	return append(b, e.Hash[:]...)
+}
+
+// Decode parses a stored event value. The result shares no memory with v.
+// Prev is not stored with the event and is left zero; Verify and the readers
+// fill it from the previous event. Decode checks the structure only: whether
+// the hash matches is Verify's business.
+func Decode(v []byte) (Event, error) {
+	var e Event
+	if len(v) < 1+8+8+16+4+HashSize {
+		return e, fmt.Errorf("%w: event of %d bytes is too short", ErrCorrupt, len(v))
+	}
+	if v[0] != formatV1 {
+		return e, fmt.Errorf("%w: unknown event format %d", ErrCorrupt, v[0])
+	}
+	body, sum := v[:len(v)-HashSize], v[len(v)-HashSize:]
+	p := body[1:]
+	e.Seq = binary.BigEndian.Uint64(p)
+	e.Time = time.Unix(0, int64(binary.BigEndian.Uint64(p[8:]))).UTC()
+	copy(e.ID[:], p[16:32])
+	p = p[32:]
+	var err error
+	var s []byte
+	if s, p, err = field(p); err != nil {
+		return e, err
+	}
+	e.Type = string(s)
+	if s, p, err = field(p); err != nil {
+		return e, err
+	}
+	e.FunctionID = string(s)
+	if s, p, err = field(p); err != nil {
+		return e, err
+	}
+	e.InvocationID = string(s)
+	if s, p, err = field(p); err != nil {
+		return e, err
+	}
+	if len(s) > 0 {
+		e.Data = append(json.RawMessage(nil), s...)
+	}
+	if len(p) != 0 {
+		return e, fmt.Errorf("%w: %d stray bytes after the event", ErrCorrupt, len(p))
+	}
+	if e.Type == "" {
+		return e, fmt.Errorf("%w: event has no type", ErrCorrupt)
+	}
+	copy(e.Hash[:], sum)
+	return e, nil
+}
+
+func field(p []byte) (val, rest []byte, err error) {
+	n, k := binary.Uvarint(p)
+	if k <= 0 || n > maxField || n > uint64(len(p)-k) {
+		return nil, nil, fmt.Errorf("%w: bad field length", ErrCorrupt)
+	}
+	end := k + int(n)
+	return p[k:end], p[end:], nil
+}
+
+// validate reports what makes e unfit to append.
+func validate(e *Event) error {
+	switch {
+	case e.Type == "":
+		return fmt.Errorf("%w: event without a type", ErrInvalid)
+	case len(e.Type) > 256 || len(e.FunctionID) > 256 || len(e.InvocationID) > 256:
+		return fmt.Errorf("%w: type or id longer than 256 bytes", ErrInvalid)
+	case len(e.Data) > maxField:
+		return fmt.Errorf("%w: data of %d bytes exceeds %d", ErrInvalid, len(e.Data), maxField)
+	case len(e.Data) > 0 && !json.Valid(e.Data):
+		return fmt.Errorf("%w: data of %s event is not valid JSON", ErrInvalid, e.Type)
+	}
+	return nil
+}

@@ -1,0 +1,362 @@
+package eventlog
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+var (
+	bucketEvents = []byte("events")
+	bucketViews  = []byte("views")
+	bucketMeta   = []byte("meta")
+
+	keyViewsSeq     = []byte("views_seq")
+	keyViewsVersion = []byte("views_version")
+)
+
+// Options configure Open. The zero value opens the file for writing with no
+// views.
+type Options struct {
+	// ReadOnly opens the file with a shared lock for dump and audit: no
+	// appends, no rebuild of the views.
+	ReadOnly bool
+	// LockTimeout bounds the wait for another process's lock; 2 s when zero.
+	LockTimeout time.Duration
+	// Projector keeps the views; nil keeps none.
+	Projector Projector
+	// Logger receives rebuild and commit failures; nil discards.
+	Logger *slog.Logger
+	// MaxBatch caps the events of one group commit; 8192 when zero.
+	MaxBatch int
+	// OnCommit, when set, is told the size and latency of each commit.
+	OnCommit func(events int, latency time.Duration)
+	// NoSync skips fsync. Only for scratch files and tests: an append that
+	// returned may be lost.
+	NoSync bool
+}
+
+// Log is an open event log. Its methods are safe for concurrent use.
+type Log struct {
+	db   *bolt.DB
+	opts Options
+	log  *slog.Logger
+
+	// mu guards closed, head and changed; the writer goroutine alone moves
+	// the head.
+	mu       sync.RWMutex
+	closed   bool
+	headSeq  uint64
+	headHash Hash
+	changed  chan struct{}
+
+	reqs    chan *request
+	stopped chan struct{}
+	entropy io.Reader
+}
+
+type request struct {
+	events []Event
+	cond   func(ViewReader) error
+	err    error
+	done   chan struct{}
+}
+
+// Open opens or creates the log at path and brings its views up to date.
+func Open(path string, opts Options) (*Log, error) {
+	if opts.LockTimeout == 0 {
+		opts.LockTimeout = 2 * time.Second
+	}
+	if opts.MaxBatch == 0 {
+		opts.MaxBatch = 8192
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:        opts.LockTimeout,
+		ReadOnly:       opts.ReadOnly,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+		NoSync:         opts.NoSync,
+	})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
+	}
+	if err != nil {
+		if errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrVersionMismatch) || errors.Is(err, berrors.ErrChecksum) {
+			return nil, fmt.Errorf("open %s: %w: %v", path, ErrCorrupt, err)
+		}
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	l := &Log{
+		db:      db,
+		opts:    opts,
+		log:     logger.With("subsystem", "eventlog"),
+		changed: make(chan struct{}),
+		stopped: make(chan struct{}),
+		entropy: ulid.Monotonic(rand.Reader, 0),
+	}
+	if err := l.init(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if opts.ReadOnly {
+		l.closed = true // no writer: Append reports ErrReadOnly
+		close(l.stopped)
+		return l, nil
+	}
+	if opts.Projector != nil {
+		if err := l.catchUp(opts.Projector); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open %s: views: %w", path, err)
+		}
+	}
+	l.reqs = make(chan *request, 1024)
+	go l.writer()
+	return l, nil
+}
+
+func (l *Log) init() error {
+	if !l.opts.ReadOnly {
+		err := l.db.Update(func(tx *bolt.Tx) error {
+			for _, name := range [][]byte{bucketEvents, bucketViews, bucketMeta} {
+				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return l.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketEvents)
+		if b == nil {
+			return nil // a read-only open of a file that never had an event
+		}
+		k, v := b.Cursor().Last()
+		if k == nil {
+			return nil
+		}
+		e, err := Decode(v)
+		if err != nil {
+			return fmt.Errorf("last event: %w", err)
+		}
+		if len(k) != 8 || binary.BigEndian.Uint64(k) != e.Seq {
+			return fmt.Errorf("%w: last key does not match seq %d", ErrCorrupt, e.Seq)
+		}
+		l.headSeq, l.headHash = e.Seq, e.Hash
+		return nil
+	})
+}
+
+// Close stops accepting appends, commits what has queued and closes the
+// file.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	wasClosed := l.closed
+	l.closed = true
+	l.mu.Unlock()
+	if !wasClosed {
+		close(l.reqs)
+	}
+	<-l.stopped
+	return l.db.Close()
+}
+
+// Head returns the seq and hash of the last event; 0 and zeros when empty.
+func (l *Log) Head() (uint64, Hash) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.headSeq, l.headHash
+}
+
+// Path returns the file's path.
+func (l *Log) Path() string { return l.db.Path() }
+
+// Append durably appends events as one atomic group and returns them with
+// seq, id, time and hashes assigned. It returns once the group's commit is
+// fsynced; an error means none of the group was written.
+func (l *Log) Append(ctx context.Context, events ...Event) ([]Event, error) {
+	return l.AppendIf(ctx, nil, events...)
+}
+
+// AppendIf is Append with a condition checked inside the transaction,
+// after every earlier append: when cond returns an error nothing is written
+// and AppendIf returns that error. It makes check-then-write atomic, as for
+// a function name that must be unique.
+func (l *Log) AppendIf(ctx context.Context, cond func(ViewReader) error, events ...Event) ([]Event, error) {
+	if len(events) == 0 {
+		return nil, fmt.Errorf("%w: no events", ErrInvalid)
+	}
+	for i := range events {
+		if err := validate(&events[i]); err != nil {
+			return nil, err
+		}
+	}
+	r := &request{events: append([]Event(nil), events...), cond: cond, done: make(chan struct{})}
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		if l.opts.ReadOnly {
+			return nil, ErrReadOnly
+		}
+		return nil, ErrClosed
+	}
+	select {
+	case l.reqs <- r:
+	case <-ctx.Done():
+		l.mu.RUnlock()
+		return nil, ctx.Err()
+	}
+	l.mu.RUnlock()
+	// Once queued, the group may commit at any moment, so wait for the
+	// outcome even if ctx ends: answering early could deny a durable write.
+	<-r.done
+	if r.err != nil {
+		return nil, r.err
+	}
+	return r.events, nil
+}
+
+func (l *Log) writer() {
+	defer close(l.stopped)
+	batch := make([]*request, 0, 64)
+	for r := range l.reqs {
+		batch = append(batch[:0], r)
+		n := len(r.events)
+	drain:
+		for n < l.opts.MaxBatch {
+			select {
+			case r, ok := <-l.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+				n += len(r.events)
+			default:
+				break drain
+			}
+		}
+		l.commit(batch)
+	}
+}
+
+// commit writes batch in one transaction. If the transaction fails, each
+// group is tried alone so that one bad group cannot fail the others.
+func (l *Log) commit(batch []*request) {
+	start := time.Now()
+	seq, head := l.Head()
+	var appended int
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		appended = 0
+		for _, r := range batch {
+			r.err = nil
+			n, err := l.writeGroup(tx, r, seq, head)
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				seq, head = r.events[n-1].Seq, r.events[n-1].Hash
+				appended += n
+			}
+		}
+		if appended == 0 {
+			return nil
+		}
+		return tx.Bucket(bucketMeta).Put(keyViewsSeq, binary.BigEndian.AppendUint64(nil, seq))
+	})
+	if err != nil && len(batch) > 1 {
+		for _, r := range batch {
+			l.commit([]*request{r})
+		}
+		return
+	}
+	if err != nil {
+		l.log.Error("commit failed", "events", len(batch[0].events), "err", err)
+		batch[0].err = fmt.Errorf("append: %w", err)
+	} else if appended > 0 {
+		l.mu.Lock()
+		l.headSeq, l.headHash = seq, head
+		close(l.changed)
+		l.changed = make(chan struct{})
+		l.mu.Unlock()
+		if l.opts.OnCommit != nil {
+			l.opts.OnCommit(appended, time.Since(start))
+		}
+	}
+	for _, r := range batch {
+		close(r.done)
+	}
+}
+
+// writeGroup appends one request's events after (seq, head) and applies the
+// projector. It returns how many events it wrote: 0 when the condition
+// refused the group, whose error is then in r.err.
+func (l *Log) writeGroup(tx *bolt.Tx, r *request, seq uint64, head Hash) (int, error) {
+	views := newViewTx(tx.Bucket(bucketViews))
+	if r.cond != nil {
+		if err := r.cond(views); err != nil {
+			r.err = err
+			return 0, nil
+		}
+	}
+	var batch Batch
+	if l.opts.Projector != nil {
+		batch = l.opts.Projector.Begin(views)
+	}
+	events := tx.Bucket(bucketEvents)
+	now := time.Now().UTC()
+	for i := range r.events {
+		e := &r.events[i]
+		next, err := events.NextSequence()
+		if err != nil {
+			return 0, err
+		}
+		if next != seq+1 {
+			return 0, fmt.Errorf("%w: sequence %d after head %d", ErrCorrupt, next, seq)
+		}
+		id, err := ulid.New(ulid.Timestamp(now), l.entropy)
+		if err != nil {
+			return 0, err
+		}
+		e.Seq, e.ID, e.Time, e.Prev = next, id, now, head
+		if err := events.Put(seqKey(next), encode(e)); err != nil {
+			return 0, err
+		}
+		seq, head = e.Seq, e.Hash
+		if batch != nil {
+			if err := batch.Apply(e); err != nil {
+				return 0, fmt.Errorf("project %s seq %d: %w", e.Type, e.Seq, err)
+			}
+		}
+	}
+	if batch != nil {
+		if err := batch.Flush(); err != nil {
+			return 0, err
+		}
+	}
+	return len(r.events), nil
+}
+
+func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), seq) }
+
+// View runs fn with a consistent read of the views.
+func (l *Log) View(fn func(ViewReader) error) error {
+	return l.db.View(func(tx *bolt.Tx) error {
+		return fn(newViewTx(tx.Bucket(bucketViews)))
+	})
+}

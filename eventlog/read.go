@@ -1,0 +1,231 @@
+package eventlog
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Filter selects events; empty fields match everything.
+type Filter struct {
+	Type         string
+	FunctionID   string
+	InvocationID string
+}
+
+func (f Filter) match(e *Event) bool {
+	return (f.Type == "" || f.Type == e.Type) &&
+		(f.FunctionID == "" || f.FunctionID == e.FunctionID) &&
+		(f.InvocationID == "" || f.InvocationID == e.InvocationID)
+}
+
+// readChunk bounds the events read in one transaction, so a long read never
+// holds back the writer.
+const readChunk = 1024
+
+// Read calls fn for each event matching f from seq from (1 is the first) to
+// the head as of the call, in order, until fn returns an error.
+func (l *Log) Read(ctx context.Context, from uint64, f Filter, fn func(Event) error) error {
+	head, _ := l.Head()
+	_, err := l.readRange(ctx, from, head, f, fn)
+	return err
+}
+
+// readRange reads [from, to] and returns the seq after the last one read.
+func (l *Log) readRange(ctx context.Context, from, to uint64, f Filter, fn func(Event) error) (uint64, error) {
+	if from == 0 {
+		from = 1
+	}
+	buf := make([]Event, 0, readChunk)
+	for from <= to {
+		if err := ctx.Err(); err != nil {
+			return from, err
+		}
+		buf = buf[:0]
+		next := from
+		err := l.db.View(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketEvents)
+			if b == nil {
+				return nil
+			}
+			var prev Hash
+			if from > 1 {
+				v := b.Get(seqKey(from - 1))
+				if len(v) < HashSize {
+					return fmt.Errorf("%w: seq %d missing", ErrCorrupt, from-1)
+				}
+				copy(prev[:], v[len(v)-HashSize:])
+			}
+			c := b.Cursor()
+			for k, v := c.Seek(seqKey(from)); k != nil && len(buf) < readChunk; k, v = c.Next() {
+				seq := binary.BigEndian.Uint64(k)
+				if seq > to {
+					break
+				}
+				e, err := Decode(v)
+				if err != nil {
+					return fmt.Errorf("seq %d: %w", seq, err)
+				}
+				e.Prev, prev = prev, e.Hash
+				next = seq + 1
+				if f.match(&e) {
+					buf = append(buf, e)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return from, err
+		}
+		for _, e := range buf {
+			if err := fn(e); err != nil {
+				return from, err
+			}
+		}
+		if next == from {
+			break
+		}
+		from = next
+	}
+	return from, nil
+}
+
+// Follow calls fn for each event matching f from seq from on, waiting for
+// new commits, until ctx ends or fn returns an error.
+func (l *Log) Follow(ctx context.Context, from uint64, f Filter, fn func(Event) error) error {
+	if from == 0 {
+		from = 1
+	}
+	for {
+		l.mu.RLock()
+		changed, head, closed := l.changed, l.headSeq, l.closed
+		l.mu.RUnlock()
+		if head >= from {
+			next, err := l.readRange(ctx, from, head, f, fn)
+			if err != nil {
+				return err
+			}
+			from = next
+			continue
+		}
+		if closed {
+			return ErrClosed
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Rebuild drops the views and replays the whole log through p.
+func (l *Log) Rebuild(ctx context.Context, p Projector) error {
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(bucketViews); err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucket(bucketViews); err != nil {
+			return err
+		}
+		meta := tx.Bucket(bucketMeta)
+		if err := meta.Put(keyViewsVersion, []byte(p.Version())); err != nil {
+			return err
+		}
+		return meta.Put(keyViewsSeq, seqKey(0))
+	})
+	if err != nil {
+		return err
+	}
+	return l.project(ctx, l.db, p, 1, nil)
+}
+
+// catchUp brings the views to the head: from where they stopped if the
+// projector is the same, from nothing if it changed.
+func (l *Log) catchUp(p Projector) error {
+	var version []byte
+	var seq uint64
+	err := l.db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		version = bytes.Clone(meta.Get(keyViewsVersion))
+		if v := meta.Get(keyViewsSeq); len(v) == 8 {
+			seq = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	if string(version) != p.Version() {
+		if l.headSeq > 0 || version != nil {
+			l.log.Info("rebuilding views", "from_version", string(version), "to_version", p.Version(), "events", l.headSeq)
+		}
+		return l.Rebuild(ctx, p)
+	}
+	if seq < l.headSeq {
+		l.log.Info("bringing views up to date", "from_seq", seq, "head", l.headSeq)
+		return l.project(ctx, l.db, p, seq+1, nil)
+	}
+	return nil
+}
+
+// projectChunk is how many events one rebuild transaction applies: enough
+// to amortise the commit, few enough to bound the transaction's memory.
+const projectChunk = 65536
+
+// project applies the events from seq from to the head of l to the views in
+// dst (l's own file, or a scratch file for Verify), committing every
+// projectChunk events along with how far it got. check, when set, sees
+// every raw event first.
+func (l *Log) project(ctx context.Context, dst *bolt.DB, p Projector, from uint64, check func(k, v []byte, e *Event) error) error {
+	head, _ := l.Head()
+	for from <= head {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var events []Event
+		err := l.db.View(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketEvents).Cursor()
+			for k, v := c.Seek(seqKey(from)); k != nil && len(events) < projectChunk; k, v = c.Next() {
+				e, err := Decode(v)
+				if err != nil {
+					return fmt.Errorf("seq %d: %w", binary.BigEndian.Uint64(k), err)
+				}
+				if check != nil {
+					if err := check(k, v, &e); err != nil {
+						return err
+					}
+				}
+				events = append(events, e)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if len(events) == 0 {
+			return fmt.Errorf("%w: seq %d missing below head %d", ErrCorrupt, from, head)
+		}
+		err = dst.Update(func(tx *bolt.Tx) error {
+			batch := p.Begin(newViewTx(tx.Bucket(bucketViews)))
+			for i := range events {
+				if err := batch.Apply(&events[i]); err != nil {
+					return fmt.Errorf("%w: seq %d (%s): %v", ErrCorrupt, events[i].Seq, events[i].Type, err)
+				}
+			}
+			if err := batch.Flush(); err != nil {
+				return err
+			}
+			return tx.Bucket(bucketMeta).Put(keyViewsSeq, seqKey(events[len(events)-1].Seq))
+		})
+		if err != nil {
+			return err
+		}
+		from = events[len(events)-1].Seq + 1
+	}
+	return nil
+}

@@ -1,0 +1,341 @@
+package projections
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/minilambda/minilambda/eventlog"
+)
+
+// View names: each is a nested bucket of the log's file.
+const (
+	viewFunctions         = "functions"               // id -> Function (live)
+	viewFunctionNames     = "function_names"          // name -> id (live)
+	viewFunctionVersions  = "function_versions"       // id 0 version(4) -> Function, deleted ones too
+	viewInvocations       = "invocations"             // invocation id -> Invocation
+	viewInvocationsByFunc = "invocations_by_function" // function id 0 invocation id -> ""
+	viewInvocationsByStat = "invocations_by_status"   // status 0 invocation id -> ""
+)
+
+// version names the layout above; changing it rebuilds the views on open.
+const version = "views-v1"
+
+// Function is the read model of a registered function.
+type Function struct {
+	ID string `json:"id"`
+	FunctionSpec
+	Version      int       `json:"version"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+	Imported     bool      `json:"imported,omitempty"`
+	OriginalName string    `json:"original_name,omitempty"`
+	Deleted      bool      `json:"deleted,omitempty"`
+}
+
+// Invocation is the read model of one invocation: the record the API shows.
+type Invocation struct {
+	InvocationID    string     `json:"invocation_id"`
+	FunctionID      string     `json:"function_id"`
+	FunctionName    string     `json:"function_name"`
+	FunctionVersion int        `json:"function_version"`
+	Async           bool       `json:"async"`
+	Status          string     `json:"status"`
+	Result          string     `json:"result"`
+	Logs            string     `json:"logs"`
+	ExitCode        *int       `json:"exit_code,omitempty"`
+	Error           string     `json:"error,omitempty"`
+	ErrorType       string     `json:"error_type,omitempty"`
+	Duration        int64      `json:"duration"` // milliseconds
+	Timestamp       *time.Time `json:"timestamp,omitempty"`
+	CreatedAt       time.Time  `json:"created_at"`
+	StartedAt       *time.Time `json:"started_at,omitempty"`
+	CompletedAt     *time.Time `json:"completed_at,omitempty"`
+	Attempts        int        `json:"attempts"`
+	Truncated       bool       `json:"truncated,omitempty"`
+	ResultTruncated bool       `json:"result_truncated,omitempty"`
+	LogsTruncated   bool       `json:"logs_truncated,omitempty"`
+	ContainerID     string     `json:"container_id,omitempty"`
+	ImageDigest     string     `json:"image_digest,omitempty"`
+	NextAttemptAt   *time.Time `json:"next_attempt_at,omitempty"`
+}
+
+// ErrInconsistent means an event does not fit the views: an invocation
+// that was never queued, a function that does not exist. Appends check
+// first, so on replay it means the log was tampered with.
+var ErrInconsistent = errors.New("event does not fit the views")
+
+// Projector keeps the functions and invocations views. It is stateless;
+// pass it to eventlog.Open.
+type Projector struct{}
+
+var _ eventlog.Projector = Projector{}
+
+// Version implements eventlog.Projector.
+func (Projector) Version() string { return version }
+
+// Begin implements eventlog.Projector.
+func (Projector) Begin(tx eventlog.ViewTx) eventlog.Batch {
+	return &batch{tx: tx, invs: make(map[string]*pendingInvocation)}
+}
+
+// batch keeps the invocations a run of events touches decoded in memory
+// and writes each once at Flush: an invocation's queued, started and
+// completed events usually fall in one run, so a rebuild encodes each
+// record once instead of three times.
+type batch struct {
+	tx   eventlog.ViewTx
+	invs map[string]*pendingInvocation
+}
+
+type pendingInvocation struct {
+	rec        Invocation
+	origStatus string // status in the store before this batch; "" if new
+}
+
+func (b *batch) Apply(e *eventlog.Event) error {
+	switch e.Type {
+	case TypeFunctionRegistered:
+		return b.functionRegistered(e)
+	case TypeFunctionUpdated:
+		return b.functionUpdated(e)
+	case TypeFunctionDeleted:
+		return b.functionDeleted(e)
+	case TypeInvocationQueued:
+		return b.invocationQueued(e)
+	case TypeInvocationStarted, TypeInvocationCompleted, TypeInvocationFailed,
+		TypeInvocationTimedOut, TypeInvocationRetried:
+		p, err := b.invocation(e.InvocationID)
+		if err != nil {
+			return err
+		}
+		return applyInvocation(&p.rec, e)
+	}
+	// Other events (images, hot containers, recovery) change no view.
+	return nil
+}
+
+func (b *batch) Flush() error {
+	ids := make([]string, 0, len(b.invs))
+	for id := range b.invs {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		p := b.invs[id]
+		v, err := json.Marshal(&p.rec)
+		if err != nil {
+			return err
+		}
+		if err := b.tx.Put(viewInvocations, []byte(id), v); err != nil {
+			return err
+		}
+		if p.origStatus == p.rec.Status {
+			continue
+		}
+		if p.origStatus == "" {
+			if err := b.tx.Put(viewInvocationsByFunc, indexKey(p.rec.FunctionID, id), nil); err != nil {
+				return err
+			}
+		} else if err := b.tx.Delete(viewInvocationsByStat, indexKey(p.origStatus, id)); err != nil {
+			return err
+		}
+		if err := b.tx.Put(viewInvocationsByStat, indexKey(p.rec.Status, id), nil); err != nil {
+			return err
+		}
+	}
+	clear(b.invs)
+	return nil
+}
+
+func indexKey(prefix, id string) []byte {
+	k := make([]byte, 0, len(prefix)+1+len(id))
+	k = append(k, prefix...)
+	k = append(k, 0)
+	return append(k, id...)
+}
+
+func versionKey(id string, v int) []byte {
+	k := indexKey(id, "")
+	return append(k, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+}
+
+func decode(e *eventlog.Event, into any) error {
+	if err := json.Unmarshal(e.Data, into); err != nil {
+		return fmt.Errorf("%s payload: %w", e.Type, err)
+	}
+	return nil
+}
+
+func (b *batch) putFunction(f *Function) error {
+	v, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	if err := b.tx.Put(viewFunctionVersions, versionKey(f.ID, f.Version), v); err != nil {
+		return err
+	}
+	if f.Deleted {
+		return b.tx.Delete(viewFunctions, []byte(f.ID))
+	}
+	return b.tx.Put(viewFunctions, []byte(f.ID), v)
+}
+
+func (b *batch) liveFunction(id string) (*Function, error) {
+	v := b.tx.Get(viewFunctions, []byte(id))
+	if v == nil {
+		return nil, fmt.Errorf("%w: function %s is not registered", ErrInconsistent, id)
+	}
+	var f Function
+	if err := json.Unmarshal(v, &f); err != nil {
+		return nil, fmt.Errorf("function %s: %w", id, err)
+	}
+	return &f, nil
+}
+
+func (b *batch) functionRegistered(e *eventlog.Event) error {
+	var p FunctionRegistered
+	if err := decode(e, &p); err != nil {
+		return err
+	}
+	if e.FunctionID == "" || p.Name == "" {
+		return fmt.Errorf("%w: registration without id or name", ErrInconsistent)
+	}
+	if b.tx.Get(viewFunctions, []byte(e.FunctionID)) != nil {
+		return fmt.Errorf("%w: function %s registered twice", ErrInconsistent, e.FunctionID)
+	}
+	if b.tx.Get(viewFunctionNames, []byte(p.Name)) != nil {
+		return fmt.Errorf("%w: name %q is taken", ErrInconsistent, p.Name)
+	}
+	f := Function{
+		ID: e.FunctionID, FunctionSpec: p.FunctionSpec, Version: 1,
+		CreatedAt: p.CreatedAt, UpdatedAt: p.CreatedAt,
+		Imported: p.Imported, OriginalName: p.OriginalName,
+	}
+	if err := b.tx.Put(viewFunctionNames, []byte(p.Name), []byte(f.ID)); err != nil {
+		return err
+	}
+	return b.putFunction(&f)
+}
+
+func (b *batch) functionUpdated(e *eventlog.Event) error {
+	var p FunctionUpdated
+	if err := decode(e, &p); err != nil {
+		return err
+	}
+	f, err := b.liveFunction(e.FunctionID)
+	if err != nil {
+		return err
+	}
+	if p.Version != f.Version+1 {
+		return fmt.Errorf("%w: function %s version %d after %d", ErrInconsistent, f.ID, p.Version, f.Version)
+	}
+	if p.Name != f.Name {
+		if b.tx.Get(viewFunctionNames, []byte(p.Name)) != nil {
+			return fmt.Errorf("%w: name %q is taken", ErrInconsistent, p.Name)
+		}
+		if err := b.tx.Delete(viewFunctionNames, []byte(f.Name)); err != nil {
+			return err
+		}
+		if err := b.tx.Put(viewFunctionNames, []byte(p.Name), []byte(f.ID)); err != nil {
+			return err
+		}
+	}
+	f.FunctionSpec, f.Version, f.UpdatedAt = p.FunctionSpec, p.Version, e.Time
+	return b.putFunction(f)
+}
+
+func (b *batch) functionDeleted(e *eventlog.Event) error {
+	f, err := b.liveFunction(e.FunctionID)
+	if err != nil {
+		return err
+	}
+	if err := b.tx.Delete(viewFunctionNames, []byte(f.Name)); err != nil {
+		return err
+	}
+	f.Deleted, f.UpdatedAt, f.Version = true, e.Time, f.Version+1
+	return b.putFunction(f)
+}
+
+func (b *batch) invocationQueued(e *eventlog.Event) error {
+	var p InvocationQueued
+	if err := decode(e, &p); err != nil {
+		return err
+	}
+	if e.InvocationID == "" || e.FunctionID == "" {
+		return fmt.Errorf("%w: invocation without id or function", ErrInconsistent)
+	}
+	if _, ok := b.invs[e.InvocationID]; ok || b.tx.Get(viewInvocations, []byte(e.InvocationID)) != nil {
+		return fmt.Errorf("%w: invocation %s queued twice", ErrInconsistent, e.InvocationID)
+	}
+	b.invs[e.InvocationID] = &pendingInvocation{rec: Invocation{
+		InvocationID: e.InvocationID, FunctionID: e.FunctionID,
+		FunctionName: p.FunctionName, FunctionVersion: p.FunctionVersion,
+		Async: p.Async, Status: StatusPending, CreatedAt: e.Time,
+	}}
+	return nil
+}
+
+func (b *batch) invocation(id string) (*pendingInvocation, error) {
+	if p, ok := b.invs[id]; ok {
+		return p, nil
+	}
+	v := b.tx.Get(viewInvocations, []byte(id))
+	if v == nil {
+		return nil, fmt.Errorf("%w: invocation %q was never queued", ErrInconsistent, id)
+	}
+	p := &pendingInvocation{}
+	if err := json.Unmarshal(v, &p.rec); err != nil {
+		return nil, fmt.Errorf("invocation %s: %w", id, err)
+	}
+	p.origStatus = p.rec.Status
+	b.invs[id] = p
+	return p, nil
+}
+
+// applyInvocation changes an invocation record for one of its later events.
+func applyInvocation(r *Invocation, e *eventlog.Event) error {
+	if r.Status == StatusCompleted || r.Status == StatusFailed {
+		return fmt.Errorf("%w: %s after invocation %s ended", ErrInconsistent, e.Type, r.InvocationID)
+	}
+	t := e.Time
+	switch e.Type {
+	case TypeInvocationStarted:
+		var p InvocationStarted
+		if err := decode(e, &p); err != nil {
+			return err
+		}
+		r.Status, r.StartedAt, r.Attempts = StatusRunning, &t, p.Attempt
+		r.ContainerID, r.ImageDigest, r.NextAttemptAt = p.ContainerID, p.ImageDigest, nil
+	case TypeInvocationRetried:
+		var p InvocationRetried
+		if err := decode(e, &p); err != nil {
+			return err
+		}
+		nb := p.NotBefore
+		r.Status, r.Attempts, r.Error, r.NextAttemptAt = StatusPending, p.Attempt, p.Reason, &nb
+	default:
+		var p InvocationEnded
+		if err := decode(e, &p); err != nil {
+			return err
+		}
+		r.Status = StatusFailed
+		if e.Type == TypeInvocationCompleted {
+			r.Status = StatusCompleted
+		}
+		r.Result, r.Logs, r.ExitCode = p.Result, p.Logs, p.ExitCode
+		r.Error, r.ErrorType, r.Duration = p.Error, p.ErrorType, p.DurationMS
+		if e.Type == TypeInvocationTimedOut && r.ErrorType == "" {
+			r.ErrorType = ErrorTimeout
+		}
+		r.ResultTruncated, r.LogsTruncated = p.ResultTruncated, p.LogsTruncated
+		r.Truncated = p.ResultTruncated || p.LogsTruncated
+		if p.Attempt > r.Attempts {
+			r.Attempts = p.Attempt
+		}
+		r.Timestamp, r.CompletedAt, r.NextAttemptAt = &t, &t, nil
+	}
+	return nil
+}
