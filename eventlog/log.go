@@ -307,7 +307,7 @@ func (l *Log) commit(batch []*request) {
 // projector. It returns how many events it wrote: 0 when the condition
 // refused the group, whose error is then in r.err.
 func (l *Log) writeGroup(tx *bolt.Tx, r *request, seq uint64, head Hash) (int, error) {
-	views := newViewTx(tx.Bucket(bucketViews))
+	views := newViewTx(tx)
 	if r.cond != nil {
 		if err := r.cond(views); err != nil {
 			r.err = err
@@ -319,6 +319,8 @@ func (l *Log) writeGroup(tx *bolt.Tx, r *request, seq uint64, head Hash) (int, e
 		batch = l.opts.Projector.Begin(views)
 	}
 	events := tx.Bucket(bucketEvents)
+	// Seqs only ever grow, so pages can fill up before they split.
+	events.FillPercent = 1.0
 	now := time.Now().UTC()
 	for i := range r.events {
 		e := &r.events[i]
@@ -357,6 +359,6 @@ func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(make([]byt
 // View runs fn with a consistent read of the views.
 func (l *Log) View(fn func(ViewReader) error) error {
 	return l.db.View(func(tx *bolt.Tx) error {
-		return fn(newViewTx(tx.Bucket(bucketViews)))
+		return fn(newViewTx(tx))
 	})
 }

@@ -16,6 +16,9 @@ type ViewReader interface {
 	// order or in reverse, beginning at start (inclusive) when start is not
 	// nil, until fn returns false.
 	Scan(view string, prefix, start []byte, reverse bool, fn func(k, v []byte) bool) error
+	// Event returns the event at seq, so that views can point into the log
+	// instead of copying large payloads.
+	Event(seq uint64) (Event, error)
 }
 
 // ViewTx is what a Projector may change inside an append's transaction.
@@ -35,6 +38,20 @@ type Projector interface {
 	Begin(tx ViewTx) Batch
 }
 
+// Preparer is an optional part of a Projector: the work on an event that
+// needs no views, such as decoding its payload. Rebuild and Verify run it
+// on the next events while the current ones are applied, and hand its
+// result to the batch's ApplyPrepared.
+type Preparer interface {
+	Prepare(e *Event) (any, error)
+}
+
+// PreparedBatch is a Batch that takes what Preparer made of an event.
+type PreparedBatch interface {
+	Batch
+	ApplyPrepared(e *Event, prepared any) error
+}
+
 // Batch applies a run of events in order. A Batch may keep state in memory
 // between calls to Apply, but it must have written everything to its
 // transaction when Flush returns. Errors abort the transaction.
@@ -44,12 +61,29 @@ type Batch interface {
 }
 
 type viewTx struct {
+	events  *bolt.Bucket // nil in Verify's scratch file
 	root    *bolt.Bucket
 	buckets map[string]*bolt.Bucket
 }
 
-func newViewTx(root *bolt.Bucket) *viewTx {
-	return &viewTx{root: root, buckets: make(map[string]*bolt.Bucket)}
+func newViewTx(tx *bolt.Tx) *viewTx {
+	return &viewTx{events: tx.Bucket(bucketEvents), root: tx.Bucket(bucketViews), buckets: make(map[string]*bolt.Bucket)}
+}
+
+// viewFill is the page fill for views: their keys are mostly ULIDs, which
+// arrive in ascending order, so pages split at bbolt's default of half full
+// would stay half empty.
+const viewFill = 0.9
+
+func (t *viewTx) Event(seq uint64) (Event, error) {
+	if t.events == nil {
+		return Event{}, fmt.Errorf("%w: no events here", ErrCorrupt)
+	}
+	v := t.events.Get(seqKey(seq))
+	if v == nil {
+		return Event{}, fmt.Errorf("%w: seq %d missing", ErrCorrupt, seq)
+	}
+	return Decode(v)
 }
 
 func (t *viewTx) bucket(name string, create bool) (*bolt.Bucket, error) {
@@ -67,6 +101,7 @@ func (t *viewTx) bucket(name string, create bool) (*bolt.Bucket, error) {
 		}
 	}
 	if b != nil {
+		b.FillPercent = viewFill
 		t.buckets[name] = b
 	}
 	return b, nil

@@ -91,11 +91,34 @@ type batch struct {
 }
 
 type pendingInvocation struct {
-	rec        Invocation
+	rec        storedInvocation
 	origStatus string // status in the store before this batch; "" if new
 }
 
 func (b *batch) Apply(e *eventlog.Event) error {
+	p, err := Projector{}.Prepare(e)
+	if err != nil {
+		return err
+	}
+	return b.ApplyPrepared(e, p)
+}
+
+// Prepare implements eventlog.Preparer: it decodes the payloads of the
+// invocation events, which are nearly all of a long log.
+func (Projector) Prepare(e *eventlog.Event) (any, error) {
+	switch e.Type {
+	case TypeInvocationQueued:
+		return decodeQueued(e)
+	case TypeInvocationStarted:
+		return decodeStarted(e)
+	case TypeInvocationCompleted, TypeInvocationFailed, TypeInvocationTimedOut:
+		return decodeEnded(e)
+	}
+	return nil, nil
+}
+
+// ApplyPrepared implements eventlog.PreparedBatch.
+func (b *batch) ApplyPrepared(e *eventlog.Event, prepared any) error {
 	switch e.Type {
 	case TypeFunctionRegistered:
 		return b.functionRegistered(e)
@@ -104,14 +127,14 @@ func (b *batch) Apply(e *eventlog.Event) error {
 	case TypeFunctionDeleted:
 		return b.functionDeleted(e)
 	case TypeInvocationQueued:
-		return b.invocationQueued(e)
+		return b.invocationQueued(e, prepared.(InvocationQueued))
 	case TypeInvocationStarted, TypeInvocationCompleted, TypeInvocationFailed,
 		TypeInvocationTimedOut, TypeInvocationRetried:
 		p, err := b.invocation(e.InvocationID)
 		if err != nil {
 			return err
 		}
-		return applyInvocation(&p.rec, e)
+		return applyInvocation(&p.rec, e, prepared)
 	}
 	// Other events (images, hot containers, recovery) change no view.
 	return nil
@@ -125,11 +148,7 @@ func (b *batch) Flush() error {
 	slices.Sort(ids)
 	for _, id := range ids {
 		p := b.invs[id]
-		v, err := json.Marshal(&p.rec)
-		if err != nil {
-			return err
-		}
-		if err := b.tx.Put(viewInvocations, []byte(id), v); err != nil {
+		if err := b.tx.Put(viewInvocations, []byte(id), p.rec.marshal()); err != nil {
 			return err
 		}
 		if p.origStatus == p.rec.Status {
@@ -259,22 +278,18 @@ func (b *batch) functionDeleted(e *eventlog.Event) error {
 	return b.putFunction(f)
 }
 
-func (b *batch) invocationQueued(e *eventlog.Event) error {
-	var p InvocationQueued
-	if err := decode(e, &p); err != nil {
-		return err
-	}
+func (b *batch) invocationQueued(e *eventlog.Event, p InvocationQueued) error {
 	if e.InvocationID == "" || e.FunctionID == "" {
 		return fmt.Errorf("%w: invocation without id or function", ErrInconsistent)
 	}
 	if _, ok := b.invs[e.InvocationID]; ok || b.tx.Get(viewInvocations, []byte(e.InvocationID)) != nil {
 		return fmt.Errorf("%w: invocation %s queued twice", ErrInconsistent, e.InvocationID)
 	}
-	b.invs[e.InvocationID] = &pendingInvocation{rec: Invocation{
+	b.invs[e.InvocationID] = &pendingInvocation{rec: storedInvocation{Invocation: Invocation{
 		InvocationID: e.InvocationID, FunctionID: e.FunctionID,
 		FunctionName: p.FunctionName, FunctionVersion: p.FunctionVersion,
 		Async: p.Async, Status: StatusPending, CreatedAt: e.Time,
-	}}
+	}}}
 	return nil
 }
 
@@ -287,8 +302,8 @@ func (b *batch) invocation(id string) (*pendingInvocation, error) {
 		return nil, fmt.Errorf("%w: invocation %q was never queued", ErrInconsistent, id)
 	}
 	p := &pendingInvocation{}
-	if err := json.Unmarshal(v, &p.rec); err != nil {
-		return nil, fmt.Errorf("invocation %s: %w", id, err)
+	if err := p.rec.unmarshal(id, v); err != nil {
+		return nil, err
 	}
 	p.origStatus = p.rec.Status
 	b.invs[id] = p
@@ -296,17 +311,14 @@ func (b *batch) invocation(id string) (*pendingInvocation, error) {
 }
 
 // applyInvocation changes an invocation record for one of its later events.
-func applyInvocation(r *Invocation, e *eventlog.Event) error {
+func applyInvocation(r *storedInvocation, e *eventlog.Event, prepared any) error {
 	if r.Status == StatusCompleted || r.Status == StatusFailed {
 		return fmt.Errorf("%w: %s after invocation %s ended", ErrInconsistent, e.Type, r.InvocationID)
 	}
 	t := e.Time
 	switch e.Type {
 	case TypeInvocationStarted:
-		var p InvocationStarted
-		if err := decode(e, &p); err != nil {
-			return err
-		}
+		p := prepared.(InvocationStarted)
 		r.Status, r.StartedAt, r.Attempts = StatusRunning, &t, p.Attempt
 		r.ContainerID, r.ImageDigest, r.NextAttemptAt = p.ContainerID, p.ImageDigest, nil
 	case TypeInvocationRetried:
@@ -317,15 +329,12 @@ func applyInvocation(r *Invocation, e *eventlog.Event) error {
 		nb := p.NotBefore
 		r.Status, r.Attempts, r.Error, r.NextAttemptAt = StatusPending, p.Attempt, p.Reason, &nb
 	default:
-		var p InvocationEnded
-		if err := decode(e, &p); err != nil {
-			return err
-		}
+		p := prepared.(InvocationEnded)
 		r.Status = StatusFailed
 		if e.Type == TypeInvocationCompleted {
 			r.Status = StatusCompleted
 		}
-		r.Result, r.Logs, r.ExitCode = p.Result, p.Logs, p.ExitCode
+		r.ExitCode, r.EndSeq = p.ExitCode, e.Seq
 		r.Error, r.ErrorType, r.Duration = p.Error, p.ErrorType, p.DurationMS
 		if e.Type == TypeInvocationTimedOut && r.ErrorType == "" {
 			r.ErrorType = ErrorTimeout
@@ -335,7 +344,7 @@ func applyInvocation(r *Invocation, e *eventlog.Event) error {
 		if p.Attempt > r.Attempts {
 			r.Attempts = p.Attempt
 		}
-		r.Timestamp, r.CompletedAt, r.NextAttemptAt = &t, &t, nil
+		r.CompletedAt, r.NextAttemptAt = &t, nil
 	}
 	return nil
 }

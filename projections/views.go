@@ -114,13 +114,35 @@ func (s *Views) FunctionVersions(id string) ([]Function, error) {
 // Invocation returns one invocation record.
 func (s *Views) Invocation(id string) (inv Invocation, err error) {
 	err = s.v.View(func(r eventlog.ViewReader) error {
-		v := r.Get(viewInvocations, []byte(id))
-		if v == nil {
-			return fmt.Errorf("invocation %q: %w", id, ErrNotFound)
-		}
-		return json.Unmarshal(v, &inv)
+		inv, err = readInvocation(r, []byte(id))
+		return err
 	})
 	return inv, err
+}
+
+// readInvocation reads a record and the outputs from the event that ended
+// it.
+func readInvocation(r eventlog.ViewReader, id []byte) (Invocation, error) {
+	v := r.Get(viewInvocations, id)
+	if v == nil {
+		return Invocation{}, fmt.Errorf("invocation %q: %w", id, ErrNotFound)
+	}
+	var rec storedInvocation
+	if err := rec.unmarshal(string(id), v); err != nil {
+		return Invocation{}, err
+	}
+	if rec.EndSeq != 0 {
+		e, err := r.Event(rec.EndSeq)
+		if err != nil {
+			return Invocation{}, fmt.Errorf("invocation %s: %w", id, err)
+		}
+		var p InvocationEnded
+		if err := json.Unmarshal(e.Data, &p); err != nil {
+			return Invocation{}, fmt.Errorf("invocation %s: %w", id, err)
+		}
+		rec.Result, rec.Logs = p.Result, p.Logs
+	}
+	return rec.Invocation, nil
 }
 
 // InvocationQuery filters and pages the invocation list.
@@ -170,11 +192,8 @@ func (s *Views) Invocations(q InvocationQuery) (page []Invocation, next string, 
 				next = page[len(page)-1].InvocationID
 				return false
 			}
-			if view != viewInvocations {
-				v = r.Get(viewInvocations, id)
-			}
 			var inv Invocation
-			if derr = json.Unmarshal(v, &inv); derr != nil {
+			if inv, derr = readInvocation(r, id); derr != nil {
 				return false
 			}
 			if q.Status == "" || inv.Status == q.Status {

@@ -1,0 +1,175 @@
+package projections
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// Invocation records are stored in a compact binary form rather than JSON:
+// a rebuild writes one per invocation, and encoding/json spent more time
+// on them than everything else together. stdout and stderr are not copied
+// into the record: it keeps the seq of the event that ended the
+// invocation, and readers take them from there.
+
+const recordV1 = 1
+
+var errRecord = errors.New("malformed invocation record")
+
+// storedInvocation is an invocation record as the view keeps it.
+type storedInvocation struct {
+	Invocation
+	EndSeq uint64 // seq of the completed/failed/timed_out event; 0 while running
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendTime(b []byte, t *time.Time) []byte {
+	if t == nil {
+		return binary.AppendVarint(b, math.MinInt64)
+	}
+	return binary.AppendVarint(b, t.UnixNano())
+}
+
+const (
+	flagAsync = 1 << iota
+	flagResultTruncated
+	flagLogsTruncated
+	flagHasExit
+)
+
+func (r *storedInvocation) marshal() []byte {
+	b := make([]byte, 0, 160+len(r.FunctionID)+len(r.Error)+len(r.ContainerID)+len(r.ImageDigest))
+	b = append(b, recordV1)
+	var flags uint64
+	if r.Async {
+		flags |= flagAsync
+	}
+	if r.ResultTruncated {
+		flags |= flagResultTruncated
+	}
+	if r.LogsTruncated {
+		flags |= flagLogsTruncated
+	}
+	exit := 0
+	if r.ExitCode != nil {
+		flags |= flagHasExit
+		exit = *r.ExitCode
+	}
+	b = binary.AppendUvarint(b, flags)
+	b = appendString(b, r.FunctionID)
+	b = appendString(b, r.FunctionName)
+	b = binary.AppendVarint(b, int64(r.FunctionVersion))
+	b = appendString(b, r.Status)
+	b = binary.AppendVarint(b, int64(exit))
+	b = appendString(b, r.Error)
+	b = appendString(b, r.ErrorType)
+	b = binary.AppendVarint(b, r.Duration)
+	b = appendTime(b, &r.CreatedAt)
+	b = appendTime(b, r.StartedAt)
+	b = appendTime(b, r.CompletedAt)
+	b = appendTime(b, r.NextAttemptAt)
+	b = binary.AppendVarint(b, int64(r.Attempts))
+	b = appendString(b, r.ContainerID)
+	b = appendString(b, r.ImageDigest)
+	return binary.AppendUvarint(b, r.EndSeq)
+}
+
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (d *reader) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errRecord
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *reader) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = errRecord
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *reader) string() string {
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(d.b)) {
+		d.err = errRecord
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *reader) time() *time.Time {
+	v := d.varint()
+	if v == math.MinInt64 || d.err != nil {
+		return nil
+	}
+	t := time.Unix(0, v).UTC()
+	return &t
+}
+
+func (r *storedInvocation) unmarshal(id string, b []byte) error {
+	if len(b) == 0 || b[0] != recordV1 {
+		return fmt.Errorf("invocation %s: %w", id, errRecord)
+	}
+	d := reader{b: b[1:]}
+	flags := d.uvarint()
+	*r = storedInvocation{}
+	r.InvocationID = id
+	r.FunctionID = d.string()
+	r.FunctionName = d.string()
+	r.FunctionVersion = int(d.varint())
+	r.Status = d.string()
+	exit := int(d.varint())
+	r.Error = d.string()
+	r.ErrorType = d.string()
+	r.Duration = d.varint()
+	if t := d.time(); t != nil {
+		r.CreatedAt = *t
+	}
+	r.StartedAt = d.time()
+	r.CompletedAt = d.time()
+	r.NextAttemptAt = d.time()
+	r.Attempts = int(d.varint())
+	r.ContainerID = d.string()
+	r.ImageDigest = d.string()
+	r.EndSeq = d.uvarint()
+	if d.err == nil && len(d.b) != 0 {
+		d.err = errRecord
+	}
+	if d.err != nil {
+		return fmt.Errorf("invocation %s: %w", id, d.err)
+	}
+	r.Async = flags&flagAsync != 0
+	r.ResultTruncated = flags&flagResultTruncated != 0
+	r.LogsTruncated = flags&flagLogsTruncated != 0
+	r.Truncated = r.ResultTruncated || r.LogsTruncated
+	if flags&flagHasExit != 0 {
+		r.ExitCode = &exit
+	}
+	r.Timestamp = r.CompletedAt
+	return nil
+}
