@@ -141,7 +141,8 @@ func Decode(v []byte) (Event, error) {
 
 func field(p []byte) (val, rest []byte, err error) {
 	n, k := binary.Uvarint(p)
-	if k <= 0 || n > maxField || n > uint64(len(p)-k) {
+	// Lengths must be minimal, so that an event has one stored form.
+	if k <= 0 || (k > 1 && p[k-1] == 0) || n > maxField || n > uint64(len(p)-k) {
 		return nil, nil, fmt.Errorf("%w: bad field length", ErrCorrupt)
 	}
 	end := k + int(n)

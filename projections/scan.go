@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,6 +41,13 @@ func scanObject(data []byte, fn func(key []byte, v jsonValue) error) error {
 			return err
 		}
 		key := data[i+1 : end-1]
+		if bytes.IndexByte(key, '\\') >= 0 {
+			var k string
+			if err := json.Unmarshal(data[i:end], &k); err != nil {
+				return errScan
+			}
+			key = []byte(k)
+		}
 		i = skipSpace(data, end)
 		if i >= len(data) || data[i] != ':' {
 			return errScan
