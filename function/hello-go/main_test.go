@@ -1,0 +1,72 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/minilambda/minilambda/internal/dockertest"
+	"github.com/minilambda/minilambda/runner"
+)
+
+func TestRun(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		fails    bool
+	}{
+		{in: `{"name": "Ada"}`, want: "Hello, Ada!"},
+		{in: `{}`, want: "Hello, World!"},
+		{in: ``, want: "Hello, World!"},
+		{in: `not json`, fails: true},
+	} {
+		var stdout, stderr bytes.Buffer
+		err := run(strings.NewReader(tc.in), &stdout, &stderr)
+		if tc.fails {
+			if err == nil {
+				t.Errorf("%q: no error", tc.in)
+			}
+			continue
+		}
+		var res Result
+		if err != nil || json.Unmarshal(stdout.Bytes(), &res) != nil || res.Message != tc.want {
+			t.Errorf("%q: stdout %q, err %v; want message %q", tc.in, stdout.String(), err, tc.want)
+		}
+		if stderr.Len() == 0 {
+			t.Errorf("%q: nothing logged", tc.in)
+		}
+	}
+}
+
+// TestImage builds the image from this directory's Dockerfile, as the
+// README says, and invokes it through the runner.
+func TestImage(t *testing.T) {
+	cli := dockertest.Client(t)
+	dockerfile, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := dockertest.BuildImage(t, cli, "hello-go",
+		map[string][]byte{"Dockerfile": dockerfile},
+		map[string][]byte{"hello": dockertest.GoBinary(t, ".")})
+
+	d, err := runner.New(cli, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, value := dockertest.UniqueLabel(t)
+	t.Cleanup(func() { dockertest.AssertNoContainers(t, cli, key, value) })
+	res, err := d.Run(context.Background(), runner.Spec{
+		Image:  img.Tag,
+		Input:  []byte(`{"name": "Ada"}`),
+		Labels: map[string]string{key: value},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(res.Stdout); res.ExitCode != 0 || got != "{\"message\":\"Hello, Ada!\"}\n" {
+		t.Errorf("exit %d, stdout %q, stderr %q", res.ExitCode, got, res.Stderr)
+	}
+}

@@ -1,0 +1,67 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/client"
+)
+
+// ErrEngineUnavailable means the Docker engine could not be reached: its
+// socket is missing, refuses connections or stopped answering. It is
+// transient; the same call succeeds once the engine is back.
+var ErrEngineUnavailable = errors.New("runner: docker engine unavailable")
+
+// ErrImageNotFound means the function's image is not present in the engine.
+// Nothing is ever pulled: images are loaded with [Docker.LoadImage] or built
+// on the host.
+var ErrImageNotFound = errors.New("runner: image not found")
+
+// ErrBadImage means an archive given to [Docker.LoadImage] could not be
+// loaded: it is not a `docker save` tar, or the engine rejected its content.
+var ErrBadImage = errors.New("runner: bad image archive")
+
+// ErrInvalidSpec means a [Spec] was rejected before anything was asked of the
+// engine, for example an empty image or the "host" network.
+var ErrInvalidSpec = errors.New("runner: invalid spec")
+
+// wrapEngineErr prefixes err with the operation that failed and, when the
+// engine could not be reached at all, wraps ErrEngineUnavailable too.
+func wrapEngineErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if isUnavailable(err) {
+		return fmt.Errorf("%w: %s: %w", ErrEngineUnavailable, op, err)
+	}
+	return fmt.Errorf("runner: %s: %w", op, err)
+}
+
+// isUnavailable reports whether err means that the engine could not be
+// reached, as opposed to an answer from the engine or a cancelled context.
+func isUnavailable(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if client.IsErrConnectionFailed(err) {
+		return true
+	}
+	// The hijacked connections of attach don't go through the client's
+	// error mapping: look for a failed dial underneath.
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "dial" {
+		return true
+	}
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// isNotFound reports whether the engine answered that the object is absent.
+func isNotFound(err error) bool { return cerrdefs.IsNotFound(err) }
+
+// isConflict reports whether the engine refused because of the object's
+// state, such as killing a container that is not running.
+func isConflict(err error) bool { return cerrdefs.IsConflict(err) }
