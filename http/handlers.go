@@ -1,0 +1,254 @@
+package http
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+	"github.com/minilambda/minilambda/internal/agent"
+	"github.com/minilambda/minilambda/projections"
+)
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+func (s *Server) createFunction(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	var spec projections.FunctionSpec
+	if err := s.decode(w, r, &spec, false); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	f, err := s.agent.Register(r.Context(), spec)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/functions/"+f.ID)
+	writeJSON(w, http.StatusCreated, f)
+}
+
+func (s *Server) listFunctions(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	fns, err := s.views.Functions()
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, fns)
+}
+
+func (s *Server) getFunction(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	f, err := s.views.Function(p.ByName("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, f)
+}
+
+func (s *Server) updateFunction(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	var patch agent.Patch
+	if err := s.decode(w, r, &patch, false); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	f, err := s.agent.Update(r.Context(), p.ByName("id"), patch)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, f)
+}
+
+func (s *Server) deleteFunction(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	if err := s.agent.Delete(r.Context(), p.ByName("id")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// invokeBody is the body of POST /invoke/{id}; both fields are optional.
+type invokeBody struct {
+	Event   json.RawMessage `json:"event"`
+	Timeout int             `json:"timeout"`
+}
+
+func (s *Server) invoke(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	var body invokeBody
+	if err := s.decode(w, r, &body, true); err != nil {
+		if br, ok := err.(badRequest); ok && strings.Contains(br.msg, "unknown field") {
+			err = badRequest{br.msg + `: the body is {"event": <the function's event>, "timeout": <seconds>}`}
+		}
+		s.writeError(w, r, err)
+		return
+	}
+	inv, err := s.agent.Invoke(r.Context(), p.ByName("id"), agent.InvokeRequest{Event: body.Event, Timeout: body.Timeout})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	switch {
+	case inv.Status == projections.StatusFailed && inv.ErrorType == projections.ErrorTimeout:
+		status = http.StatusGatewayTimeout
+	case inv.Status == projections.StatusFailed:
+		status = http.StatusBadGateway
+	}
+	writeJSON(w, status, inv)
+}
+
+func (s *Server) getInvocation(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	inv, err := s.views.Invocation(p.ByName("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, inv)
+}
+
+// invocationPage is the answer of GET /invocations.
+type invocationPage struct {
+	Invocations []projections.Invocation `json:"invocations"`
+	// NextCursor, passed as ?cursor=, fetches the next page; empty on the
+	// last.
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+func (s *Server) listInvocations(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	q := r.URL.Query()
+	query := projections.InvocationQuery{Cursor: q.Get("cursor")}
+	if fn := q.Get("function"); fn != "" {
+		// A live function by id or name; otherwise take it as the id of a
+		// deleted one, whose invocations stay listed.
+		query.FunctionID = fn
+		if f, err := s.views.Function(fn); err == nil {
+			query.FunctionID = f.ID
+		}
+	}
+	switch st := q.Get("status"); st {
+	case "", projections.StatusPending, projections.StatusRunning, projections.StatusCompleted, projections.StatusFailed:
+		query.Status = st
+	default:
+		s.writeError(w, r, badRequest{fmt.Sprintf("status must be PENDING, RUNNING, COMPLETED or FAILED, not %q", st)})
+		return
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > projections.MaxLimit {
+			s.writeError(w, r, badRequest{fmt.Sprintf("limit must be a number from 1 to %d", projections.MaxLimit)})
+			return
+		}
+		query.Limit = n
+	}
+	page, next, err := s.views.Invocations(query)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, invocationPage{Invocations: page, NextCursor: next})
+}
+
+func (s *Server) loadImage(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	// Multipart framing adds a little to the archive itself.
+	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxImageBytes+1<<20)
+	mr, err := r.MultipartReader()
+	if err != nil {
+		s.writeError(w, r, badRequest{"send the image as multipart/form-data, field \"image\": the tar from docker save"})
+		return
+	}
+	var spool *os.File
+	for spool == nil {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			s.writeError(w, r, badRequest{"no multipart field named \"image\""})
+			return
+		}
+		if err != nil {
+			s.writeError(w, r, wrapBody(err))
+			return
+		}
+		if part.FormName() != "image" {
+			continue
+		}
+		// Spool to disk: the engine may read slowly, and an archive can be
+		// far larger than what we want in memory.
+		if spool, err = os.CreateTemp(s.opts.SpoolDir, "minilambda-image-*.tar"); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		defer os.Remove(spool.Name())
+		defer spool.Close()
+		n, err := io.Copy(spool, io.LimitReader(part, s.opts.MaxImageBytes+1))
+		if err != nil {
+			s.writeError(w, r, wrapBody(err))
+			return
+		}
+		if n > s.opts.MaxImageBytes {
+			s.writeError(w, r, &http.MaxBytesError{Limit: s.opts.MaxImageBytes})
+			return
+		}
+		if n == 0 {
+			s.writeError(w, r, badRequest{"the \"image\" field is empty"})
+			return
+		}
+	}
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	tags, err := s.agent.LoadImage(r.Context(), spool)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string][]string{"loaded": tags})
+}
+
+// wrapBody keeps a body over the bound recognisable, and calls any other
+// read error the client's.
+func wrapBody(err error) error {
+	if _, ok := err.(*http.MaxBytesError); ok {
+		return err
+	}
+	return badRequest{fmt.Sprintf("reading the upload: %v", err)}
+}
+
+func (s *Server) listImages(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	tags, err := s.agent.ListImages(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, tags)
+}
+
+// healthBody is the answer of /healthz: the engine's state and the event
+// log's head, which an operator can keep outside the file to check later
+// that the log was not rewritten.
+type healthBody struct {
+	Status   string `json:"status"`
+	Docker   string `json:"docker"`
+	Error    string `json:"error,omitempty"`
+	EventSeq uint64 `json:"event_log_seq"`
+	HeadHash string `json:"event_log_head"`
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	seq, head := s.agent.Head()
+	body := healthBody{Status: "ok", Docker: "ok", EventSeq: seq, HeadHash: head.String()}
+	status := http.StatusOK
+	if err := s.agent.Health(ctx); err != nil {
+		status = http.StatusServiceUnavailable
+		body.Status, body.Docker, body.Error = "unavailable", "unreachable", fmt.Sprintf("the Docker engine does not answer: %v", err)
+	}
+	writeJSON(w, status, body)
+}

@@ -1,0 +1,221 @@
+// Package http is Mini Lambda's REST API: it decodes and validates
+// requests, hands them to the agent or the views, and encodes answers and
+// errors as JSON. It holds no state and never touches Docker. Import it as
+// lambdahttp, since it shadows net/http.
+package http
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+	"github.com/minilambda/minilambda/eventlog"
+	"github.com/minilambda/minilambda/internal/agent"
+	"github.com/minilambda/minilambda/projections"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Agent is what the handlers submit work to.
+type Agent interface {
+	Register(ctx context.Context, spec projections.FunctionSpec) (projections.Function, error)
+	Update(ctx context.Context, ref string, patch agent.Patch) (projections.Function, error)
+	Delete(ctx context.Context, ref string) error
+	Invoke(ctx context.Context, ref string, req agent.InvokeRequest) (projections.Invocation, error)
+	LoadImage(ctx context.Context, r io.Reader) ([]string, error)
+	ListImages(ctx context.Context) ([]string, error)
+	Health(ctx context.Context) error
+	Head() (uint64, eventlog.Hash)
+}
+
+// Views is what the handlers read.
+type Views interface {
+	Function(ref string) (projections.Function, error)
+	Functions() ([]projections.Function, error)
+	Invocation(id string) (projections.Invocation, error)
+	Invocations(q projections.InvocationQuery) ([]projections.Invocation, string, error)
+}
+
+var (
+	_ Agent = (*agent.Agent)(nil)
+	_ Views = (*projections.Views)(nil)
+)
+
+// Options configure New.
+type Options struct {
+	Agent    Agent
+	Views    Views
+	Logger   *slog.Logger
+	Registry *prometheus.Registry // served on /metrics
+	// MaxBodyBytes bounds JSON request bodies; 6 MiB (Lambda's payload
+	// limit) when zero.
+	MaxBodyBytes int64
+	// MaxImageBytes bounds an image upload; 2 GiB when zero.
+	MaxImageBytes int64
+	// SpoolDir holds uploads while the engine loads them; the system's
+	// temporary directory when empty.
+	SpoolDir string
+}
+
+// Server is the API's http.Handler.
+type Server struct {
+	router *httprouter.Router
+	agent  Agent
+	views  Views
+	log    *slog.Logger
+	opts   Options
+}
+
+// New returns the API handler.
+func New(opts Options) *Server {
+	if opts.MaxBodyBytes == 0 {
+		opts.MaxBodyBytes = 6 << 20
+	}
+	if opts.MaxImageBytes == 0 {
+		opts.MaxImageBytes = 2 << 30
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{agent: opts.Agent, views: opts.Views, log: logger.With("subsystem", "http"), opts: opts}
+	r := httprouter.New()
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.HandleOPTIONS = false
+	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, errorBody{fmt.Sprintf("no such path: %s", r.URL.Path)})
+	})
+	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody{fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, w.Header().Get("Allow"))})
+	})
+	r.PanicHandler = func(w http.ResponseWriter, r *http.Request, v any) {
+		s.log.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", v)
+		writeJSON(w, http.StatusInternalServerError, errorBody{"internal error"})
+	}
+	r.POST("/functions", s.createFunction)
+	r.GET("/functions", s.listFunctions)
+	r.GET("/functions/:id", s.getFunction)
+	r.PUT("/functions/:id", s.updateFunction)
+	r.DELETE("/functions/:id", s.deleteFunction)
+	r.POST("/invoke/:id", s.invoke)
+	r.GET("/invocations", s.listInvocations)
+	r.GET("/invocations/:id", s.getInvocation)
+	r.POST("/images", s.loadImage)
+	r.GET("/images", s.listImages)
+	r.GET("/healthz", s.health)
+	r.GET("/health", s.health)
+	metrics := promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{})
+	r.GET("/metrics", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) { metrics.ServeHTTP(w, r) })
+	s.router = r
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	s.router.ServeHTTP(rec, r)
+	s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start))
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+// badRequest is a client mistake found by this package.
+type badRequest struct{ msg string }
+
+func (e badRequest) Error() string { return e.msg }
+
+// writeError maps an error to a status code, the one place that does. What
+// the client could not have caused is a 500 with a generic message, and is
+// logged here, once.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var br badRequest
+	var tooBig *http.MaxBytesError
+	status := http.StatusInternalServerError
+	switch {
+	case errors.As(err, &tooBig):
+		status, err = http.StatusRequestEntityTooLarge, fmt.Errorf("request body is larger than %d bytes", tooBig.Limit)
+	case errors.As(err, &br), errors.Is(err, agent.ErrInvalid), errors.Is(err, projections.ErrBadCursor), errors.Is(err, agent.ErrBadImage):
+		status = http.StatusBadRequest
+	case errors.Is(err, projections.ErrNotFound):
+		status = http.StatusNotFound
+	case errors.Is(err, agent.ErrConflict):
+		status = http.StatusConflict
+	case errors.Is(err, agent.ErrBusy):
+		status = http.StatusTooManyRequests
+	case errors.Is(err, agent.ErrEngineUnavailable):
+		status = http.StatusServiceUnavailable
+	case errors.Is(err, eventlog.ErrClosed):
+		status, err = http.StatusServiceUnavailable, errors.New("the server is shutting down")
+	}
+	msg := err.Error()
+	if status == http.StatusInternalServerError {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		msg = "internal error; the server's log has the details"
+	}
+	writeJSON(w, status, errorBody{msg})
+}
+
+// decode reads one JSON value from the body into v, refusing unknown
+// fields, trailing data and bodies over the bound. An empty body is
+// allowed when emptyOK.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) error {
+	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+	data, err := io.ReadAll(body)
+	if err != nil {
+		return err
+	}
+	if len(data) == 0 && emptyOK {
+		return nil
+	}
+	if !json.Valid(data) {
+		return badRequest{"request body is not valid JSON"}
+	}
+	dec := json.NewDecoder(bytesReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &typeErr):
+			return badRequest{fmt.Sprintf("field %q must be %s, not %s", typeErr.Field, typeErr.Type, typeErr.Value)}
+		case strings.HasPrefix(err.Error(), "json: unknown field"):
+			return badRequest{fmt.Sprintf("request body: %s", strings.TrimPrefix(err.Error(), "json: "))}
+		default:
+			return badRequest{fmt.Sprintf("request body: %v", err)}
+		}
+	}
+	return nil
+}

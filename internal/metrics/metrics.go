@@ -1,0 +1,67 @@
+// Package metrics defines Mini Lambda's Prometheus metrics on a registry of
+// its own, so that tests and several servers in one process never collide.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics are the server's instruments. The zero value is not usable; call
+// New.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	Invocations   *prometheus.CounterVec   // by function and final status
+	Duration      *prometheus.HistogramVec // by function: from container start to exit
+	InFlight      prometheus.Gauge
+	Starts        *prometheus.CounterVec // by kind: cold or warm
+	CommitLatency prometheus.Histogram
+	CommitEvents  prometheus.Histogram
+}
+
+// New registers the metrics, plus Go runtime and process collectors.
+func New() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		Invocations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "minilambda_invocations_total",
+			Help: "Invocations that ended, by function name and status (COMPLETED or FAILED) and error type.",
+		}, []string{"function", "status", "error_type"}),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "minilambda_invocation_duration_seconds",
+			Help: "Time from a function's container start to its exit.",
+			// 1 ms to 5 min.
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
+		}, []string{"function"}),
+		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "minilambda_invocations_in_flight",
+			Help: "Invocations running now.",
+		}),
+		Starts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "minilambda_container_starts_total",
+			Help: "Invocations by how their container was had: cold (created for it) or warm (already running).",
+		}, []string{"kind"}),
+		CommitLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "minilambda_eventlog_commit_seconds",
+			Help:    "Latency of event log commits, fsync included.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		CommitEvents: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "minilambda_eventlog_commit_events",
+			Help:    "Events per event log commit (group commit).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
+		}),
+	}
+	m.Registry.MustRegister(m.Invocations, m.Duration, m.InFlight, m.Starts, m.CommitLatency, m.CommitEvents,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Commit records one event log commit; it fits eventlog.Options.OnCommit.
+func (m *Metrics) Commit(events int, latency time.Duration) {
+	m.CommitLatency.Observe(latency.Seconds())
+	m.CommitEvents.Observe(float64(events))
+}

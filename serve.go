@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/minilambda/minilambda/eventlog"
+	lambdahttp "github.com/minilambda/minilambda/http"
+	"github.com/minilambda/minilambda/internal/agent"
+	"github.com/minilambda/minilambda/internal/metrics"
+	"github.com/minilambda/minilambda/projections"
+	"github.com/minilambda/minilambda/runner"
+)
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(env(name, "")); err == nil {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(env(name, "")); err == nil {
+		return v
+	}
+	return def
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	addr := fs.String("addr", env("ADDR", "127.0.0.1:8300"), "address to listen on")
+	db := fs.String("db", env("DB", defaultDB()), "the event log file (created if missing)")
+	grace := fs.Duration("grace", envDuration("GRACE", 30*time.Second), "how long shutdown waits for invocations under way")
+	maxInFlight := fs.Int("max-in-flight", envInt("MAX_IN_FLIGHT", 64), "invocations running at once, all functions together")
+	outputLimit := fs.Int64("output-limit", int64(envInt("OUTPUT_LIMIT", runner.DefaultOutputLimit)), "bytes of stdout, and of stderr, kept per invocation")
+	maxImage := fs.Int64("max-image-bytes", int64(envInt("MAX_IMAGE_BYTES", 2<<30)), "largest image upload")
+	level := fs.String("log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		return usageError{fmt.Errorf("serve: --log-level: %v", err)}
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	if err := checkLoopback(*addr); err != nil {
+		return usageError{err}
+	}
+
+	if err := os.MkdirAll(filepath.Dir(*db), 0o700); err != nil {
+		return err
+	}
+	m := metrics.New()
+	log, err := eventlog.Open(*db, eventlog.Options{Projector: projections.Projector{}, Logger: logger, OnCommit: m.Commit})
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	docker, err := runner.NewFromEnv(logger)
+	if err != nil {
+		return err
+	}
+	defer docker.Close()
+	ag, err := agent.New(agent.Options{
+		Log: log, Runner: docker, Logger: logger, Metrics: m,
+		Instance: instanceID(*db), MaxInFlight: *maxInFlight, OutputLimit: *outputLimit,
+	})
+	if err != nil {
+		return err
+	}
+	if err := ag.Recover(ctx); err != nil {
+		// The engine may be down now and back later; the server serves what
+		// it can meanwhile.
+		logger.Warn("start-up recovery incomplete", "err", err)
+	}
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler: lambdahttp.New(lambdahttp.Options{
+			Agent: ag, Views: ag.Views(), Logger: logger, Registry: m.Registry, MaxImageBytes: *maxImage,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	head, hash := log.Head()
+	logger.Info("serving", "addr", ln.Addr().String(), "db", *db, "events", head, "head", hash.String())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	// Stop accepting, let invocations under way answer, then close the
+	// runner and, last, the log they write to.
+	logger.Info("shutting down", "grace", grace.String())
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), *grace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		logger.Warn("grace period over; cutting off remaining requests", "err", err)
+		srv.Close()
+	}
+	ag.Wait()
+	<-served
+	logger.Info("stopped")
+	return nil
+}
+
+// checkLoopback refuses addresses beyond this machine: the API runs any
+// image it is asked to, so it must not be reachable from the network
+// without authentication.
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("serve: --addr %q: %v", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return errors.New("serve: --addr must be a loopback address (127.0.0.1, ::1, localhost): anyone who can reach the API can run any image")
+}
+
+// instanceID names this server's containers after its event log, so that
+// two servers on one engine never remove each other's.
+func instanceID(db string) string {
+	abs, err := filepath.Abs(db)
+	if err != nil {
+		abs = db
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return hex.EncodeToString(sum[:6])
+}
