@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minilambda/minilambda/eventlog"
+	"github.com/minilambda/minilambda/projections"
+	bolt "go.etcd.io/bbolt"
+)
+
+func runCmd(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), args, &out, &errOut)
+	return out.String(), errOut.String(), err
+}
+
+func TestMigrateDumpAudit(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "data", "events.db")
+	legacy := filepath.Join("migrate", "testdata", "functions.json")
+	out, _, err := runCmd(t, "migrate", "--db", db, "--from", legacy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "3 imported, 0 already present") || !strings.Contains(out, `"test-lambda-9f2b7c1e": the name "test-lambda" was taken`) {
+		t.Fatalf("migrate said %q", out)
+	}
+	if out, _, err := runCmd(t, "migrate", "--db", db, "--from", legacy); err != nil || !strings.Contains(out, "0 imported, 3 already present") {
+		t.Fatalf("second migrate: %q %v", out, err)
+	}
+
+	out, _, err = runCmd(t, "dump", "--db", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("dump printed %d lines: %q", len(lines), out)
+	}
+	var e struct {
+		Seq        uint64
+		Type       string
+		FunctionID string `json:"function_id"`
+		Data       projections.FunctionRegistered
+		Hash       string
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &e); err != nil || e.Seq != 1 || e.Type != "function.registered" || !e.Data.Imported || len(e.Hash) != 64 {
+		t.Fatalf("dump line %q: %+v %v", lines[0], e, err)
+	}
+	out, _, _ = runCmd(t, "dump", "--db", db, "--from", "3")
+	if strings.Count(out, "\n") != 1 {
+		t.Errorf("--from 3 printed %q", out)
+	}
+	out, _, _ = runCmd(t, "dump", "--db", db, "--function", "5ac94553-cd05-4cc0-b657-acae0c6559e1")
+	if strings.Count(out, "\n") != 1 || !strings.Contains(out, "5ac94553") {
+		t.Errorf("--function printed %q", out)
+	}
+	out, _, _ = runCmd(t, "dump", "--db", db, "--type", "invocation.queued")
+	if out != "" {
+		t.Errorf("--type printed %q", out)
+	}
+
+	out, _, err = runCmd(t, "audit", "--db", db)
+	if err != nil || !strings.HasPrefix(out, "audit ok: 3 events") {
+		t.Fatalf("audit: %q %v", out, err)
+	}
+
+	// Alter one byte of seq 2's payload: audit must fail and name seq 2.
+	bdb, err := bolt.Open(db, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bdb.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("events"))
+		k := []byte{0, 0, 0, 0, 0, 0, 0, 2}
+		v := append([]byte(nil), b.Get(k)...)
+		i := bytes.Index(v, []byte("test-lambda"))
+		v[i] = 'T'
+		return b.Put(k, v)
+	})
+	bdb.Close()
+	_, _, err = runCmd(t, "audit", "--db", db)
+	if err == nil || !strings.Contains(err.Error(), "seq 2") {
+		t.Fatalf("audit of a tampered log: %v", err)
+	}
+}
+
+func TestMigrateBadFileWritesNothing(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "events.db")
+	_, _, err := runCmd(t, "migrate", "--db", db, "--from", filepath.Join("migrate", "testdata", "bad-timestamp.json"))
+	if err == nil || !strings.Contains(err.Error(), "22222222-2222-3333-4444-555555555555") || !strings.Contains(err.Error(), "nothing was imported") {
+		t.Fatalf("bad file: %v", err)
+	}
+	if _, err := os.Stat(db); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a bad file created the log: %v", err)
+	}
+}
+
+func TestOfflineCommandsWhileServerHoldsFile(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "events.db")
+	l, err := eventlog.Open(db, eventlog.Options{Projector: projections.Projector{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, cmd := range []string{"dump", "audit"} {
+		start := time.Now()
+		_, _, err := runCmd(t, cmd, "--db", db)
+		if !errors.Is(err, eventlog.ErrLocked) || !strings.Contains(err.Error(), "server running") {
+			t.Errorf("%s while held: %v", cmd, err)
+		}
+		if d := time.Since(start); d > 4*time.Second {
+			t.Errorf("%s took %v to give up", cmd, d)
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"frobnicate"},
+		{"dump", "--nope"},
+		{"migrate", "--db", "x.db"},
+		{"serve", "--addr", "0.0.0.0:8300"},
+		{"dump", "extra"},
+	} {
+		_, _, err := runCmd(t, args...)
+		var u usageError
+		if !errors.As(err, &u) {
+			t.Errorf("%v: %v, want a usage error", args, err)
+		}
+	}
+	if _, _, err := runCmd(t, "dump", "--db", filepath.Join(t.TempDir(), "none.db")); err == nil || errors.As(err, new(usageError)) {
+		t.Errorf("dump of a missing file: %v", err)
+	}
+}
