@@ -4,18 +4,22 @@
 //
 // # Buckets and keys
 //
-// The file holds three top-level buckets:
+// The file holds these top-level buckets:
 //
 //   - "events": key is the event's seq as a big-endian uint64, value is the
 //     event's canonical encoding followed by its 32-byte hash. Big-endian keys
 //     make bbolt's byte order the log order, so a cursor walks the log from the
 //     first event to the head.
-//   - "views": one nested bucket per read model, written only by the
-//     [Projector] given to [Open], inside the transaction that appends the
-//     events the change derives from. Keys and values are the projector's.
-//   - "meta": the seq the views were last brought up to ("views_seq") and the
-//     projector's version ("views_version"). When either disagrees with the log
-//     on open, the views are dropped and rebuilt from the events.
+//   - "view.NAME": one bucket per read model, written only by the [Projector]
+//     given to [Open], inside the transaction that appends the events the
+//     change derives from. Keys and values are the projector's. They sit at
+//     the top level rather than nested in one bucket, which would add a page
+//     to every commit.
+//   - "meta": the projector's version ("views_version") and, only while the
+//     views are behind the log (during a rebuild, or after appends made
+//     without a projector), the last seq they reflect ("views_seq"). Open
+//     rebuilds the views when the version changed and catches them up when
+//     they are behind.
 //
 // # Ordering and durability
 //

@@ -18,8 +18,10 @@ import (
 
 var (
 	bucketEvents = []byte("events")
-	bucketViews  = []byte("views")
 	bucketMeta   = []byte("meta")
+	// viewPrefix starts the names of the views' buckets, which sit at the
+	// top level: a nested bucket would add a page to every commit.
+	viewPrefix = []byte("view.")
 
 	keyViewsSeq     = []byte("views_seq")
 	keyViewsVersion = []byte("views_version")
@@ -131,7 +133,7 @@ func Open(path string, opts Options) (*Log, error) {
 func (l *Log) init() error {
 	if !l.opts.ReadOnly {
 		err := l.db.Update(func(tx *bolt.Tx) error {
-			for _, name := range [][]byte{bucketEvents, bucketViews, bucketMeta} {
+			for _, name := range [][]byte{bucketEvents, bucketMeta} {
 				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 					return err
 				}
@@ -274,10 +276,17 @@ func (l *Log) commit(batch []*request) {
 				appended += n
 			}
 		}
-		if appended == 0 {
+		if appended == 0 || l.opts.Projector != nil {
 			return nil
 		}
-		return tx.Bucket(bucketMeta).Put(keyViewsSeq, binary.BigEndian.AppendUint64(nil, seq))
+		// Appended without views: mark where they stopped, once, so the
+		// next open with a projector catches up from there.
+		meta := tx.Bucket(bucketMeta)
+		if meta.Get(keyViewsSeq) != nil {
+			return nil
+		}
+		before, _ := l.Head()
+		return meta.Put(keyViewsSeq, seqKey(before))
 	})
 	if err != nil && len(batch) > 1 {
 		for _, r := range batch {

@@ -418,8 +418,8 @@ func TestTamperedBytesFailVerify(t *testing.T) {
 			targets = append(targets, target{[]string{"events"}, append([]byte(nil), k...), len(v)})
 			return nil
 		})
-		tx.Bucket([]byte("views")).Bucket([]byte("counts")).ForEach(func(k, v []byte) error {
-			targets = append(targets, target{[]string{"views", "counts"}, append([]byte(nil), k...), len(v)})
+		tx.Bucket([]byte("view.counts")).ForEach(func(k, v []byte) error {
+			targets = append(targets, target{[]string{"view.counts"}, append([]byte(nil), k...), len(v)})
 			return nil
 		})
 		return nil

@@ -126,11 +126,15 @@ func (l *Log) Follow(ctx context.Context, from uint64, f Filter, fn func(Event) 
 // Rebuild drops the views and replays the whole log through p.
 func (l *Log) Rebuild(ctx context.Context, p Projector) error {
 	err := l.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.DeleteBucket(bucketViews); err != nil {
-			return err
+		var names [][]byte
+		c := tx.Cursor()
+		for k, _ := c.Seek(viewPrefix); k != nil && bytes.HasPrefix(k, viewPrefix); k, _ = c.Next() {
+			names = append(names, bytes.Clone(k))
 		}
-		if _, err := tx.CreateBucket(bucketViews); err != nil {
-			return err
+		for _, name := range names {
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
 		}
 		meta := tx.Bucket(bucketMeta)
 		if err := meta.Put(keyViewsVersion, []byte(p.Version())); err != nil {
@@ -141,19 +145,30 @@ func (l *Log) Rebuild(ctx context.Context, p Projector) error {
 	if err != nil {
 		return err
 	}
-	return l.project(ctx, l.db, p, 1, nil)
+	return l.projectAll(ctx, p, 1)
+}
+
+// projectAll brings the views from seq from to the head and marks them in
+// step with the log, which later appends keep them.
+func (l *Log) projectAll(ctx context.Context, p Projector, from uint64) error {
+	if err := l.project(ctx, l.db, p, from, nil); err != nil {
+		return err
+	}
+	return l.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Delete(keyViewsSeq)
+	})
 }
 
 // catchUp brings the views to the head: from where they stopped if the
 // projector is the same, from nothing if it changed.
 func (l *Log) catchUp(p Projector) error {
 	var version []byte
-	var seq uint64
+	seq, behind := uint64(0), false
 	err := l.db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		version = bytes.Clone(meta.Get(keyViewsVersion))
 		if v := meta.Get(keyViewsSeq); len(v) == 8 {
-			seq = binary.BigEndian.Uint64(v)
+			seq, behind = binary.BigEndian.Uint64(v), true
 		}
 		return nil
 	})
@@ -167,9 +182,9 @@ func (l *Log) catchUp(p Projector) error {
 		}
 		return l.Rebuild(ctx, p)
 	}
-	if seq < l.headSeq {
+	if behind {
 		l.log.Info("bringing views up to date", "from_seq", seq, "head", l.headSeq)
-		return l.project(ctx, l.db, p, seq+1, nil)
+		return l.projectAll(ctx, p, seq+1)
 	}
 	return nil
 }

@@ -40,9 +40,6 @@ func (l *Log) Verify(ctx context.Context, p Projector, progress func(done, total
 	}
 	defer scratch.Close()
 	err = scratch.Update(func(tx *bolt.Tx) error {
-		if _, err := tx.CreateBucket(bucketViews); err != nil {
-			return err
-		}
 		_, err := tx.CreateBucket(bucketMeta)
 		return err
 	})
@@ -85,14 +82,14 @@ func (l *Log) Verify(ctx context.Context, p Projector, progress func(done, total
 			}
 			return fmt.Errorf("%w: no meta bucket", ErrViewsDiffer)
 		}
-		if v := meta.Get(keyViewsSeq); head > 0 && (len(v) != 8 || binary.BigEndian.Uint64(v) != head) {
-			return fmt.Errorf("%w: views were last brought to seq %x, the head is %d", ErrViewsDiffer, v, head)
+		if v := meta.Get(keyViewsSeq); v != nil {
+			return fmt.Errorf("%w: views stopped at seq %d, the head is %d", ErrViewsDiffer, binary.BigEndian.Uint64(v), head)
 		}
 		if v := meta.Get(keyViewsVersion); head > 0 && string(v) != p.Version() {
 			return fmt.Errorf("%w: views have version %q, this build writes %q", ErrViewsDiffer, v, p.Version())
 		}
 		return scratch.View(func(stx *bolt.Tx) error {
-			n, err := compareViews(tx.Bucket(bucketViews), stx.Bucket(bucketViews))
+			n, err := compareViews(tx, stx)
 			sum.Keys = n
 			return err
 		})
@@ -100,39 +97,27 @@ func (l *Log) Verify(ctx context.Context, p Projector, progress func(done, total
 	return sum, err
 }
 
-// compareViews compares two views buckets entry by entry and names the
-// first difference.
-func compareViews(stored, rebuilt *bolt.Bucket) (uint64, error) {
+// compareViews compares the views of two files entry by entry and names
+// the first difference.
+func compareViews(stored, rebuilt *bolt.Tx) (uint64, error) {
 	var n uint64
-	names := func(b *bolt.Bucket) [][]byte {
-		var out [][]byte
-		if b == nil {
-			return nil
-		}
-		_ = b.ForEachBucket(func(k []byte) error {
-			if first, _ := b.Bucket(k).Cursor().First(); first != nil {
-				out = append(out, k)
-			}
-			return nil
-		})
-		return out
-	}
-	sn, rn := names(stored), names(rebuilt)
+	sn, rn := viewNames(stored), viewNames(rebuilt)
 	for i := 0; i < len(sn) || i < len(rn); i++ {
 		if i >= len(sn) || i >= len(rn) || !bytes.Equal(sn[i], rn[i]) {
 			return n, fmt.Errorf("%w: the sets of views differ (stored %q, rebuilt %q)", ErrViewsDiffer, sn, rn)
 		}
+		name := sn[i][len(viewPrefix):]
 		sc, rc := stored.Bucket(sn[i]).Cursor(), rebuilt.Bucket(rn[i]).Cursor()
 		sk, sv := sc.First()
 		rk, rv := rc.First()
 		for sk != nil || rk != nil {
 			switch {
 			case sk == nil || (rk != nil && bytes.Compare(rk, sk) < 0):
-				return n, fmt.Errorf("%w: view %s: key %q is missing from the stored view", ErrViewsDiffer, sn[i], rk)
+				return n, fmt.Errorf("%w: view %s: key %q is missing from the stored view", ErrViewsDiffer, name, rk)
 			case rk == nil || bytes.Compare(sk, rk) < 0:
-				return n, fmt.Errorf("%w: view %s: stored key %q is not in the rebuild", ErrViewsDiffer, sn[i], sk)
+				return n, fmt.Errorf("%w: view %s: stored key %q is not in the rebuild", ErrViewsDiffer, name, sk)
 			case !bytes.Equal(sv, rv):
-				return n, fmt.Errorf("%w: view %s: key %q: stored %q, rebuilt %q", ErrViewsDiffer, sn[i], sk, clip(sv), clip(rv))
+				return n, fmt.Errorf("%w: view %s: key %q: stored %q, rebuilt %q", ErrViewsDiffer, name, sk, clip(sv), clip(rv))
 			}
 			n++
 			sk, sv = sc.Next()

@@ -61,13 +61,13 @@ type Batch interface {
 }
 
 type viewTx struct {
+	tx      *bolt.Tx
 	events  *bolt.Bucket // nil in Verify's scratch file
-	root    *bolt.Bucket
 	buckets map[string]*bolt.Bucket
 }
 
 func newViewTx(tx *bolt.Tx) *viewTx {
-	return &viewTx{events: tx.Bucket(bucketEvents), root: tx.Bucket(bucketViews), buckets: make(map[string]*bolt.Bucket)}
+	return &viewTx{tx: tx, events: tx.Bucket(bucketEvents), buckets: make(map[string]*bolt.Bucket)}
 }
 
 // viewFill is the page fill for views: their keys are mostly ULIDs, which
@@ -86,17 +86,27 @@ func (t *viewTx) Event(seq uint64) (Event, error) {
 	return Decode(v)
 }
 
+// viewNames lists the views' buckets of tx that hold anything, in order.
+func viewNames(tx *bolt.Tx) [][]byte {
+	var out [][]byte
+	c := tx.Cursor()
+	for k, _ := c.Seek(viewPrefix); k != nil && bytes.HasPrefix(k, viewPrefix); k, _ = c.Next() {
+		if first, _ := tx.Bucket(k).Cursor().First(); first != nil {
+			out = append(out, bytes.Clone(k))
+		}
+	}
+	return out
+}
+
 func (t *viewTx) bucket(name string, create bool) (*bolt.Bucket, error) {
 	if b, ok := t.buckets[name]; ok {
 		return b, nil
 	}
-	if t.root == nil {
-		return nil, nil
-	}
-	b := t.root.Bucket([]byte(name))
+	full := append(append([]byte(nil), viewPrefix...), name...)
+	b := t.tx.Bucket(full)
 	if b == nil && create {
 		var err error
-		if b, err = t.root.CreateBucket([]byte(name)); err != nil {
+		if b, err = t.tx.CreateBucket(full); err != nil {
 			return nil, fmt.Errorf("create view %q: %w", name, err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -240,9 +241,11 @@ func TestTamperedViewFailsVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.View(func(tx *bolt.Tx) error {
-		views := tx.Bucket([]byte("views"))
-		return views.ForEachBucket(func(name []byte) error {
-			return views.Bucket(name).ForEach(func(k, v []byte) error {
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			if !strings.HasPrefix(string(name), "view.") {
+				return nil
+			}
+			return b.ForEach(func(k, v []byte) error {
 				if len(v) > 0 {
 					l := loc{string(name), string(k)}
 					locs = append(locs, l)
@@ -264,7 +267,7 @@ func TestTamperedViewFailsVerify(t *testing.T) {
 			}
 			flip := func(i int) error {
 				return db.Update(func(tx *bolt.Tx) error {
-					b := tx.Bucket([]byte("views")).Bucket([]byte(lc.view))
+					b := tx.Bucket([]byte(lc.view))
 					v := append([]byte(nil), b.Get([]byte(lc.key))...)
 					v[i] ^= 0x20
 					return b.Put([]byte(lc.key), v)

@@ -123,7 +123,7 @@ func (s *Views) Invocation(id string) (inv Invocation, err error) {
 // readInvocation reads a record and the outputs from the event that ended
 // it.
 func readInvocation(r eventlog.ViewReader, id []byte) (Invocation, error) {
-	v := r.Get(viewInvocations, id)
+	v := r.Get(viewInvocations, recordKey(string(id)))
 	if v == nil {
 		return Invocation{}, fmt.Errorf("invocation %q: %w", id, ErrNotFound)
 	}
@@ -169,12 +169,12 @@ func (s *Views) Invocations(q InvocationQuery) (page []Invocation, next string, 
 	if q.Cursor != "" && !validCursor(q.Cursor) {
 		return nil, "", ErrBadCursor
 	}
-	view, prefix := viewInvocations, []byte(nil)
+	prefix := recordKey("")
 	switch {
 	case q.FunctionID != "":
-		view, prefix = viewInvocationsByFunc, indexKey(q.FunctionID, "")
+		prefix = functionKey(q.FunctionID, "")
 	case q.Status != "":
-		view, prefix = viewInvocationsByStat, indexKey(q.Status, "")
+		prefix = statusKey(q.Status, "")
 	}
 	var start []byte
 	if q.Cursor != "" {
@@ -183,7 +183,7 @@ func (s *Views) Invocations(q InvocationQuery) (page []Invocation, next string, 
 	page = []Invocation{}
 	err = s.v.View(func(r eventlog.ViewReader) error {
 		var derr error
-		err := r.Scan(view, prefix, start, true, func(k, v []byte) bool {
+		err := r.Scan(viewInvocations, prefix, start, true, func(k, v []byte) bool {
 			id := k[len(prefix):]
 			if string(id) == q.Cursor {
 				return true
