@@ -12,9 +12,9 @@ import (
 
 // View names: each is a nested bucket of the log's file.
 const (
-	viewFunctions         = "functions"               // id -> Function (live)
-	viewFunctionNames     = "function_names"          // name -> id (live)
-	viewFunctionVersions  = "function_versions"       // id 0 version(4) -> Function, deleted ones too
+	viewFunctions        = "functions"         // id -> Function (live)
+	viewFunctionNames    = "function_names"    // name -> id (live)
+	viewFunctionVersions = "function_versions" // id 0 version(4) -> Function, deleted ones too
 	// The invocations view keeps records and both indexes in one bucket,
 	// told apart by a key prefix: every invocation event touches all three,
 	// and one bucket's pages are fewer to write and fsync per commit than
