@@ -95,7 +95,30 @@ func encode(e *Event) []byte {
 // Prev is not stored with the event and is left zero; Verify and the readers
 // fill it from the previous event. Decode checks the structure only: whether
 // the hash matches is Verify's business.
-func Decode(v []byte) (Event, error) {
+func Decode(v []byte) (Event, error) { return decode(v, nil) }
+
+// interner shares the strings that repeat from event to event (types,
+// function ids) while replaying a long log, which saves two allocations an
+// event and a good part of a rebuild's garbage collection.
+type interner map[string]string
+
+const internMax = 4096
+
+func (in interner) str(b []byte) string {
+	if in == nil {
+		return string(b)
+	}
+	if s, ok := in[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(in) < internMax {
+		in[s] = s
+	}
+	return s
+}
+
+func decode(v []byte, in interner) (Event, error) {
 	var e Event
 	if len(v) < 1+8+8+16+4+HashSize {
 		return e, fmt.Errorf("%w: event of %d bytes is too short", ErrCorrupt, len(v))
@@ -114,11 +137,11 @@ func Decode(v []byte) (Event, error) {
 	if s, p, err = field(p); err != nil {
 		return e, err
 	}
-	e.Type = string(s)
+	e.Type = in.str(s)
 	if s, p, err = field(p); err != nil {
 		return e, err
 	}
-	e.FunctionID = string(s)
+	e.FunctionID = in.str(s)
 	if s, p, err = field(p); err != nil {
 		return e, err
 	}
