@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/minilambda/minilambda/eventlog"
@@ -46,6 +47,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	outputLimit := fs.Int64("output-limit", int64(envInt("OUTPUT_LIMIT", runner.DefaultOutputLimit)), "bytes of stdout, and of stderr, kept per invocation")
 	maxImage := fs.Int64("max-image-bytes", int64(envInt("MAX_IMAGE_BYTES", 2<<30)), "largest image upload")
 	level := fs.String("log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error")
+	workers := fs.Int("workers", envInt("WORKERS", agent.DefaultWorkers), "async attempts running at once")
+	maxQueue := fs.Int("max-queue", envInt("MAX_QUEUE", agent.DefaultMaxQueue), "async invocations waiting before new ones get 429")
+	maxAttempts := fs.Int("max-attempts", envInt("MAX_ATTEMPTS", agent.DefaultMaxAttempts), "attempts of an async invocation, unless its function sets max_attempts")
+	maxAge := fs.Duration("max-event-age", envDuration("MAX_EVENT_AGE", agent.DefaultMaxEventAge), "async invocations older than this end FAILED")
+	retryBase := fs.Duration("retry-base", envDuration("RETRY_BASE", agent.DefaultRetryBase), "wait before the second attempt; doubles after, up to 5m")
+	callbackHosts := fs.String("callback-hosts", env("CALLBACK_HOSTS", ""), "comma-separated hosts (or host:port) completion callbacks may go to; empty allows none")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -75,6 +82,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	ag, err := agent.New(agent.Options{
 		Log: log, Runner: docker, Logger: logger, Metrics: m,
 		Instance: instanceID(*db), MaxInFlight: *maxInFlight, OutputLimit: *outputLimit,
+		Workers: *workers, MaxQueue: *maxQueue, MaxAttempts: *maxAttempts, MaxEventAge: *maxAge,
+		RetryBase: *retryBase, CallbackHosts: splitList(*callbackHosts),
 	})
 	if err != nil {
 		return err
@@ -84,6 +93,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		// it can meanwhile.
 		logger.Warn("start-up recovery incomplete", "err", err)
 	}
+	ag.Start()
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -116,10 +126,22 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		logger.Warn("grace period over; cutting off remaining requests", "err", err)
 		srv.Close()
 	}
+	// Queued async work stays in the log for the next start.
+	ag.Stop(sctx)
 	ag.Wait()
 	<-served
 	logger.Info("stopped")
 	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // checkLoopback refuses addresses beyond this machine: the API runs any

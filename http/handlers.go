@@ -74,22 +74,54 @@ func (s *Server) deleteFunction(w http.ResponseWriter, r *http.Request, p httpro
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// invokeBody is the body of POST /invoke/{id}; both fields are optional.
+// invokeBody is the body of POST /invoke/{id} and of its async form;
+// every field is optional.
 type invokeBody struct {
-	Event   json.RawMessage `json:"event"`
-	Timeout int             `json:"timeout"`
+	Event       json.RawMessage `json:"event"`
+	Timeout     int             `json:"timeout"`
+	CallbackURL string          `json:"callback_url"`
 }
 
-func (s *Server) invoke(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+func (s *Server) decodeInvoke(w http.ResponseWriter, r *http.Request) (agent.InvokeRequest, error) {
 	var body invokeBody
 	if err := s.decode(w, r, &body, true); err != nil {
 		if br, ok := err.(badRequest); ok && strings.Contains(br.msg, "unknown field") {
 			err = badRequest{br.msg + `: the body is {"event": <the function's event>, "timeout": <seconds>}`}
 		}
+		return agent.InvokeRequest{}, err
+	}
+	return agent.InvokeRequest{Event: body.Event, Timeout: body.Timeout, CallbackURL: body.CallbackURL}, nil
+}
+
+// accepted is the answer to an async invocation.
+type accepted struct {
+	InvocationID string    `json:"invocation_id"`
+	Status       string    `json:"status"`
+	CreatedAt    time.Time `json:"created_at"`
+}
+
+func (s *Server) invokeAsync(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	req, err := s.decodeInvoke(w, r)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	inv, err := s.agent.Invoke(r.Context(), p.ByName("id"), agent.InvokeRequest{Event: body.Event, Timeout: body.Timeout})
+	inv, err := s.agent.Enqueue(r.Context(), p.ByName("id"), req)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/invocations/"+inv.InvocationID)
+	writeJSON(w, http.StatusAccepted, accepted{InvocationID: inv.InvocationID, Status: inv.Status, CreatedAt: inv.CreatedAt})
+}
+
+func (s *Server) invoke(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	req, err := s.decodeInvoke(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	inv, err := s.agent.Invoke(r.Context(), p.ByName("id"), req)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -29,6 +29,7 @@ type Agent interface {
 	Update(ctx context.Context, ref string, patch agent.Patch) (projections.Function, error)
 	Delete(ctx context.Context, ref string) error
 	Invoke(ctx context.Context, ref string, req agent.InvokeRequest) (projections.Invocation, error)
+	Enqueue(ctx context.Context, ref string, req agent.InvokeRequest) (projections.Invocation, error)
 	LoadImage(ctx context.Context, r io.Reader) ([]string, error)
 	ListImages(ctx context.Context) ([]string, error)
 	Health(ctx context.Context) error
@@ -109,6 +110,7 @@ func New(opts Options) *Server {
 	r.PUT("/functions/:id", s.updateFunction)
 	r.DELETE("/functions/:id", s.deleteFunction)
 	r.POST("/invoke/:id", s.invoke)
+	r.POST("/invoke/:id/async", s.invokeAsync)
 	r.GET("/invocations", s.listInvocations)
 	r.GET("/invocations/:id", s.getInvocation)
 	r.POST("/images", s.loadImage)

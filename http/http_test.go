@@ -138,7 +138,7 @@ func (e *env) head() uint64 {
 
 func TestAPI(t *testing.T) {
 	cli := dockertest.Client(t)
-	img := dockertest.BuildGoImage(t, cli, "testdata/fn", "minilambda-http-fn")
+	img := dockertest.BuildGoImage(t, cli, "../testdata/fn", "minilambda-http-fn")
 
 	t.Run("functions", func(t *testing.T) { testFunctions(t, cli, img.Tag) })
 	t.Run("invoke", func(t *testing.T) { testInvoke(t, cli, img.Tag) })

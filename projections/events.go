@@ -50,6 +50,10 @@ type FunctionSpec struct {
 	Mode        string            `json:"mode,omitempty"`
 	Concurrency int               `json:"concurrency,omitempty"`
 	Network     string            `json:"network,omitempty"`
+	// MaxAttempts bounds the attempts of an async invocation.
+	MaxAttempts int `json:"max_attempts,omitempty"`
+	// CallbackURL receives the record of each async invocation that ends.
+	CallbackURL string `json:"callback_url,omitempty"`
 }
 
 // FunctionRegistered is the payload of function.registered.
@@ -119,6 +123,12 @@ type InvocationRetried struct {
 	Attempt   int       `json:"attempt"`
 	Reason    string    `json:"reason"`
 	NotBefore time.Time `json:"not_before"`
+	// The failed attempt's outcome, when it got as far as running.
+	ErrorType  string `json:"error_type,omitempty"`
+	ExitCode   *int   `json:"exit_code,omitempty"`
+	DurationMS int64  `json:"duration_ms,omitempty"`
+	Result     string `json:"result,omitempty"`
+	Logs       string `json:"logs,omitempty"`
 }
 
 // NewEvent builds an event of type typ about the given ids with payload as

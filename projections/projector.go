@@ -33,7 +33,7 @@ func functionKey(fn, id string) []byte { return indexKey(prefixFunction+fn, id) 
 func statusKey(status, id string) []byte { return indexKey(prefixStatus+status, id) }
 
 // version names the layout above; changing it rebuilds the views on open.
-const version = "views-v2"
+const version = "views-v3"
 
 // Function is the read model of a registered function.
 type Function struct {
@@ -317,7 +317,7 @@ func (b *batch) invocationQueued(e *eventlog.Event, p InvocationQueued) error {
 		InvocationID: e.InvocationID, FunctionID: e.FunctionID,
 		FunctionName: p.FunctionName, FunctionVersion: p.FunctionVersion,
 		Async: p.Async, Status: StatusPending, CreatedAt: e.Time,
-	}}}
+	}, QueuedSeq: e.Seq}}
 	return nil
 }
 
@@ -349,6 +349,7 @@ func applyInvocation(r *storedInvocation, e *eventlog.Event, prepared any) error
 		p := prepared.(InvocationStarted)
 		r.Status, r.StartedAt, r.Attempts = StatusRunning, &t, p.Attempt
 		r.ContainerID, r.ImageDigest, r.NextAttemptAt = p.ContainerID, p.ImageDigest, nil
+		r.Error, r.ErrorType, r.ExitCode, r.Duration, r.EndSeq = "", "", nil, 0, 0
 	case TypeInvocationRetried:
 		var p InvocationRetried
 		if err := decode(e, &p); err != nil {
@@ -356,6 +357,8 @@ func applyInvocation(r *storedInvocation, e *eventlog.Event, prepared any) error
 		}
 		nb := p.NotBefore
 		r.Status, r.Attempts, r.Error, r.NextAttemptAt = StatusPending, p.Attempt, p.Reason, &nb
+		// The record shows the failed attempt until the next one starts.
+		r.ErrorType, r.ExitCode, r.Duration, r.EndSeq = p.ErrorType, p.ExitCode, p.DurationMS, e.Seq
 	default:
 		p := prepared.(InvocationEnded)
 		r.Status = StatusFailed

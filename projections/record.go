@@ -21,7 +21,8 @@ var errRecord = errors.New("malformed invocation record")
 // storedInvocation is an invocation record as the view keeps it.
 type storedInvocation struct {
 	Invocation
-	EndSeq uint64 // seq of the completed/failed/timed_out event; 0 while running
+	EndSeq    uint64 // seq of the event holding the last attempt's outputs: ended or retried
+	QueuedSeq uint64 // seq of the queued event, which holds the input
 }
 
 func appendString(b []byte, s string) []byte {
@@ -77,7 +78,8 @@ func (r *storedInvocation) marshal() []byte {
 	b = binary.AppendVarint(b, int64(r.Attempts))
 	b = appendString(b, r.ContainerID)
 	b = appendString(b, r.ImageDigest)
-	return binary.AppendUvarint(b, r.EndSeq)
+	b = binary.AppendUvarint(b, r.EndSeq)
+	return binary.AppendUvarint(b, r.QueuedSeq)
 }
 
 type reader struct {
@@ -157,6 +159,7 @@ func (r *storedInvocation) unmarshal(id string, b []byte) error {
 	r.ContainerID = d.string()
 	r.ImageDigest = d.string()
 	r.EndSeq = d.uvarint()
+	r.QueuedSeq = d.uvarint()
 	if d.err == nil && len(d.b) != 0 {
 		d.err = errRecord
 	}

@@ -120,6 +120,27 @@ func (s *Views) Invocation(id string) (inv Invocation, err error) {
 	return inv, err
 }
 
+// Queued returns what an invocation was queued with: the event, the
+// timeout and the callback, for running it again after a restart.
+func (s *Views) Queued(id string) (q InvocationQueued, err error) {
+	err = s.v.View(func(r eventlog.ViewReader) error {
+		v := r.Get(viewInvocations, recordKey(id))
+		if v == nil {
+			return fmt.Errorf("invocation %q: %w", id, ErrNotFound)
+		}
+		var rec storedInvocation
+		if err := rec.unmarshal(id, v); err != nil {
+			return err
+		}
+		e, err := r.Event(rec.QueuedSeq)
+		if err != nil {
+			return fmt.Errorf("invocation %s: %w", id, err)
+		}
+		return json.Unmarshal(e.Data, &q)
+	})
+	return q, err
+}
+
 // readInvocation reads a record and the outputs from the event that ended
 // it.
 func readInvocation(r eventlog.ViewReader, id []byte) (Invocation, error) {

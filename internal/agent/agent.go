@@ -6,11 +6,11 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -58,6 +58,19 @@ type Options struct {
 	// OutputLimit caps stdout and stderr of an invocation, each;
 	// runner.DefaultOutputLimit when zero.
 	OutputLimit int64
+
+	// Async invocations; the Default* constants when zero.
+	Workers     int           // attempts running at once from the queue
+	MaxQueue    int           // queued async invocations before Enqueue says ErrBusy
+	MaxAttempts int           // attempts of an async invocation, unless its function says
+	MaxEventAge time.Duration // an async invocation older than this ends FAILED
+	RetryBase   time.Duration // the wait before the second attempt, doubling after
+	RetryMax    time.Duration // the longest wait between attempts
+	// CallbackHosts are the hosts (host or host:port) callbacks may go to;
+	// none allows no callbacks.
+	CallbackHosts []string
+	// CallbackTries bounds the deliveries of one callback; 3 when zero.
+	CallbackTries int
 }
 
 // Agent runs invocations and records functions and invocations in the log.
@@ -76,6 +89,16 @@ type Agent struct {
 	mu       sync.Mutex
 	inFlight int
 	running  map[string]int // by function id
+
+	qmu            sync.Mutex
+	queue          []*item // async invocations waiting, in order of arrival
+	wake           chan struct{}
+	stopWorkers    context.CancelFunc
+	workers        sync.WaitGroup
+	attemptCtx     context.Context // async attempts; cancelled when Stop's grace is over
+	cancelAttempts context.CancelFunc
+	callbacks      sync.WaitGroup
+	client         *http.Client
 }
 
 // LabelInstance is the container label naming the server that created it.
@@ -96,11 +119,36 @@ func New(opts Options) (*Agent, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Agent{
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&opts.Workers, DefaultWorkers)
+	def(&opts.MaxQueue, DefaultMaxQueue)
+	def(&opts.MaxAttempts, DefaultMaxAttempts)
+	def(&opts.CallbackTries, 3)
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defDur(&opts.MaxEventAge, DefaultMaxEventAge)
+	defDur(&opts.RetryBase, DefaultRetryBase)
+	defDur(&opts.RetryMax, DefaultRetryMax)
+	a := &Agent{
 		log: opts.Log, views: projections.NewViews(opts.Log), run: opts.Runner,
 		logger: logger.With("subsystem", "agent"), metrics: opts.Metrics, opts: opts,
 		running: make(map[string]int),
-	}, nil
+		wake:    make(chan struct{}, 1),
+		client: &http.Client{
+			Timeout: 10 * time.Second,
+			// A redirect could lead a callback to a host nobody allowed.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}
+	a.attemptCtx, a.cancelAttempts = context.WithCancel(context.Background())
+	return a, nil
 }
 
 // Views is the read side the agent writes through.
@@ -110,6 +158,9 @@ func (a *Agent) Views() *projections.Views { return a.views }
 func (a *Agent) Register(ctx context.Context, spec projections.FunctionSpec) (projections.Function, error) {
 	spec, err := Normalize(spec)
 	if err != nil {
+		return projections.Function{}, err
+	}
+	if err := a.checkCallback(spec.CallbackURL); err != nil {
 		return projections.Function{}, err
 	}
 	id := ulid.Make().String()
@@ -143,6 +194,8 @@ type Patch struct {
 	Mode        *string            `json:"mode"`
 	Concurrency *int               `json:"concurrency"`
 	Network     *string            `json:"network"`
+	MaxAttempts *int               `json:"max_attempts"`
+	CallbackURL *string            `json:"callback_url"`
 }
 
 func (p Patch) apply(s projections.FunctionSpec) projections.FunctionSpec {
@@ -155,6 +208,10 @@ func (p Patch) apply(s projections.FunctionSpec) projections.FunctionSpec {
 	set(&s.Image, p.Image)
 	set(&s.Mode, p.Mode)
 	set(&s.Network, p.Network)
+	set(&s.CallbackURL, p.CallbackURL)
+	if p.MaxAttempts != nil {
+		s.MaxAttempts = *p.MaxAttempts
+	}
 	if p.Timeout != nil {
 		s.Timeout = *p.Timeout
 	}
@@ -182,6 +239,9 @@ func (a *Agent) Update(ctx context.Context, ref string, patch Patch) (projection
 	}
 	spec, err := Normalize(patch.apply(f.FunctionSpec))
 	if err != nil {
+		return f, err
+	}
+	if err := a.checkCallback(spec.CallbackURL); err != nil {
 		return f, err
 	}
 	e, err := projections.NewEvent(projections.TypeFunctionUpdated, f.ID, "", projections.FunctionUpdated{
@@ -264,174 +324,6 @@ func (a *Agent) LoadImage(ctx context.Context, r io.Reader) ([]string, error) {
 
 // ListImages lists the image tags the engine has.
 func (a *Agent) ListImages(ctx context.Context) ([]string, error) { return a.run.ListImages(ctx) }
-
-// InvokeRequest is a synchronous invocation.
-type InvokeRequest struct {
-	Event   json.RawMessage // the JSON event; {} when empty
-	Timeout int             // seconds; the function's when zero
-}
-
-// MaxTimeout is the longest an invocation may run, as Lambda's 15 minutes.
-const MaxTimeout = 900
-
-// Invoke runs the function ref once with the event and returns the
-// record. The record's status says how the function did; an error means
-// the platform could not run it: projections.ErrNotFound, ErrBusy,
-// ErrInvalid, or runner.ErrEngineUnavailable (with the FAILED record).
-func (a *Agent) Invoke(ctx context.Context, ref string, req InvokeRequest) (projections.Invocation, error) {
-	var inv projections.Invocation
-	f, err := a.views.Function(ref)
-	if err != nil {
-		return inv, err
-	}
-	if req.Timeout < 0 || req.Timeout > MaxTimeout {
-		return inv, fmt.Errorf("%w: timeout must be between 1 and %d seconds", ErrInvalid, MaxTimeout)
-	}
-	timeout := f.Timeout
-	if req.Timeout > 0 {
-		timeout = req.Timeout
-	}
-	input := req.Event
-	if len(input) == 0 {
-		input = json.RawMessage("{}")
-	}
-	if err := a.acquire(f); err != nil {
-		return inv, err
-	}
-	defer a.release(f)
-	a.wg.Add(1)
-	defer a.wg.Done()
-
-	id := ulid.Make().String()
-	q, err := projections.NewEvent(projections.TypeInvocationQueued, f.ID, id, projections.InvocationQueued{
-		V: 1, FunctionName: f.Name, FunctionVersion: f.Version, Event: input, Timeout: req.Timeout,
-	})
-	if err != nil {
-		return inv, err
-	}
-	if _, err := a.log.AppendIf(ctx, func(r eventlog.ViewReader) error {
-		_, err := projections.FunctionByRef(r, f.ID)
-		return err
-	}, q); err != nil {
-		return inv, err
-	}
-	// From here on the invocation is in the log and must end there, even
-	// if the client goes away.
-	record := context.WithoutCancel(ctx)
-	a.metrics.InFlight.Inc()
-	res, runErr := a.run.Run(ctx, runner.Spec{
-		FunctionID: f.ID, FunctionName: f.Name, InvocationID: id,
-		Image: f.Image, Env: f.Env, Input: input,
-		Timeout:  time.Duration(timeout) * time.Second,
-		MemoryMB: int64(f.MemoryMB), CPUs: f.CPUs, Network: f.Network,
-		OutputLimit: a.opts.OutputLimit,
-		Labels:      map[string]string{LabelInstance: a.opts.Instance},
-		OnStart: func(containerID, digest string) error {
-			a.metrics.Starts.WithLabelValues("cold").Inc()
-			e, err := projections.NewEvent(projections.TypeInvocationStarted, f.ID, id, projections.InvocationStarted{
-				V: 1, Attempt: 1, ContainerID: containerID, ImageDigest: digest,
-			})
-			if err != nil {
-				return err
-			}
-			_, err = a.log.Append(record, e)
-			return err
-		},
-	})
-	a.metrics.InFlight.Dec()
-	typ, ended := outcome(res, runErr, timeout)
-	e, err := projections.NewEvent(typ, f.ID, id, ended)
-	if err != nil {
-		return inv, err
-	}
-	if _, err := a.log.Append(record, e); err != nil {
-		return inv, fmt.Errorf("record the end of invocation %s: %w", id, err)
-	}
-	status := projections.StatusCompleted
-	if typ != projections.TypeInvocationCompleted {
-		status = projections.StatusFailed
-	}
-	a.metrics.Invocations.WithLabelValues(f.Name, status, ended.ErrorType).Inc()
-	if runErr == nil {
-		a.metrics.Duration.WithLabelValues(f.Name).Observe(res.Duration.Seconds())
-	}
-	inv, err = a.views.Invocation(id)
-	if err != nil {
-		return inv, err
-	}
-	if errors.Is(runErr, runner.ErrEngineUnavailable) {
-		return inv, runErr
-	}
-	return inv, nil
-}
-
-// outcome turns what the runner said into the event that ends the
-// invocation.
-func outcome(res runner.Result, runErr error, timeout int) (string, projections.InvocationEnded) {
-	ended := projections.InvocationEnded{
-		V: 1, Attempt: 1,
-		Result: string(res.Stdout), Logs: string(res.Stderr),
-		DurationMS:      res.Duration.Milliseconds(),
-		ResultTruncated: res.StdoutTruncated, LogsTruncated: res.StderrTruncated,
-	}
-	if runErr != nil {
-		ended.ErrorType = projections.ErrorPlatform
-		switch {
-		case errors.Is(runErr, context.Canceled):
-			ended.Error = "the client went away; the container was killed"
-		case errors.Is(runErr, runner.ErrImageNotFound):
-			ended.Error = fmt.Sprintf("%v: load it with POST /images or docker load, or fix the function's image", runErr)
-		case errors.Is(runErr, runner.ErrEngineUnavailable):
-			ended.Error = "the Docker engine is unreachable"
-		default:
-			ended.Error = runErr.Error()
-		}
-		return projections.TypeInvocationFailed, ended
-	}
-	code := res.ExitCode
-	ended.ExitCode = &code
-	switch res.ErrorType() {
-	case "":
-		return projections.TypeInvocationCompleted, ended
-	case projections.ErrorTimeout:
-		ended.ErrorType = projections.ErrorTimeout
-		ended.Error = fmt.Sprintf("timed out after %d s; the container was killed", timeout)
-		return projections.TypeInvocationTimedOut, ended
-	case projections.ErrorOutputLimit:
-		ended.ErrorType = projections.ErrorOutputLimit
-		ended.Error = "the function's output passed the size limit; the container was killed"
-	case projections.ErrorOutOfMemory:
-		ended.ErrorType = projections.ErrorOutOfMemory
-		ended.Error = "the function ran out of memory and was killed"
-	default:
-		ended.ErrorType = projections.ErrorFunction
-		ended.Error = fmt.Sprintf("the function exited with code %d", code)
-	}
-	return projections.TypeInvocationFailed, ended
-}
-
-func (a *Agent) acquire(f projections.Function) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.inFlight >= a.opts.MaxInFlight {
-		return fmt.Errorf("%w: the server runs %d invocations, its limit", ErrBusy, a.inFlight)
-	}
-	if f.Concurrency > 0 && a.running[f.ID] >= f.Concurrency {
-		return fmt.Errorf("%w: function %s runs %d invocations, its concurrency", ErrBusy, f.Name, f.Concurrency)
-	}
-	a.inFlight++
-	a.running[f.ID]++
-	return nil
-}
-
-func (a *Agent) release(f projections.Function) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.inFlight--
-	if a.running[f.ID]--; a.running[f.ID] == 0 {
-		delete(a.running, f.ID)
-	}
-}
 
 // Errors from the runner that callers map to answers.
 var (

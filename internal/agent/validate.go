@@ -56,6 +56,9 @@ func Normalize(s projections.FunctionSpec) (projections.FunctionSpec, error) {
 	if s.CPUs < 0 || s.CPUs > MaxCPUs || s.CPUs != s.CPUs {
 		return bad("cpus must be between 0 (no limit) and %d, got %v", MaxCPUs, s.CPUs)
 	}
+	if s.MaxAttempts < 0 || s.MaxAttempts > MaxMaxAttempts {
+		return bad("max_attempts must be between 1 and %d (0: the server's default), got %d", MaxMaxAttempts, s.MaxAttempts)
+	}
 	if s.Concurrency < 0 || s.Concurrency > MaxConcurrency {
 		return bad("concurrency must be between 0 (no limit of its own) and %d, got %d", MaxConcurrency, s.Concurrency)
 	}

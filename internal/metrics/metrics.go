@@ -20,6 +20,8 @@ type Metrics struct {
 	Starts        *prometheus.CounterVec // by kind: cold or warm
 	CommitLatency prometheus.Histogram
 	CommitEvents  prometheus.Histogram
+	QueueDepth    prometheus.Gauge
+	Retries       prometheus.Counter
 }
 
 // New registers the metrics, plus Go runtime and process collectors.
@@ -54,8 +56,16 @@ func New() *Metrics {
 			Help:    "Events per event log commit (group commit).",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
 		}),
+		QueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "minilambda_async_queue_depth",
+			Help: "Async invocations waiting for a worker or for their next attempt.",
+		}),
+		Retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "minilambda_async_retries_total",
+			Help: "Async attempts that failed and were scheduled again.",
+		}),
 	}
-	m.Registry.MustRegister(m.Invocations, m.Duration, m.InFlight, m.Starts, m.CommitLatency, m.CommitEvents,
+	m.Registry.MustRegister(m.Invocations, m.Duration, m.InFlight, m.Starts, m.CommitLatency, m.CommitEvents, m.QueueDepth, m.Retries,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
