@@ -143,6 +143,7 @@ func TestAPI(t *testing.T) {
 	t.Run("functions", func(t *testing.T) { testFunctions(t, cli, img.Tag) })
 	t.Run("invoke", func(t *testing.T) { testInvoke(t, cli, img.Tag) })
 	t.Run("concurrent", func(t *testing.T) { testConcurrent(t, cli, img.Tag) })
+	t.Run("async", func(t *testing.T) { testAsync(t, cli, img.Tag) })
 	t.Run("hang-up", func(t *testing.T) { testHangUp(t, cli, img.Tag) })
 	t.Run("images", func(t *testing.T) { testImages(t, cli, img) })
 	t.Run("outage", func(t *testing.T) { testOutage(t, cli, img.Tag) })
@@ -540,5 +541,47 @@ func testRestart(t *testing.T, cli *client.Client, image string) {
 	}
 	if code := e2.do("POST", "/invoke/fn", map[string]any{"event": map[string]string{"name": "after"}}, nil); code != 200 {
 		t.Fatalf("invoke after restart: %d", code)
+	}
+}
+
+func testAsync(t *testing.T, cli *client.Client, image string) {
+	e := newEnv(t, cli, envOpts{})
+	e.do("POST", "/functions", map[string]any{"name": "fn", "image": image}, nil)
+	req, _ := http.NewRequest("POST", e.srv.URL+"/invoke/fn/async", strings.NewReader(`{"event": {"name": "later"}}`))
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acc map[string]any
+	json.NewDecoder(resp.Body).Decode(&acc)
+	resp.Body.Close()
+	id, _ := acc["invocation_id"].(string)
+	if resp.StatusCode != 202 || acc["status"] != "PENDING" || acc["created_at"] == nil || resp.Header.Get("Location") != "/invocations/"+id {
+		t.Fatalf("async answer: %d %v %v", resp.StatusCode, acc, resp.Header)
+	}
+	var inv projections.Invocation
+	if code := e.do("GET", "/invocations/"+id, nil, &inv); code != 200 || !inv.Async || inv.Status != "PENDING" {
+		t.Fatalf("queued record: %d %+v", code, inv)
+	}
+	var pending struct{ Invocations []projections.Invocation }
+	if e.do("GET", "/invocations?status=PENDING&function=fn", nil, &pending); len(pending.Invocations) != 1 {
+		t.Fatalf("pending list: %+v", pending)
+	}
+	for _, tc := range []struct {
+		name, path, body string
+		code             int
+	}{
+		{"unknown function", "/invoke/nope/async", `{}`, 404},
+		{"callback not allowed", "/invoke/fn/async", `{"callback_url": "http://example.com/hook"}`, 400},
+		{"callback on a sync call", "/invoke/fn", `{"callback_url": "http://example.com/hook"}`, 400},
+		{"bad body", "/invoke/fn/async", `{"event": `, 400},
+	} {
+		before := e.head()
+		if code := e.do("POST", tc.path, tc.body, nil); code != tc.code {
+			t.Errorf("%s: %d, want %d", tc.name, code, tc.code)
+		}
+		if e.head() != before {
+			t.Errorf("%s: wrote to the log", tc.name)
+		}
 	}
 }

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/minilambda/minilambda/internal/agent"
+	"github.com/minilambda/minilambda/internal/dockertest"
+	"github.com/minilambda/minilambda/projections"
+)
+
+// server is the real binary, started as a user would.
+type server struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	addr string
+	out  *bytes.Buffer
+	done chan error
+}
+
+var buildOnce sync.Once
+var binPath string
+
+func binary(t *testing.T) string {
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "minilambda-bin-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		binPath = filepath.Join(dir, "minilambda")
+		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+			t.Fatalf("go build: %v\n%s", err, out)
+		}
+	})
+	return binPath
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func startServer(t *testing.T, db string, args ...string) *server {
+	t.Helper()
+	s := &server{t: t, addr: freeAddr(t), out: &bytes.Buffer{}, done: make(chan error, 1)}
+	s.cmd = exec.Command(binary(t), append([]string{"serve", "--addr", s.addr, "--db", db}, args...)...)
+	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.done <- s.cmd.Wait() }()
+	t.Cleanup(func() {
+		s.cmd.Process.Kill()
+		<-s.done
+		if t.Failed() {
+			t.Logf("server log:\n%s", s.out)
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + s.addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server did not come up: %v\n%s", err, s.out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (s *server) call(method, path string, body any, out any) int {
+	s.t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, "http://"+s.addr+path, r)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		json.NewDecoder(resp.Body).Decode(out)
+	}
+	return resp.StatusCode
+}
+
+func (s *server) stop(sig syscall.Signal) error {
+	s.cmd.Process.Signal(sig)
+	select {
+	case err := <-s.done:
+		s.done <- err // for the cleanup
+		return err
+	case <-time.After(60 * time.Second):
+		s.t.Fatalf("server did not exit after %v", sig)
+		return nil
+	}
+}
+
+type page struct {
+	Invocations []projections.Invocation
+	NextCursor  string `json:"next_cursor"`
+}
+
+// TestCrashRecovery queues async work against the real engine, SIGKILLs
+// the server with invocations queued and running, restarts it, and checks
+// that every acknowledged invocation ends, no container is left and the
+// log audits clean.
+func TestCrashRecovery(t *testing.T) {
+	cli := dockertest.Client(t)
+	img := dockertest.BuildGoImage(t, cli, "testdata/fn", "minilambda-e2e-fn")
+	db := filepath.Join(t.TempDir(), "events.db")
+	flags := []string{"--workers", "2", "--retry-base", "200ms"}
+	s := startServer(t, db, flags...)
+	if code := s.call("POST", "/functions", map[string]any{"name": "fn", "image": img.Tag}, nil); code != 201 {
+		t.Fatalf("register: %d", code)
+	}
+	var ids []string
+	for i := range 8 {
+		var acc struct {
+			InvocationID string `json:"invocation_id"`
+			Status       string
+		}
+		if code := s.call("POST", "/invoke/fn/async", map[string]any{"event": map[string]any{"name": fmt.Sprint(i), "sleep_ms": 1500}}, &acc); code != 202 || acc.Status != "PENDING" {
+			t.Fatalf("enqueue %d: %d %+v", i, code, acc)
+		}
+		ids = append(ids, acc.InvocationID)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var p page
+		s.call("GET", "/invocations?status=RUNNING", nil, &p)
+		if len(p.Invocations) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("nothing started running")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.stop(syscall.SIGKILL)
+
+	s = startServer(t, db, flags...)
+	deadline = time.Now().Add(3 * time.Minute)
+	for i, id := range ids {
+		for {
+			var inv projections.Invocation
+			s.call("GET", "/invocations/"+id, nil, &inv)
+			if inv.Status == "COMPLETED" {
+				if want := fmt.Sprintf("{\"message\":\"Hello, %d!\"}\n", i); inv.Result != want {
+					t.Errorf("%s: result %q, want %q", id, inv.Result, want)
+				}
+				break
+			}
+			if inv.Status == "FAILED" {
+				if inv.Error == "" {
+					t.Errorf("%s FAILED without a reason", id)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("invocation %s stuck in %s", id, inv.Status)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	var stuck page
+	for _, st := range []string{"PENDING", "RUNNING"} {
+		s.call("GET", "/invocations?status="+st, nil, &stuck)
+		if len(stuck.Invocations) != 0 {
+			t.Errorf("%d invocations still %s", len(stuck.Invocations), st)
+		}
+	}
+	if err := s.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("server exit after SIGTERM: %v", err)
+	}
+	dockertest.AssertNoContainers(t, cli, agent.LabelInstance, instanceID(db))
+	out, _, err := runCmd(t, "audit", "--db", db)
+	if err != nil || !strings.HasPrefix(out, "audit ok") {
+		t.Fatalf("audit after the crash: %q %v", out, err)
+	}
+	// The restart found at least the invocation seen RUNNING and retried it.
+	out, _, _ = runCmd(t, "dump", "--db", db, "--type", "recovery.decided")
+	var rec struct{ Data agent.Recovery }
+	if err := json.Unmarshal([]byte(strings.SplitN(out, "\n", 2)[0]), &rec); err != nil || rec.Data.Retried < 1 || rec.Data.Interrupted < 1 {
+		t.Errorf("recovery decision %q: %+v %v", out, rec, err)
+	}
+}
+
+// TestSIGTERMLetsSyncInvocationAnswer sends SIGTERM while a sync
+// invocation runs: it must answer 200 before the process exits.
+func TestSIGTERMLetsSyncInvocationAnswer(t *testing.T) {
+	cli := dockertest.Client(t)
+	img := dockertest.BuildGoImage(t, cli, "testdata/fn", "minilambda-e2e-fn")
+	db := filepath.Join(t.TempDir(), "events.db")
+	s := startServer(t, db)
+	s.call("POST", "/functions", map[string]any{"name": "fn", "image": img.Tag}, nil)
+	type answer struct {
+		code int
+		inv  projections.Invocation
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		var a answer
+		a.code = s.call("POST", "/invoke/fn", map[string]any{"event": map[string]any{"name": "late", "sleep_ms": 2000}}, &a.inv)
+		answered <- a
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var p page
+		s.call("GET", "/invocations?status=RUNNING", nil, &p)
+		if len(p.Invocations) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("nothing started running")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- s.stop(syscall.SIGTERM) }()
+	a := <-answered
+	if a.code != 200 || a.inv.Status != "COMPLETED" {
+		t.Fatalf("sync invocation during SIGTERM: %d %+v", a.code, a.inv)
+	}
+	if err := <-exited; err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+	// New requests are refused while it drains: the process is gone now.
+	if _, err := http.Get("http://" + s.addr + "/healthz"); err == nil {
+		t.Error("server still answers after SIGTERM")
+	}
+	dockertest.AssertNoContainers(t, cli, agent.LabelInstance, instanceID(db))
+}
