@@ -52,6 +52,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	maxAttempts := fs.Int("max-attempts", envInt("MAX_ATTEMPTS", agent.DefaultMaxAttempts), "attempts of an async invocation, unless its function sets max_attempts")
 	maxAge := fs.Duration("max-event-age", envDuration("MAX_EVENT_AGE", agent.DefaultMaxEventAge), "async invocations older than this end FAILED")
 	retryBase := fs.Duration("retry-base", envDuration("RETRY_BASE", agent.DefaultRetryBase), "wait before the second attempt; doubles after, up to 5m")
+	token := fs.String("token", env("TOKEN", ""), "API token clients send as Authorization: Bearer; required to listen beyond loopback")
+	insecure := fs.Bool("insecure-no-auth", env("INSECURE_NO_AUTH", "") == "true", "listen beyond loopback without a token: anyone who reaches the port can run any image")
+	openMetrics := fs.Bool("metrics-open", env("METRICS_OPEN", "") == "true", "serve /metrics without the token")
 	callbackHosts := fs.String("callback-hosts", env("CALLBACK_HOSTS", ""), "comma-separated hosts (or host:port) completion callbacks may go to; empty allows none")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -62,7 +65,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 	if err := checkLoopback(*addr); err != nil {
-		return usageError{err}
+		switch {
+		case *token != "":
+		case *insecure:
+			logger.Warn("LISTENING BEYOND LOOPBACK WITHOUT AN API TOKEN: anyone who can reach " + *addr + " can run any image on this machine")
+		default:
+			return usageError{err}
+		}
 	}
 
 	if err := os.MkdirAll(filepath.Dir(*db), 0o700); err != nil {
@@ -102,6 +111,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	srv := &http.Server{
 		Handler: lambdahttp.New(lambdahttp.Options{
 			Agent: ag, Views: ag.Views(), Logger: logger, Registry: m.Registry, MaxImageBytes: *maxImage,
+			Token: *token, OpenMetrics: *openMetrics,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -158,7 +168,7 @@ func checkLoopback(addr string) error {
 	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
 		return nil
 	}
-	return errors.New("serve: --addr must be a loopback address (127.0.0.1, ::1, localhost): anyone who can reach the API can run any image")
+	return errors.New("serve: --addr beyond loopback needs an API token (--token or MINILAMBDA_TOKEN), since anyone who can reach the API can run any image; --insecure-no-auth opts out")
 }
 
 // instanceID names this server's containers after its event log, so that

@@ -19,6 +19,17 @@ import (
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
+// ref returns the {id} of the path, or answers 400 when it cannot be an id
+// or a name.
+func (s *Server) ref(w http.ResponseWriter, r *http.Request, p httprouter.Params) (string, bool) {
+	id := p.ByName("id")
+	if !validRef(id) {
+		s.writeError(w, r, badRequest{fmt.Sprintf("%.40q is not an id or name: use 1 to 128 of A-Z a-z 0-9 _ . -", id)})
+		return "", false
+	}
+	return id, true
+}
+
 func (s *Server) createFunction(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	var spec projections.FunctionSpec
 	if err := s.decode(w, r, &spec, false); err != nil {
@@ -44,7 +55,11 @@ func (s *Server) listFunctions(w http.ResponseWriter, r *http.Request, _ httprou
 }
 
 func (s *Server) getFunction(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
-	f, err := s.views.Function(p.ByName("id"))
+	ref, ok := s.ref(w, r, p)
+	if !ok {
+		return
+	}
+	f, err := s.views.Function(ref)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -53,12 +68,16 @@ func (s *Server) getFunction(w http.ResponseWriter, r *http.Request, p httproute
 }
 
 func (s *Server) updateFunction(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	ref, ok := s.ref(w, r, p)
+	if !ok {
+		return
+	}
 	var patch agent.Patch
 	if err := s.decode(w, r, &patch, false); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	f, err := s.agent.Update(r.Context(), p.ByName("id"), patch)
+	f, err := s.agent.Update(r.Context(), ref, patch)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -67,7 +86,11 @@ func (s *Server) updateFunction(w http.ResponseWriter, r *http.Request, p httpro
 }
 
 func (s *Server) deleteFunction(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
-	if err := s.agent.Delete(r.Context(), p.ByName("id")); err != nil {
+	ref, ok := s.ref(w, r, p)
+	if !ok {
+		return
+	}
+	if err := s.agent.Delete(r.Context(), ref); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -101,12 +124,16 @@ type accepted struct {
 }
 
 func (s *Server) invokeAsync(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	ref, ok := s.ref(w, r, p)
+	if !ok {
+		return
+	}
 	req, err := s.decodeInvoke(w, r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	inv, err := s.agent.Enqueue(r.Context(), p.ByName("id"), req)
+	inv, err := s.agent.Enqueue(r.Context(), ref, req)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -116,12 +143,16 @@ func (s *Server) invokeAsync(w http.ResponseWriter, r *http.Request, p httproute
 }
 
 func (s *Server) invoke(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	ref, ok := s.ref(w, r, p)
+	if !ok {
+		return
+	}
 	req, err := s.decodeInvoke(w, r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	inv, err := s.agent.Invoke(r.Context(), p.ByName("id"), req)
+	inv, err := s.agent.Invoke(r.Context(), ref, req)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -137,7 +168,11 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request, p httprouter.Par
 }
 
 func (s *Server) getInvocation(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
-	inv, err := s.views.Invocation(p.ByName("id"))
+	ref, ok := s.ref(w, r, p)
+	if !ok {
+		return
+	}
+	inv, err := s.views.Invocation(ref)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -230,6 +265,14 @@ func (s *Server) loadImage(w http.ResponseWriter, r *http.Request, _ httprouter.
 			s.writeError(w, r, badRequest{"the \"image\" field is empty"})
 			return
 		}
+	}
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := checkImageTar(spool); err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	if _, err := spool.Seek(0, io.SeekStart); err != nil {
 		s.writeError(w, r, err)

@@ -6,6 +6,7 @@ package http
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,6 +64,11 @@ type Options struct {
 	// SpoolDir holds uploads while the engine loads them; the system's
 	// temporary directory when empty.
 	SpoolDir string
+	// Token, when set, must come with every request as
+	// "Authorization: Bearer <token>", except /healthz and /health (and
+	// /metrics when OpenMetrics).
+	Token       string
+	OpenMetrics bool
 }
 
 // Server is the API's http.Handler.
@@ -127,8 +133,31 @@ func New(opts Options) *Server {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-	s.router.ServeHTTP(rec, r)
+	if s.authorized(r) {
+		s.router.ServeHTTP(rec, r)
+	} else {
+		rec.Header().Set("WWW-Authenticate", `Bearer realm="minilambda"`)
+		writeJSON(rec, http.StatusUnauthorized, errorBody{"missing or wrong API token: send Authorization: Bearer <token>"})
+	}
 	s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start))
+}
+
+// authorized checks the bearer token in constant time; health checks are
+// open so that probes need no secret.
+func (s *Server) authorized(r *http.Request) bool {
+	if s.opts.Token == "" {
+		return true
+	}
+	switch r.URL.Path {
+	case "/healthz", "/health":
+		return true
+	case "/metrics":
+		if s.opts.OpenMetrics {
+			return true
+		}
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.Token)) == 1
 }
 
 type statusRecorder struct {
@@ -170,7 +199,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &tooBig):
 		status, err = http.StatusRequestEntityTooLarge, fmt.Errorf("request body is larger than %d bytes", tooBig.Limit)
-	case errors.As(err, &br), errors.Is(err, agent.ErrInvalid), errors.Is(err, projections.ErrBadCursor), errors.Is(err, agent.ErrBadImage):
+	case errors.As(err, &br), errors.Is(err, agent.ErrInvalid), errors.Is(err, projections.ErrBadCursor), errors.Is(err, agent.ErrBadImage), errors.Is(err, errBadTar):
 		status = http.StatusBadRequest
 	case errors.Is(err, projections.ErrNotFound):
 		status = http.StatusNotFound
@@ -205,6 +234,9 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, emptyOK b
 	}
 	if !json.Valid(data) {
 		return badRequest{"request body is not valid JSON"}
+	}
+	if err := checkJSON(data); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytesReader(data))
 	dec.DisallowUnknownFields()
