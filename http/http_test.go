@@ -1,6 +1,7 @@
 package http_test
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -40,6 +41,7 @@ type env struct {
 
 type envOpts struct {
 	path          string
+	token         string
 	dockerHost    string // another engine address, for outage tests
 	maxImageBytes int64
 }
@@ -72,7 +74,7 @@ func newEnv(t *testing.T, cli *client.Client, o envOpts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := lambdahttp.New(lambdahttp.Options{Agent: ag, Views: ag.Views(), Registry: m.Registry, MaxImageBytes: o.maxImageBytes,
+	h := lambdahttp.New(lambdahttp.Options{Agent: ag, Views: ag.Views(), Registry: m.Registry, MaxImageBytes: o.maxImageBytes, Token: o.token,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	e := &env{t: t, srv: httptest.NewServer(h), log: log, instance: instance, ag: ag, path: o.path}
 	t.Cleanup(func() { e.close(cli) })
@@ -148,6 +150,9 @@ func TestAPI(t *testing.T) {
 	t.Run("images", func(t *testing.T) { testImages(t, cli, img) })
 	t.Run("outage", func(t *testing.T) { testOutage(t, cli, img.Tag) })
 	t.Run("restart", func(t *testing.T) { testRestart(t, cli, img.Tag) })
+	t.Run("auth", func(t *testing.T) { testAuth(t, cli, img.Tag) })
+	t.Run("hostile requests", func(t *testing.T) { testHostile(t, cli, img.Tag) })
+	t.Run("dead engine", func(t *testing.T) { testDeadEngine(t, cli, img.Tag) })
 }
 
 func testFunctions(t *testing.T, cli *client.Client, image string) {
@@ -584,4 +589,127 @@ func testAsync(t *testing.T, cli *client.Client, image string) {
 			t.Errorf("%s: wrote to the log", tc.name)
 		}
 	}
+}
+
+func testAuth(t *testing.T, cli *client.Client, image string) {
+	const token = "s3cret-token-for-tests"
+	e := newEnv(t, cli, envOpts{token: token})
+	send := func(method, path, auth string, body string) int {
+		req, _ := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := e.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var eb struct{ Error string }
+		json.NewDecoder(resp.Body).Decode(&eb)
+		if resp.StatusCode == 401 && (eb.Error == "" || resp.Header.Get("WWW-Authenticate") == "") {
+			t.Errorf("%s %s: 401 without a JSON error or WWW-Authenticate", method, path)
+		}
+		return resp.StatusCode
+	}
+	reg := `{"name": "fn", "image": "` + image + `"}`
+	for _, tc := range []struct {
+		name, method, path, auth, body string
+		want                           int
+	}{
+		{"no token", "POST", "/functions", "", reg, 401},
+		{"wrong token", "POST", "/functions", "Bearer nope", reg, 401},
+		{"token as basic", "POST", "/functions", "Basic " + token, reg, 401},
+		{"token prefix", "POST", "/functions", "Bearer " + token[:5], reg, 401},
+		{"list without token", "GET", "/functions", "", "", 401},
+		{"unknown path without token", "GET", "/nope", "", "", 401},
+		{"metrics without token", "GET", "/metrics", "", "", 401},
+		{"healthz is open", "GET", "/healthz", "", "", 200},
+		{"health is open", "GET", "/health", "", "", 200},
+		{"right token", "POST", "/functions", "Bearer " + token, reg, 201},
+		{"metrics with token", "GET", "/metrics", "Bearer " + token, "", 200},
+	} {
+		before := e.head()
+		if code := send(tc.method, tc.path, tc.auth, tc.body); code != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, code, tc.want)
+		}
+		if tc.want == 401 && e.head() != before {
+			t.Errorf("%s: wrote to the log", tc.name)
+		}
+	}
+}
+
+func testHostile(t *testing.T, cli *client.Client, image string) {
+	e := newEnv(t, cli, envOpts{})
+	e.do("POST", "/functions", map[string]any{"name": "fn", "image": image}, nil)
+	deep := `{"event": ` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`
+	for _, tc := range []struct {
+		name, method, path, body string
+		want                     int
+	}{
+		{"invalid UTF-8", "POST", "/functions", "{\"name\": \"x\xff\", \"image\": \"y\"}", 400},
+		{"deep nesting", "POST", "/invoke/fn", deep, 400},
+		{"NUL in env", "POST", "/functions", `{"name": "x", "image": "y", "env": {"A": "a\u0000b"}}`, 400},
+		{"image with spaces", "POST", "/functions", `{"name": "x", "image": "a b"}`, 400},
+		{"image digest malformed", "POST", "/functions", `{"name": "x", "image": "a@sha256:zz"}`, 400},
+		{"huge timeout", "POST", "/functions", `{"name": "x", "image": "y", "timeout": 1e12}`, 400},
+		{"negative memory", "POST", "/functions", `{"name": "x", "image": "y", "memory_mb": -1}`, 400},
+		{"NaN-like cpus", "POST", "/functions", `{"name": "x", "image": "y", "cpus": "NaN"}`, 400},
+		{"too many attempts", "POST", "/functions", `{"name": "x", "image": "y", "max_attempts": 99}`, 400},
+		{"hot mode", "POST", "/functions", `{"name": "x", "image": "y", "mode": "hot"}`, 400},
+		{"id with slashes matches no route", "GET", "/functions/..%2F..%2Fetc", "", 404},
+		{"id of dots", "GET", "/functions/..", "", 404},
+		{"id too long", "GET", "/invocations/" + strings.Repeat("a", 200), "", 400},
+		{"id with unicode", "DELETE", "/functions/%E2%98%83", "", 400},
+		{"invoke id with space", "POST", "/invoke/a%20b", "", 400},
+	} {
+		before := e.head()
+		if code := e.do(tc.method, tc.path, tc.body, nil); code != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, code, tc.want)
+		}
+		if e.head() != before {
+			t.Errorf("%s: wrote to the log", tc.name)
+		}
+	}
+}
+
+// testDeadEngine points the server at an engine socket where nothing
+// listens: what needs the engine answers 503, what does not keeps working.
+func testDeadEngine(t *testing.T, cli *client.Client, image string) {
+	e := newEnv(t, cli, envOpts{dockerHost: "unix://" + filepath.Join(t.TempDir(), "dead.sock")})
+	if code := e.do("POST", "/functions", map[string]any{"name": "fn", "image": image}, nil); code != 201 {
+		t.Fatalf("register without an engine: %d", code)
+	}
+	var health map[string]any
+	if code := e.do("GET", "/healthz", nil, &health); code != 503 || health["docker"] != "unreachable" {
+		t.Errorf("healthz: %d %v", code, health)
+	}
+	var inv projections.Invocation
+	if code := e.do("POST", "/invoke/fn", nil, &inv); code != 503 {
+		t.Errorf("invoke: %d", code)
+	}
+	for _, path := range []string{"/images"} {
+		if code := e.do("GET", path, nil, nil); code != 503 {
+			t.Errorf("GET %s: %d", path, code)
+		}
+	}
+	if code, _ := upload(t, e, "image", makeSaveTar()); code != 503 {
+		t.Errorf("upload: %d", code)
+	}
+	var page struct{ Invocations []projections.Invocation }
+	if code := e.do("GET", "/invocations", nil, &page); code != 200 || len(page.Invocations) != 1 || page.Invocations[0].ErrorType != "platform" {
+		t.Errorf("invocations: %d %+v", code, page)
+	}
+	if code := e.do("GET", "/functions/fn", nil, nil); code != 200 {
+		t.Errorf("function: %d", code)
+	}
+}
+
+// makeSaveTar is the smallest archive that passes the upload check.
+func makeSaveTar() []byte {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Name: "manifest.json", Typeflag: tar.TypeReg, Size: 2, Mode: 0o644})
+	tw.Write([]byte("[]"))
+	tw.Close()
+	return buf.Bytes()
 }
