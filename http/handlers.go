@@ -278,12 +278,15 @@ func (s *Server) loadImage(w http.ResponseWriter, r *http.Request, _ httprouter.
 		s.writeError(w, r, err)
 		return
 	}
-	tags, err := s.agent.LoadImage(r.Context(), spool)
+	res, err := s.agent.LoadImage(r.Context(), spool)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, map[string][]string{"loaded": tags})
+	writeJSON(w, http.StatusCreated, struct {
+		Loaded   []string            `json:"loaded"`
+		Replaced []agent.ReplacedTag `json:"replaced"`
+	}{res.Loaded, append([]agent.ReplacedTag{}, res.Replaced...)})
 }
 
 // wrapBody keeps a body over the bound recognisable, and calls any other

@@ -31,7 +31,7 @@ type Agent interface {
 	Delete(ctx context.Context, ref string) error
 	Invoke(ctx context.Context, ref string, req agent.InvokeRequest) (projections.Invocation, error)
 	Enqueue(ctx context.Context, ref string, req agent.InvokeRequest) (projections.Invocation, error)
-	LoadImage(ctx context.Context, r io.Reader) ([]string, error)
+	LoadImage(ctx context.Context, r io.Reader) (agent.ImageLoaded, error)
 	ListImages(ctx context.Context) ([]string, error)
 	Health(ctx context.Context) error
 	Head() (uint64, eventlog.Hash)

@@ -468,8 +468,21 @@ func testImages(t *testing.T, cli *client.Client, img dockertest.Image) {
 	}
 	dockertest.RemoveImageAtCleanup(t, cli, tag)
 	code, out := upload(t, e, "image", tar)
-	if code != 201 || fmt.Sprint(out["loaded"]) != "["+tag+"]" {
+	if code != 201 || fmt.Sprint(out["loaded"]) != "["+tag+"]" || fmt.Sprint(out["replaced"]) != "[]" {
 		t.Fatalf("upload: %d %v", code, out)
+	}
+	// Point the tag at another image; loading the archive again takes it
+	// back, and the answer says so.
+	other := dockertest.BuildImage(t, cli, "minilambda-other", map[string][]byte{
+		"Dockerfile": []byte("FROM scratch\nCOPY note.txt /note.txt\n"), "note.txt": []byte("other"),
+	}, nil)
+	if err := cli.ImageTag(context.Background(), other.ID, tag); err != nil {
+		t.Fatal(err)
+	}
+	code, out = upload(t, e, "image", tar)
+	replaced, _ := out["replaced"].([]any)
+	if code != 201 || len(replaced) != 1 || replaced[0].(map[string]any)["previous_id"] != other.ID || replaced[0].(map[string]any)["id"] != img.ID {
+		t.Fatalf("upload over a moved tag: %d %v (other %s, image %s)", code, out, other.ID, img.ID)
 	}
 	var tags []string
 	if e.do("GET", "/images", nil, &tags); !strings.Contains(strings.Join(tags, " "), tag) {
@@ -477,6 +490,9 @@ func testImages(t *testing.T, cli *client.Client, img dockertest.Image) {
 	}
 	before := e.head()
 	if code, out := upload(t, e, "image", []byte("not a tar at all")); code != 400 {
+		t.Errorf("garbage upload: %d %v", code, out)
+	}
+	if code, out := upload(t, e, "image", makeSaveTar()); code != 400 {
 		t.Errorf("garbage upload: %d %v", code, out)
 	}
 	if code, _ := upload(t, e, "file", tar); code != 400 {

@@ -50,6 +50,9 @@ type FunctionSpec struct {
 	Mode        string            `json:"mode,omitempty"`
 	Concurrency int               `json:"concurrency,omitempty"`
 	Network     string            `json:"network,omitempty"`
+	// ReadOnly runs the function with a read-only root filesystem and a
+	// tmpfs on /tmp.
+	ReadOnly bool `json:"read_only,omitempty"`
 	// MaxAttempts bounds the attempts of an async invocation.
 	MaxAttempts int `json:"max_attempts,omitempty"`
 	// CallbackURL receives the record of each async invocation that ends.

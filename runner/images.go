@@ -92,6 +92,24 @@ func (d *Docker) LoadImage(ctx context.Context, r io.Reader) ([]string, error) {
 
 // ListImages returns the repository tags of all images in the engine,
 // sorted, without the "<none>:<none>" of untagged images.
+// TagIDs maps each repo tag in the engine to the ID of its image, so that
+// a caller can tell which tags a load moved.
+func (d *Docker) TagIDs(ctx context.Context) (map[string]string, error) {
+	list, err := d.api.ImageList(ctx, image.ListOptions{})
+	if err != nil {
+		return nil, wrapEngineErr("list images", err)
+	}
+	ids := map[string]string{}
+	for _, img := range list {
+		for _, tag := range img.RepoTags {
+			if tag != "" && tag != "<none>:<none>" {
+				ids[tag] = img.ID
+			}
+		}
+	}
+	return ids, nil
+}
+
 func (d *Docker) ListImages(ctx context.Context) ([]string, error) {
 	list, err := d.api.ImageList(ctx, image.ListOptions{})
 	if err != nil {

@@ -67,6 +67,9 @@ type Spec struct {
 	// OutputLimit is how many bytes of stdout, and of stderr, are kept
 	// (DefaultOutputLimit when zero). Past it the container is killed.
 	OutputLimit int64
+	// ReadOnly mounts the image's filesystem read-only, with a small
+	// tmpfs on /tmp for scratch files.
+	ReadOnly bool
 	// Labels are added to the container's; they cannot replace the
 	// minilambda.* labels the runner sets.
 	Labels map[string]string
@@ -202,13 +205,17 @@ func (s Spec) containerConfig(imageID string) (*container.Config, *container.Hos
 		SecurityOpt: []string{"no-new-privileges"},
 		Privileged:  false,
 		// Output reaches the runner through the attach stream only.
-		LogConfig: container.LogConfig{Type: "none"},
+		LogConfig:      container.LogConfig{Type: "none"},
+		ReadonlyRootfs: s.ReadOnly,
 		Resources: container.Resources{
 			Memory:     memory,
 			MemorySwap: memory, // no swap
 			NanoCPUs:   int64(s.CPUs * 1e9),
 			PidsLimit:  &pids,
 		},
+	}
+	if s.ReadOnly {
+		hostConfig.Tmpfs = map[string]string{"/tmp": "rw,nosuid,nodev,noexec,size=64m"}
 	}
 	return config, hostConfig
 }

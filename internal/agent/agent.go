@@ -37,6 +37,7 @@ type Runner interface {
 	Run(ctx context.Context, s runner.Spec) (runner.Result, error)
 	LoadImage(ctx context.Context, r io.Reader) ([]string, error)
 	ListImages(ctx context.Context) ([]string, error)
+	TagIDs(ctx context.Context) (map[string]string, error)
 	Ping(ctx context.Context) error
 	RemoveManaged(ctx context.Context, selector map[string]string) (int, error)
 }
@@ -195,6 +196,7 @@ type Patch struct {
 	Concurrency *int               `json:"concurrency"`
 	Network     *string            `json:"network"`
 	MaxAttempts *int               `json:"max_attempts"`
+	ReadOnly    *bool              `json:"read_only"`
 	CallbackURL *string            `json:"callback_url"`
 }
 
@@ -211,6 +213,9 @@ func (p Patch) apply(s projections.FunctionSpec) projections.FunctionSpec {
 	set(&s.CallbackURL, p.CallbackURL)
 	if p.MaxAttempts != nil {
 		s.MaxAttempts = *p.MaxAttempts
+	}
+	if p.ReadOnly != nil {
+		s.ReadOnly = *p.ReadOnly
 	}
 	if p.Timeout != nil {
 		s.Timeout = *p.Timeout
@@ -299,27 +304,49 @@ func (a *Agent) Head() (uint64, eventlog.Hash) { return a.log.Head() }
 // TypeImageLoaded is the event recording an image upload.
 const TypeImageLoaded = "image.loaded"
 
-// ImageLoaded is the payload of image.loaded.
+// ImageLoaded is the payload of image.loaded, and the answer to an
+// upload.
 type ImageLoaded struct {
-	V    int      `json:"v"`
-	Tags []string `json:"tags"`
+	V      int      `json:"v"`
+	Loaded []string `json:"loaded"`
+	// Replaced are the tags that named another image before the load.
+	Replaced []ReplacedTag `json:"replaced,omitempty"`
+}
+
+// ReplacedTag is a tag an upload moved to another image.
+type ReplacedTag struct {
+	Tag        string `json:"tag"`
+	PreviousID string `json:"previous_id"`
+	ID         string `json:"id"`
 }
 
 // LoadImage loads a `docker save` archive into the engine and records
-// what it loaded.
-func (a *Agent) LoadImage(ctx context.Context, r io.Reader) ([]string, error) {
+// what it loaded, and which tags it took from other images.
+func (a *Agent) LoadImage(ctx context.Context, r io.Reader) (ImageLoaded, error) {
+	before, err := a.run.TagIDs(ctx)
+	if err != nil {
+		return ImageLoaded{}, err
+	}
 	tags, err := a.run.LoadImage(ctx, r)
 	if err != nil {
-		return nil, err
+		return ImageLoaded{}, err
 	}
-	e, err := projections.NewEvent(TypeImageLoaded, "", "", ImageLoaded{V: 1, Tags: tags})
+	res := ImageLoaded{V: 1, Loaded: tags}
+	if after, err := a.run.TagIDs(ctx); err == nil {
+		for _, tag := range tags {
+			if prev, ok := before[tag]; ok && after[tag] != "" && prev != after[tag] {
+				res.Replaced = append(res.Replaced, ReplacedTag{Tag: tag, PreviousID: prev, ID: after[tag]})
+			}
+		}
+	}
+	e, err := projections.NewEvent(TypeImageLoaded, "", "", res)
 	if err != nil {
-		return nil, err
+		return res, err
 	}
 	if _, err := a.log.Append(context.WithoutCancel(ctx), e); err != nil {
-		return nil, err
+		return res, err
 	}
-	return tags, nil
+	return res, nil
 }
 
 // ListImages lists the image tags the engine has.

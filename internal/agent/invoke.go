@@ -108,8 +108,8 @@ func (a *Agent) attempt(ctx context.Context, f projections.Function, id string, 
 		Image: f.Image, Env: f.Env, Input: input,
 		Timeout:  time.Duration(timeout) * time.Second,
 		MemoryMB: int64(f.MemoryMB), CPUs: f.CPUs, Network: f.Network,
-		OutputLimit: a.opts.OutputLimit,
-		Labels:      map[string]string{LabelInstance: a.opts.Instance},
+		OutputLimit: a.opts.OutputLimit, ReadOnly: f.ReadOnly,
+		Labels: map[string]string{LabelInstance: a.opts.Instance},
 		OnStart: func(containerID, digest string) error {
 			a.metrics.Starts.WithLabelValues("cold").Inc()
 			e, err := projections.NewEvent(projections.TypeInvocationStarted, f.ID, id, projections.InvocationStarted{
