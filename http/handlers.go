@@ -124,37 +124,36 @@ type accepted struct {
 }
 
 func (s *Server) invokeAsync(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
-	ref, ok := s.ref(w, r, p)
+	inv, ok := s.call(w, r, p, s.agent.Enqueue)
 	if !ok {
-		return
-	}
-	req, err := s.decodeInvoke(w, r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	inv, err := s.agent.Enqueue(r.Context(), ref, req)
-	if err != nil {
-		s.writeError(w, r, err)
 		return
 	}
 	w.Header().Set("Location", "/invocations/"+inv.InvocationID)
 	writeJSON(w, http.StatusAccepted, accepted{InvocationID: inv.InvocationID, Status: inv.Status, CreatedAt: inv.CreatedAt})
 }
 
-func (s *Server) invoke(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+// call decodes an invocation request for the function in the path and
+// hands it to the agent; on an error it has answered already.
+func (s *Server) call(w http.ResponseWriter, r *http.Request, p httprouter.Params,
+	do func(context.Context, string, agent.InvokeRequest) (projections.Invocation, error)) (projections.Invocation, bool) {
 	ref, ok := s.ref(w, r, p)
 	if !ok {
-		return
+		return projections.Invocation{}, false
 	}
 	req, err := s.decodeInvoke(w, r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
+	if err == nil {
+		var inv projections.Invocation
+		if inv, err = do(r.Context(), ref, req); err == nil {
+			return inv, true
+		}
 	}
-	inv, err := s.agent.Invoke(r.Context(), ref, req)
-	if err != nil {
-		s.writeError(w, r, err)
+	s.writeError(w, r, err)
+	return projections.Invocation{}, false
+}
+
+func (s *Server) invoke(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	inv, ok := s.call(w, r, p, s.agent.Invoke)
+	if !ok {
 		return
 	}
 	status := http.StatusOK
