@@ -1,0 +1,280 @@
+package runner
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/pkg/stdcopy"
+)
+
+// LabelHot marks a long-lived hot container.
+const LabelHot = "minilambda.hot"
+
+// ErrHotBroken means a hot container can take no more events: it exited,
+// hung, or broke the line protocol. Close it and start another.
+var ErrHotBroken = errors.New("runner: hot container is broken")
+
+// Hot is a long-lived function container speaking the line protocol: one
+// JSON event per line on its stdin, one result line on its stdout, one
+// event in flight at a time. stderr written while an event is in flight
+// is that event's logs.
+type Hot struct {
+	d      *Docker
+	id     string
+	digest string
+	logger *slog.Logger
+	hj     types.HijackedResponse
+	limit  int64
+
+	lines  chan []byte // result lines, or nil when a line passed the limit
+	dead   chan struct{}
+	stderr *capBuffer // swapped for each event, under mu
+
+	mu     sync.Mutex // one event in flight
+	errMu  sync.Mutex // guards stderr between the copier and Do
+	broken bool
+	closed sync.Once
+}
+
+// ID returns the container's ID.
+func (h *Hot) ID() string { return h.id }
+
+// ImageDigest returns the ID of the image the container runs.
+func (h *Hot) ImageDigest() string { return h.digest }
+
+// StartHot creates, attaches and starts a hot container for s; s.Input,
+// s.Timeout and s.OnStart are not used.
+func (d *Docker) StartHot(ctx context.Context, s Spec) (*Hot, error) {
+	s, err := s.normalize()
+	if err != nil {
+		return nil, err
+	}
+	logger := d.logger.With("function_id", s.FunctionID, "function_name", s.FunctionName, "hot", true)
+	img, err := d.api.ImageInspect(ctx, s.Image)
+	if err != nil {
+		switch {
+		case isNotFound(err):
+			return nil, fmt.Errorf("%w: %q", ErrImageNotFound, s.Image)
+		case cerrdefs.IsInvalidArgument(err):
+			return nil, fmt.Errorf("%w: image %q: %w", ErrInvalidSpec, s.Image, err)
+		}
+		return nil, d.runErr(ctx, "inspect image", err)
+	}
+	config, hostConfig := s.containerConfig(img.ID)
+	config.StdinOnce = false
+	config.Labels[LabelHot] = "true"
+	createCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
+	created, err := d.api.ContainerCreate(createCtx, config, hostConfig, nil, nil, containerName("hot-"+s.FunctionID))
+	cancel()
+	if err != nil {
+		return nil, wrapEngineErr("create hot container", err)
+	}
+	h := &Hot{
+		d: d, id: created.ID, digest: img.ID, logger: logger.With("container_id", created.ID),
+		limit: s.OutputLimit, lines: make(chan []byte, 1), dead: make(chan struct{}),
+		stderr: newCapBuffer(s.OutputLimit, nil),
+	}
+	fail := func(op string, err error) (*Hot, error) {
+		h.Close(ctx)
+		return nil, d.runErr(ctx, op, err)
+	}
+	if h.hj, err = d.api.ContainerAttach(ctx, h.id, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true}); err != nil {
+		return fail("attach hot container", err)
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := stdcopy.StdCopy(pw, hotStderr{h}, h.hj.Reader)
+		pw.CloseWithError(err)
+	}()
+	go h.readLines(pr)
+	if err := d.api.ContainerStart(ctx, h.id, container.StartOptions{}); err != nil {
+		return fail("start hot container", err)
+	}
+	return h, nil
+}
+
+// hotStderr routes the container's stderr to the buffer of the event in
+// flight.
+type hotStderr struct{ h *Hot }
+
+func (w hotStderr) Write(p []byte) (int, error) {
+	w.h.errMu.Lock()
+	defer w.h.errMu.Unlock()
+	return w.h.stderr.Write(p)
+}
+
+// readLines turns stdout into result lines until it ends or a line passes
+// the limit.
+func (h *Hot) readLines(r io.Reader) {
+	defer close(h.dead)
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		var line []byte
+		for {
+			chunk, err := br.ReadSlice('\n')
+			line = append(line, chunk...)
+			if int64(len(line)) > h.limit {
+				h.lines <- nil
+				return
+			}
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, bufio.ErrBufferFull) {
+				return
+			}
+		}
+		h.lines <- line
+	}
+}
+
+// HotResult is what one event did in a hot container.
+type HotResult struct {
+	Stdout          []byte // the result line
+	Stderr          []byte
+	StderrTruncated bool
+	Duration        time.Duration
+}
+
+// Do sends one event and waits up to timeout for its result line. An
+// error wrapping ErrHotBroken means the container exited (Result says how,
+// when it could tell), hung past timeout (TimedOut), or wrote a line over
+// the output limit (OutputLimited); the caller closes it.
+func (h *Hot) Do(ctx context.Context, event []byte, timeout time.Duration) (HotResult, Result, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var hr HotResult
+	res := Result{ContainerID: h.id, ImageDigest: h.digest, StartedAt: time.Now()}
+	if h.broken {
+		return hr, res, fmt.Errorf("%w: used after it broke", ErrHotBroken)
+	}
+	if bytes.ContainsRune(event, '\n') {
+		return hr, res, fmt.Errorf("%w: an event for a hot container must be one line", ErrInvalidSpec)
+	}
+	select {
+	case <-h.lines:
+		// A line nobody asked for: the function answers more than once per
+		// event, and every later answer would go to the wrong event.
+		h.broken = true
+		return hr, res, fmt.Errorf("%w: it wrote a result line with no event in flight", ErrHotBroken)
+	default:
+	}
+	h.errMu.Lock()
+	h.stderr = newCapBuffer(h.limit, nil)
+	h.errMu.Unlock()
+	take := func() {
+		h.errMu.Lock()
+		hr.Stderr, hr.StderrTruncated = h.stderr.bytes()
+		h.errMu.Unlock()
+		res.Stderr, res.StderrTruncated = hr.Stderr, hr.StderrTruncated
+		res.CompletedAt = time.Now()
+		hr.Duration = res.CompletedAt.Sub(res.StartedAt)
+		res.Duration = hr.Duration
+	}
+	if _, err := h.hj.Conn.Write(append(event, '\n')); err != nil {
+		h.broken = true
+		take()
+		h.exitState(ctx, &res)
+		return hr, res, fmt.Errorf("%w: writing the event: %v", ErrHotBroken, err)
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case line, ok := <-h.lines:
+		take()
+		if !ok || line == nil {
+			h.broken = true
+			res.OutputLimited = true
+			res.StdoutTruncated = true
+			return hr, res, fmt.Errorf("%w: result line longer than %d bytes", ErrHotBroken, h.limit)
+		}
+		// The engine copies stdout and stderr separately, so stderr the
+		// function wrote before its answer can arrive just after it.
+		h.settleStderr()
+		take()
+		hr.Stdout, res.Stdout = line, line
+		return hr, res, nil
+	case <-h.dead:
+		h.broken = true
+		take()
+		h.exitState(ctx, &res)
+		return hr, res, fmt.Errorf("%w: the container exited", ErrHotBroken)
+	case <-timer.C:
+		h.broken = true
+		take()
+		res.TimedOut = true
+		return hr, res, fmt.Errorf("%w: no result line within %v", ErrHotBroken, timeout)
+	case <-ctx.Done():
+		h.broken = true
+		take()
+		return hr, res, fmt.Errorf("runner: hot invocation abandoned: %w", ctx.Err())
+	}
+}
+
+// stderrSettle is how long stderr must stay quiet after a result line
+// before the event's logs are taken.
+const stderrSettle = 300 * time.Microsecond
+
+func (h *Hot) settleStderr() {
+	size := func() int {
+		h.errMu.Lock()
+		defer h.errMu.Unlock()
+		b, _ := h.stderr.bytes()
+		return len(b)
+	}
+	last, quiet := size(), 0
+	for range 10 {
+		time.Sleep(stderrSettle)
+		n := size()
+		if n != last {
+			last, quiet = n, 0
+			continue
+		}
+		// Logs that came are complete once quiet; no logs yet may be
+		// late, so give them one interval more.
+		if quiet++; n > 0 || quiet >= 2 {
+			return
+		}
+	}
+}
+
+// exitState fills in how an exited container ended.
+func (h *Hot) exitState(ctx context.Context, res *Result) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), inspectTimeout)
+	defer cancel()
+	waitC, errC := h.d.api.ContainerWait(ctx, h.id, container.WaitConditionNotRunning)
+	select {
+	case <-waitC:
+	case <-errC:
+	case <-time.After(killWait):
+	}
+	if info, err := h.d.api.ContainerInspect(ctx, h.id); err == nil && info.State != nil {
+		res.ExitCode, res.OOMKilled = info.State.ExitCode, info.State.OOMKilled
+	}
+	if res.ExitCode == 0 {
+		// It left without answering: that is the function's failure even
+		// if it exited 0.
+		res.ExitCode = -1
+	}
+}
+
+// Close kills and removes the container; it is safe to call more than once.
+func (h *Hot) Close(ctx context.Context) {
+	h.closed.Do(func() {
+		h.d.kill(ctx, h.id, h.logger)
+		if h.hj.Conn != nil {
+			h.hj.Close()
+		}
+		h.d.remove(ctx, h.id, h.logger)
+	})
+}

@@ -1,0 +1,91 @@
+package runner_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minilambda/minilambda/internal/dockertest"
+	"github.com/minilambda/minilambda/runner"
+)
+
+func TestHot(t *testing.T) {
+	d, cli, spec := setup(t)
+	img := dockertest.BuildGoImage(t, cli, "testdata/hot", "minilambda-runner-hot")
+	spec.Image = img.Tag
+	ctx := context.Background()
+	start := func() *runner.Hot {
+		h, err := d.StartHot(ctx, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close(ctx) })
+		return h
+	}
+	type answer struct {
+		Message string
+		Count   int
+	}
+	do := func(h *runner.Hot, event string) (answer, runner.HotResult, runner.Result, error) {
+		hr, res, err := h.Do(ctx, []byte(event), 5*time.Second)
+		var a answer
+		if err == nil {
+			if jerr := json.Unmarshal(hr.Stdout, &a); jerr != nil {
+				t.Fatalf("result %q: %v", hr.Stdout, jerr)
+			}
+		}
+		return a, hr, res, err
+	}
+
+	h := start()
+	if !strings.HasPrefix(h.ImageDigest(), "sha256:") || h.ID() == "" {
+		t.Fatalf("hot container %q %q", h.ID(), h.ImageDigest())
+	}
+	for i := 1; i <= 3; i++ {
+		a, hr, _, err := do(h, `{"name": "n`+string(rune('0'+i))+`"}`)
+		if err != nil || a.Count != i || a.Message != "Hello, n"+string(rune('0'+i))+"!" {
+			t.Fatalf("event %d: %+v %v", i, a, err)
+		}
+		if string(hr.Stderr) != "handling \"n"+string(rune('0'+i))+"\"\n" {
+			t.Errorf("event %d logs %q", i, hr.Stderr)
+		}
+	}
+	if _, _, err := h.Do(ctx, []byte("{\n}"), time.Second); !errors.Is(err, runner.ErrInvalidSpec) {
+		t.Errorf("multi-line event: %v", err)
+	}
+
+	t.Run("crash", func(t *testing.T) {
+		h := start()
+		_, _, res, err := do(h, `{"crash": true}`)
+		if !errors.Is(err, runner.ErrHotBroken) || res.ExitCode != 3 || res.ErrorType() != "function_error" {
+			t.Fatalf("crash: %v %+v", err, res)
+		}
+		if _, _, _, err := do(h, `{}`); !errors.Is(err, runner.ErrHotBroken) {
+			t.Fatalf("after a crash: %v", err)
+		}
+	})
+	t.Run("hang", func(t *testing.T) {
+		h := start()
+		begin := time.Now()
+		_, res, err := h.Do(ctx, []byte(`{"hang_ms": 60000}`), time.Second)
+		if !errors.Is(err, runner.ErrHotBroken) || !res.TimedOut || res.ErrorType() != "timeout" {
+			t.Fatalf("hang: %v %+v", err, res)
+		}
+		if time.Since(begin) > 3*time.Second {
+			t.Errorf("hang answered after %v", time.Since(begin))
+		}
+	})
+	t.Run("answers twice", func(t *testing.T) {
+		h := start()
+		if _, _, _, err := do(h, `{"twice": true}`); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+		if _, _, _, err := do(h, `{}`); !errors.Is(err, runner.ErrHotBroken) {
+			t.Fatalf("after an extra line: %v", err)
+		}
+	})
+}
