@@ -671,7 +671,7 @@ func testHostile(t *testing.T, cli *client.Client, image string) {
 		{"negative memory", "POST", "/functions", `{"name": "x", "image": "y", "memory_mb": -1}`, 400},
 		{"NaN-like cpus", "POST", "/functions", `{"name": "x", "image": "y", "cpus": "NaN"}`, 400},
 		{"too many attempts", "POST", "/functions", `{"name": "x", "image": "y", "max_attempts": 99}`, 400},
-		{"hot mode", "POST", "/functions", `{"name": "x", "image": "y", "mode": "hot"}`, 400},
+		{"unknown mode", "POST", "/functions", `{"name": "x", "image": "y", "mode": "warm"}`, 400},
 		{"id with slashes matches no route", "GET", "/functions/..%2F..%2Fetc", "", 404},
 		{"id of dots", "GET", "/functions/..", "", 404},
 		{"id too long", "GET", "/invocations/" + strings.Repeat("a", 200), "", 400},

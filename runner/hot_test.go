@@ -14,7 +14,7 @@ import (
 
 func TestHot(t *testing.T) {
 	d, cli, spec := setup(t)
-	img := dockertest.BuildGoImage(t, cli, "testdata/hot", "minilambda-runner-hot")
+	img := dockertest.BuildGoImage(t, cli, "../testdata/hot", "minilambda-runner-hot")
 	spec.Image = img.Tag
 	ctx := context.Background()
 	start := func() *runner.Hot {

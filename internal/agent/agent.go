@@ -38,6 +38,7 @@ type Runner interface {
 	LoadImage(ctx context.Context, r io.Reader) ([]string, error)
 	ListImages(ctx context.Context) ([]string, error)
 	TagIDs(ctx context.Context) (map[string]string, error)
+	StartHot(ctx context.Context, s runner.Spec) (*runner.Hot, error)
 	Ping(ctx context.Context) error
 	RemoveManaged(ctx context.Context, selector map[string]string) (int, error)
 }
@@ -72,6 +73,9 @@ type Options struct {
 	CallbackHosts []string
 	// CallbackTries bounds the deliveries of one callback; 3 when zero.
 	CallbackTries int
+	// HotIdleTTL is how long an idle hot container is kept;
+	// DefaultHotIdleTTL when zero.
+	HotIdleTTL time.Duration
 }
 
 // Agent runs invocations and records functions and invocations in the log.
@@ -100,6 +104,11 @@ type Agent struct {
 	cancelAttempts context.CancelFunc
 	callbacks      sync.WaitGroup
 	client         *http.Client
+
+	hmu        sync.Mutex
+	pools      map[string]*pool // hot containers by function id
+	hotStopped bool
+	hotwg      sync.WaitGroup
 }
 
 // LabelInstance is the container label naming the server that created it.
@@ -137,10 +146,12 @@ func New(opts Options) (*Agent, error) {
 	defDur(&opts.MaxEventAge, DefaultMaxEventAge)
 	defDur(&opts.RetryBase, DefaultRetryBase)
 	defDur(&opts.RetryMax, DefaultRetryMax)
+	defDur(&opts.HotIdleTTL, DefaultHotIdleTTL)
 	a := &Agent{
 		log: opts.Log, views: projections.NewViews(opts.Log), run: opts.Runner,
 		logger: logger.With("subsystem", "agent"), metrics: opts.Metrics, opts: opts,
 		running: make(map[string]int),
+		pools:   make(map[string]*pool),
 		wake:    make(chan struct{}, 1),
 		client: &http.Client{
 			Timeout: 10 * time.Second,
@@ -271,6 +282,7 @@ func (a *Agent) Update(ctx context.Context, ref string, patch Patch) (projection
 	if err != nil {
 		return f, err
 	}
+	a.retirePool(f.ID, "the function was updated")
 	return a.views.Function(f.ID)
 }
 
@@ -289,11 +301,11 @@ func (a *Agent) Delete(ctx context.Context, ref string) error {
 		_, err := projections.FunctionByRef(r, f.ID)
 		return err
 	}, e)
+	if err == nil {
+		a.retirePool(f.ID, "the function was deleted")
+	}
 	return err
 }
-
-// Wait returns once no invocation is under way.
-func (a *Agent) Wait() { a.wg.Wait() }
 
 // Health reports whether the Docker engine answers.
 func (a *Agent) Health(ctx context.Context) error { return a.run.Ping(ctx) }

@@ -125,10 +125,25 @@ func (a *Agent) checkCallback(raw string) error {
 	return fmt.Errorf("%w: callback host %q is not among the allowed --callback-hosts", ErrInvalid, u.Host)
 }
 
-// Start launches the async workers; they stop at Stop.
+// Start launches the async workers and the reaper of idle hot containers;
+// they stop at Stop.
 func (a *Agent) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stopWorkers = cancel
+	a.workers.Add(1)
+	go func() {
+		defer a.workers.Done()
+		tick := time.NewTicker(min(a.opts.HotIdleTTL/2, time.Second))
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				a.reapHot(now)
+			}
+		}
+	}()
 	for range a.opts.Workers {
 		a.workers.Add(1)
 		go func() {
@@ -157,6 +172,14 @@ func (a *Agent) Stop(ctx context.Context) {
 		<-done
 	}
 	a.callbacks.Wait()
+}
+
+// Wait returns once no invocation is under way and every hot container
+// that was stopping has stopped.
+func (a *Agent) Wait() {
+	a.wg.Wait()
+	a.stopAllHot()
+	a.hotwg.Wait()
 }
 
 func (a *Agent) work(ctx context.Context) {

@@ -103,6 +103,9 @@ func (a *Agent) attempt(ctx context.Context, f projections.Function, id string, 
 	record := context.WithoutCancel(ctx)
 	a.metrics.InFlight.Inc()
 	defer a.metrics.InFlight.Dec()
+	if f.Mode == "hot" {
+		return a.attemptHot(ctx, f, id, input, timeout, n)
+	}
 	return a.run.Run(ctx, runner.Spec{
 		FunctionID: f.ID, FunctionName: f.Name, InvocationID: id,
 		Image: f.Image, Env: f.Env, Input: input,

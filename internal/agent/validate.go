@@ -66,9 +66,11 @@ func Normalize(s projections.FunctionSpec) (projections.FunctionSpec, error) {
 	case "", "cold":
 		s.Mode = "cold"
 	case "hot":
-		return bad(`mode "hot" is not available in this version; use "cold" (a fresh container per invocation)`)
+		if s.Concurrency == 0 {
+			s.Concurrency = DefaultHotConcurrency
+		}
 	default:
-		return bad(`mode must be "cold", got %q`, s.Mode)
+		return bad(`mode must be "cold" (a fresh container per invocation) or "hot" (long-lived containers, one event per line), got %q`, s.Mode)
 	}
 	switch {
 	case s.Network == "":

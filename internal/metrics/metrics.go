@@ -22,6 +22,7 @@ type Metrics struct {
 	CommitEvents  prometheus.Histogram
 	QueueDepth    prometheus.Gauge
 	Retries       prometheus.Counter
+	HotContainers *prometheus.GaugeVec
 }
 
 // New registers the metrics, plus Go runtime and process collectors.
@@ -64,8 +65,12 @@ func New() *Metrics {
 			Name: "minilambda_async_retries_total",
 			Help: "Async attempts that failed and were scheduled again.",
 		}),
+		HotContainers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "minilambda_hot_containers",
+			Help: "Hot containers of a function, idle and busy.",
+		}, []string{"function"}),
 	}
-	m.Registry.MustRegister(m.Invocations, m.Duration, m.InFlight, m.Starts, m.CommitLatency, m.CommitEvents, m.QueueDepth, m.Retries,
+	m.Registry.MustRegister(m.Invocations, m.Duration, m.InFlight, m.Starts, m.CommitLatency, m.CommitEvents, m.QueueDepth, m.Retries, m.HotContainers,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

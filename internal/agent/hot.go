@@ -1,0 +1,238 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/minilambda/minilambda/projections"
+	"github.com/minilambda/minilambda/runner"
+)
+
+// Hot mode keeps long-lived containers per function, each taking one
+// event at a time over the line protocol. A function's pool grows to its
+// concurrency, shrinks when containers idle past Options.HotIdleTTL, and is
+// retired when the function is updated or deleted: idle containers stop at
+// once, busy ones when their event is answered. Every invocation is still
+// queued, started and ended in the log before it is answered.
+
+// Hot container events.
+const (
+	TypeHotStarted = "hot.started"
+	TypeHotStopped = "hot.stopped"
+)
+
+// HotStarted is the payload of hot.started.
+type HotStarted struct {
+	V               int    `json:"v"`
+	ContainerID     string `json:"container_id"`
+	ImageDigest     string `json:"image_digest"`
+	FunctionVersion int    `json:"function_version"`
+}
+
+// HotStopped is the payload of hot.stopped.
+type HotStopped struct {
+	V           int    `json:"v"`
+	ContainerID string `json:"container_id"`
+	Reason      string `json:"reason"`
+}
+
+// DefaultHotConcurrency is the pool bound of a hot function that sets no
+// concurrency of its own.
+const DefaultHotConcurrency = 4
+
+// DefaultHotIdleTTL is how long an idle hot container is kept.
+const DefaultHotIdleTTL = 5 * time.Minute
+
+type pool struct {
+	version int
+	idle    []idleHot
+	total   int // idle and busy
+	retired bool
+}
+
+type idleHot struct {
+	h     *runner.Hot
+	since time.Time
+}
+
+func (a *Agent) hotSpec(f projections.Function) runner.Spec {
+	return runner.Spec{
+		FunctionID: f.ID, FunctionName: f.Name, Image: f.Image, Env: f.Env,
+		MemoryMB: int64(f.MemoryMB), CPUs: f.CPUs, Network: f.Network, ReadOnly: f.ReadOnly,
+		OutputLimit: a.opts.OutputLimit,
+		Labels:      map[string]string{LabelInstance: a.opts.Instance},
+	}
+}
+
+// getHot returns an idle container of f's pool, or starts one.
+func (a *Agent) getHot(ctx context.Context, f projections.Function) (*runner.Hot, *pool, bool, error) {
+	a.hmu.Lock()
+	p := a.pools[f.ID]
+	if p == nil || p.version != f.Version {
+		if p != nil {
+			a.retireLocked(f.ID, p, "the function was updated")
+		}
+		p = &pool{version: f.Version}
+		a.pools[f.ID] = p
+	}
+	if n := len(p.idle); n > 0 {
+		h := p.idle[n-1].h
+		p.idle = p.idle[:n-1]
+		a.hmu.Unlock()
+		return h, p, true, nil
+	}
+	p.total++
+	a.metrics.HotContainers.WithLabelValues(f.Name).Set(float64(p.total))
+	a.hmu.Unlock()
+	h, err := a.run.StartHot(ctx, a.hotSpec(f))
+	if err != nil {
+		a.hmu.Lock()
+		p.total--
+		a.metrics.HotContainers.WithLabelValues(f.Name).Set(float64(p.total))
+		a.hmu.Unlock()
+		return nil, nil, false, err
+	}
+	e, err := projections.NewEvent(TypeHotStarted, f.ID, "", HotStarted{V: 1, ContainerID: h.ID(), ImageDigest: h.ImageDigest(), FunctionVersion: f.Version})
+	if err == nil {
+		_, err = a.log.Append(context.WithoutCancel(ctx), e)
+	}
+	if err != nil {
+		a.putHot(f, p, h, "cannot record its start")
+		return nil, nil, false, err
+	}
+	return h, p, false, nil
+}
+
+// putHot gives a container back to its pool, or stops it when broken is
+// not empty (the reason) or the pool was retired.
+func (a *Agent) putHot(f projections.Function, p *pool, h *runner.Hot, broken string) {
+	a.hmu.Lock()
+	if broken == "" && !p.retired && !a.hotStopped {
+		p.idle = append(p.idle, idleHot{h: h, since: time.Now()})
+		a.hmu.Unlock()
+		return
+	}
+	p.total--
+	a.metrics.HotContainers.WithLabelValues(f.Name).Set(float64(p.total))
+	if broken == "" {
+		broken = "its pool was retired"
+	}
+	a.stopHotLocked(f.ID, h, broken)
+	a.hmu.Unlock()
+}
+
+// stopHotLocked stops a container in the background and records why.
+func (a *Agent) stopHotLocked(fnID string, h *runner.Hot, reason string) {
+	a.hotwg.Add(1)
+	go func() {
+		defer a.hotwg.Done()
+		h.Close(context.Background())
+		e, err := projections.NewEvent(TypeHotStopped, fnID, "", HotStopped{V: 1, ContainerID: h.ID(), Reason: reason})
+		if err == nil {
+			_, err = a.log.Append(context.Background(), e)
+		}
+		if err != nil {
+			a.logger.Warn("cannot record a hot container's stop", "container_id", h.ID(), "err", err)
+		}
+	}()
+}
+
+// retireLocked stops a pool's idle containers; busy ones stop when they
+// come back.
+func (a *Agent) retireLocked(fnID string, p *pool, reason string) {
+	p.retired = true
+	for _, ih := range p.idle {
+		a.stopHotLocked(fnID, ih.h, reason)
+	}
+	p.total -= len(p.idle)
+	p.idle = nil
+	if a.pools[fnID] == p {
+		delete(a.pools, fnID)
+	}
+}
+
+// retirePool drains a function's pool after an update or a delete.
+func (a *Agent) retirePool(fnID, reason string) {
+	a.hmu.Lock()
+	defer a.hmu.Unlock()
+	if p := a.pools[fnID]; p != nil {
+		a.retireLocked(fnID, p, reason)
+	}
+}
+
+// reapHot stops containers idle longer than the TTL.
+func (a *Agent) reapHot(now time.Time) {
+	a.hmu.Lock()
+	defer a.hmu.Unlock()
+	for fnID, p := range a.pools {
+		keep := p.idle[:0]
+		for _, ih := range p.idle {
+			if now.Sub(ih.since) > a.opts.HotIdleTTL {
+				a.stopHotLocked(fnID, ih.h, "idle")
+				p.total--
+			} else {
+				keep = append(keep, ih)
+			}
+		}
+		p.idle = keep
+		if p.total == 0 {
+			delete(a.pools, fnID)
+		}
+	}
+}
+
+// stopAllHot stops every idle container and makes busy ones stop when they
+// come back, then waits for the stops to be recorded.
+func (a *Agent) stopAllHot() {
+	a.hmu.Lock()
+	a.hotStopped = true
+	for fnID, p := range a.pools {
+		a.retireLocked(fnID, p, "the server is stopping")
+	}
+	a.hmu.Unlock()
+}
+
+// attemptHot runs one attempt in a hot container of f.
+func (a *Agent) attemptHot(ctx context.Context, f projections.Function, id string, input json.RawMessage, timeout, n int) (runner.Result, error) {
+	var line bytes.Buffer
+	if err := json.Compact(&line, input); err != nil {
+		return runner.Result{}, fmt.Errorf("%w: the event is not JSON: %v", ErrInvalid, err)
+	}
+	h, p, warm, err := a.getHot(ctx, f)
+	if err != nil {
+		return runner.Result{}, err
+	}
+	kind := "cold"
+	if warm {
+		kind = "warm"
+	}
+	a.metrics.Starts.WithLabelValues(kind).Inc()
+	e, err := projections.NewEvent(projections.TypeInvocationStarted, f.ID, id, projections.InvocationStarted{
+		V: 1, Attempt: n, ContainerID: h.ID(), ImageDigest: h.ImageDigest(),
+	})
+	if err == nil {
+		_, err = a.log.Append(context.WithoutCancel(ctx), e)
+	}
+	if err != nil {
+		a.putHot(f, p, h, "")
+		return runner.Result{}, err
+	}
+	_, res, err := h.Do(ctx, line.Bytes(), time.Duration(timeout)*time.Second)
+	switch {
+	case err == nil:
+		a.putHot(f, p, h, "")
+		return res, nil
+	case errors.Is(err, runner.ErrHotBroken):
+		// The function's failure, which the Result describes: replace
+		// the container and report the invocation as the Result says.
+		a.putHot(f, p, h, err.Error())
+		return res, nil
+	default:
+		a.putHot(f, p, h, err.Error())
+		return res, err
+	}
+}

@@ -1,0 +1,181 @@
+package agent_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/minilambda/minilambda/eventlog"
+	"github.com/minilambda/minilambda/internal/agent"
+	"github.com/minilambda/minilambda/internal/dockertest"
+	"github.com/minilambda/minilambda/projections"
+)
+
+type hotAnswer struct {
+	Message string
+	Count   int
+	Pid     int
+}
+
+func TestHotMode(t *testing.T) {
+	cli := dockertest.Client(t)
+	img := dockertest.BuildGoImage(t, cli, "../../testdata/hot", "minilambda-agent-hot")
+	invoke := func(t *testing.T, f *fixture, ref string, event string, timeout int) (projections.Invocation, hotAnswer, error) {
+		t.Helper()
+		inv, err := f.ag.Invoke(context.Background(), ref, agent.InvokeRequest{Event: json.RawMessage(event), Timeout: timeout})
+		var a hotAnswer
+		if err == nil && inv.Status == "COMPLETED" {
+			if jerr := json.Unmarshal([]byte(inv.Result), &a); jerr != nil {
+				t.Fatalf("result %q: %v", inv.Result, jerr)
+			}
+		}
+		return inv, a, err
+	}
+	hotEvents := func(f *fixture, typ string) []eventlog.Event {
+		var out []eventlog.Event
+		f.log.Read(context.Background(), 0, eventlog.Filter{Type: typ}, func(e eventlog.Event) error {
+			out = append(out, e)
+			return nil
+		})
+		return out
+	}
+
+	t.Run("warm reuse, logs and the log", func(t *testing.T) {
+		f := newAgent(t, cli, img.Tag, agent.Options{})
+		fn := f.register(projections.FunctionSpec{Name: "hot", Mode: "hot"})
+		if fn.Concurrency != agent.DefaultHotConcurrency {
+			t.Errorf("hot function concurrency %d", fn.Concurrency)
+		}
+		var first projections.Invocation
+		for i := 1; i <= 3; i++ {
+			inv, a, err := invoke(t, f, "hot", `{"name": "w"}`, 0)
+			if err != nil || inv.Status != "COMPLETED" || a.Count != i || inv.Logs != "handling \"w\"\n" {
+				t.Fatalf("call %d: %v %+v %+v", i, err, inv, a)
+			}
+			if i == 1 {
+				first = inv
+			} else if inv.ContainerID != first.ContainerID {
+				t.Fatalf("call %d ran in %s, not the warm %s", i, inv.ContainerID, first.ContainerID)
+			}
+			evs := f.events(inv.InvocationID)
+			if got := types(evs); got != "queued started completed" {
+				t.Fatalf("events of call %d: %s", i, got)
+			}
+		}
+		if n := len(hotEvents(f, agent.TypeHotStarted)); n != 1 {
+			t.Fatalf("%d hot containers started for 3 sequential calls", n)
+		}
+	})
+
+	t.Run("pool grows to concurrency, then 429", func(t *testing.T) {
+		f := newAgent(t, cli, img.Tag, agent.Options{})
+		f.register(projections.FunctionSpec{Name: "hot", Mode: "hot", Concurrency: 3})
+		var wg sync.WaitGroup
+		pids := make([]int, 3)
+		started := make(chan struct{}, 3)
+		for i := range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				started <- struct{}{}
+				_, a, err := invoke(t, f, "hot", `{"hang_ms": 1500}`, 0)
+				if err != nil {
+					t.Error(err)
+				}
+				pids[i] = a.Pid
+			}()
+		}
+		for range 3 {
+			<-started
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			running, _, _ := f.ag.Views().Invocations(projections.InvocationQuery{Status: "RUNNING"})
+			if len(running) == 3 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("only %d of 3 running", len(running))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if _, _, err := invoke(t, f, "hot", `{}`, 0); !errors.Is(err, agent.ErrBusy) {
+			t.Errorf("a 4th call past concurrency 3: %v", err)
+		}
+		wg.Wait()
+		if n := len(hotEvents(f, agent.TypeHotStarted)); n != 3 {
+			t.Errorf("%d hot containers for 3 concurrent calls", n)
+		}
+	})
+
+	t.Run("shrinks after the idle TTL", func(t *testing.T) {
+		f := newAgent(t, cli, img.Tag, agent.Options{HotIdleTTL: 500 * time.Millisecond})
+		f.register(projections.FunctionSpec{Name: "hot", Mode: "hot"})
+		if _, _, err := invoke(t, f, "hot", `{}`, 0); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for len(hotEvents(f, agent.TypeHotStopped)) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("idle hot container never stopped")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if ev := hotEvents(f, agent.TypeHotStopped)[0]; !strings.Contains(string(ev.Data), `"reason":"idle"`) {
+			t.Errorf("stopped for %s", ev.Data)
+		}
+		// And it comes back on demand.
+		if inv, a, err := invoke(t, f, "hot", `{}`, 0); err != nil || a.Count != 1 {
+			t.Fatalf("after shrinking: %v %+v", err, inv)
+		}
+	})
+
+	t.Run("crashed and hung containers are replaced", func(t *testing.T) {
+		f := newAgent(t, cli, img.Tag, agent.Options{})
+		f.register(projections.FunctionSpec{Name: "hot", Mode: "hot"})
+		before, _, _ := invoke(t, f, "hot", `{}`, 0)
+		crashed, _, err := invoke(t, f, "hot", `{"crash": true}`, 0)
+		if err != nil || crashed.Status != "FAILED" || crashed.ErrorType != "function_error" || crashed.ContainerID != before.ContainerID {
+			t.Fatalf("crash: %v %+v", err, crashed)
+		}
+		after, a, err := invoke(t, f, "hot", `{}`, 0)
+		if err != nil || after.Status != "COMPLETED" || after.ContainerID == before.ContainerID || a.Count != 1 {
+			t.Fatalf("after the crash: %v %+v", err, after)
+		}
+		start := time.Now()
+		hung, _, err := invoke(t, f, "hot", `{"hang_ms": 60000}`, 1)
+		if err != nil || hung.Status != "FAILED" || hung.ErrorType != "timeout" || time.Since(start) > 5*time.Second {
+			t.Fatalf("hang: %v %+v after %v", err, hung, time.Since(start))
+		}
+		if next, _, err := invoke(t, f, "hot", `{}`, 0); err != nil || next.Status != "COMPLETED" || next.ContainerID == hung.ContainerID {
+			t.Fatalf("after the hang: %v %+v", err, next)
+		}
+	})
+
+	t.Run("an update drains the old pool", func(t *testing.T) {
+		f := newAgent(t, cli, img.Tag, agent.Options{})
+		f.register(projections.FunctionSpec{Name: "hot", Mode: "hot"})
+		old, _, _ := invoke(t, f, "hot", `{}`, 0)
+		env := map[string]string{"V": "2"}
+		if _, err := f.ag.Update(context.Background(), "hot", agent.Patch{Env: &env}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for len(hotEvents(f, agent.TypeHotStopped)) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the old pool was not drained")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if ev := hotEvents(f, agent.TypeHotStopped)[0]; !strings.Contains(string(ev.Data), old.ContainerID) || !strings.Contains(string(ev.Data), "updated") {
+			t.Errorf("stop event %s", ev.Data)
+		}
+		if next, _, err := invoke(t, f, "hot", `{}`, 0); err != nil || next.ContainerID == old.ContainerID || next.FunctionVersion != 2 {
+			t.Fatalf("after the update: %v %+v", err, next)
+		}
+	})
+}
