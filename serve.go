@@ -52,6 +52,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	maxAttempts := fs.Int("max-attempts", envInt("MAX_ATTEMPTS", agent.DefaultMaxAttempts), "attempts of an async invocation, unless its function sets max_attempts")
 	maxAge := fs.Duration("max-event-age", envDuration("MAX_EVENT_AGE", agent.DefaultMaxEventAge), "async invocations older than this end FAILED")
 	retryBase := fs.Duration("retry-base", envDuration("RETRY_BASE", agent.DefaultRetryBase), "wait before the second attempt; doubles after, up to 5m")
+	hotTTL := fs.Duration("hot-idle-ttl", envDuration("HOT_IDLE_TTL", agent.DefaultHotIdleTTL), "how long an idle hot container is kept")
 	token := fs.String("token", env("TOKEN", ""), "API token clients send as Authorization: Bearer; required to listen beyond loopback")
 	insecure := fs.Bool("insecure-no-auth", env("INSECURE_NO_AUTH", "") == "true", "listen beyond loopback without a token: anyone who reaches the port can run any image")
 	openMetrics := fs.Bool("metrics-open", env("METRICS_OPEN", "") == "true", "serve /metrics without the token")
@@ -92,7 +93,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		Log: log, Runner: docker, Logger: logger, Metrics: m,
 		Instance: instanceID(*db), MaxInFlight: *maxInFlight, OutputLimit: *outputLimit,
 		Workers: *workers, MaxQueue: *maxQueue, MaxAttempts: *maxAttempts, MaxEventAge: *maxAge,
-		RetryBase: *retryBase, CallbackHosts: splitList(*callbackHosts),
+		RetryBase: *retryBase, CallbackHosts: splitList(*callbackHosts), HotIdleTTL: *hotTTL,
 	})
 	if err != nil {
 		return err

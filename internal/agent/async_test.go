@@ -23,13 +23,13 @@ import (
 )
 
 type fixture struct {
-	t     *testing.T
+	t     testing.TB
 	ag    *agent.Agent
 	log   *eventlog.Log
 	image string
 }
 
-func newAgent(t *testing.T, cli *client.Client, image string, opts agent.Options) *fixture {
+func newAgent(t testing.TB, cli *client.Client, image string, opts agent.Options) *fixture {
 	t.Helper()
 	log, err := eventlog.Open(filepath.Join(t.TempDir(), "events.db"), eventlog.Options{Projector: projections.Projector{}})
 	if err != nil {

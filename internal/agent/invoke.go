@@ -70,13 +70,22 @@ func (a *Agent) Invoke(ctx context.Context, ref string, req InvokeRequest) (proj
 	defer a.release(f)
 	a.wg.Add(1)
 	defer a.wg.Done()
-	id, _, err := a.appendQueued(ctx, f, req, false)
-	if err != nil {
-		return inv, err
+	var id string
+	var res runner.Result
+	var runErr error
+	if f.Mode == "hot" {
+		id, res, runErr = a.invokeHot(ctx, f, req)
+		if id == "" {
+			return inv, runErr
+		}
+	} else {
+		if id, _, err = a.appendQueued(ctx, f, req, false); err != nil {
+			return inv, err
+		}
+		// From here on the invocation is in the log and must end there,
+		// even if the client goes away.
+		res, runErr = a.attempt(ctx, f, id, req.Event, req.Timeout, 1)
 	}
-	// From here on the invocation is in the log and must end there, even
-	// if the client goes away.
-	res, runErr := a.attempt(ctx, f, id, req.Event, req.Timeout, 1)
 	typ, ended := outcome(res, runErr, f, req.Timeout, 1)
 	if err := a.end(context.WithoutCancel(ctx), f, id, typ, ended, res, runErr); err != nil {
 		return inv, err

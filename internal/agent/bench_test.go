@@ -1,0 +1,112 @@
+package agent_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os/exec"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/minilambda/minilambda/internal/agent"
+	"github.com/minilambda/minilambda/internal/dockertest"
+	"github.com/minilambda/minilambda/projections"
+)
+
+var hotFor = flag.Duration("hot-for", 3*time.Second, "how long BenchmarkWarm measures hot throughput")
+
+// BenchmarkWarm prints, from one run on the real engine: `docker run --rm
+// -i` p50, cold invocation p50, hot p50 and p99, hot throughput with 16
+// concurrent clients, and the ratios. Every invocation goes through the
+// agent, so each is queued, started and ended in the fsynced log before it
+// returns. Run it with -benchtime 1x.
+func BenchmarkWarm(b *testing.B) {
+	cli := dockertest.Client(b)
+	cold := dockertest.BuildGoImage(b, cli, "../../testdata/fn", "minilambda-bench-cold")
+	hot := dockertest.BuildGoImage(b, cli, "../../testdata/hot", "minilambda-bench-hot")
+	f := newAgent(b, cli, "", agent.Options{MaxInFlight: 64}).ag
+	ctx := context.Background()
+	for _, spec := range []projections.FunctionSpec{
+		{Name: "cold", Image: cold.Tag},
+		{Name: "hot", Image: hot.Tag, Mode: "hot", Concurrency: 16},
+	} {
+		if _, err := f.Register(ctx, spec); err != nil {
+			b.Fatal(err)
+		}
+	}
+	event := json.RawMessage(`{"name": "bench"}`)
+	invoke := func(ref string) time.Duration {
+		start := time.Now()
+		inv, err := f.Invoke(ctx, ref, agent.InvokeRequest{Event: event})
+		if err != nil || inv.Status != "COMPLETED" {
+			b.Fatalf("%s: %v %+v", ref, err, inv)
+		}
+		return time.Since(start)
+	}
+	const coldRuns, hotRuns = 15, 1000
+	var dockerRun, coldRun []time.Duration
+	key, value := dockertest.UniqueLabel(b)
+	for range coldRuns {
+		start := time.Now()
+		cmd := exec.Command("docker", "run", "--rm", "-i", "--label", key+"="+value, cold.Tag)
+		cmd.Stdin = bytes.NewReader(event)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("docker run: %v\n%s", err, out)
+		}
+		dockerRun = append(dockerRun, time.Since(start))
+		coldRun = append(coldRun, invoke("cold"))
+	}
+	invoke("hot") // start the first container
+	var hotRun []time.Duration
+	for range hotRuns {
+		hotRun = append(hotRun, invoke("hot"))
+	}
+	// Throughput: 16 clients for -hot-for, once the pool has grown to 16.
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				invoke("hot")
+			}
+		}()
+	}
+	wg.Wait()
+	var done atomic.Int64
+	stop := time.Now().Add(*hotFor)
+	begin := time.Now()
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(stop) {
+				invoke("hot")
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	throughput := float64(done.Load()) / time.Since(begin).Seconds()
+
+	pct := func(d []time.Duration, p float64) float64 {
+		s := slices.Clone(d)
+		slices.Sort(s)
+		return float64(s[int(p*float64(len(s)-1))].Microseconds()) / 1000
+	}
+	dr, cr, hp50, hp99 := pct(dockerRun, .5), pct(coldRun, .5), pct(hotRun, .5), pct(hotRun, .99)
+	b.ReportMetric(dr, "docker-run-p50-ms")
+	b.ReportMetric(cr, "cold-p50-ms")
+	b.ReportMetric(hp50, "hot-p50-ms")
+	b.ReportMetric(hp99, "hot-p99-ms")
+	b.ReportMetric(throughput, "hot-inv/s@16")
+	b.ReportMetric(cr/dr, "cold/docker-run")
+	b.ReportMetric(dr/hp50, "docker-run/hot-p50")
+	fmt.Printf("docker run p50 %.1f ms | cold p50 %.1f ms (%.2fx docker run) | hot p50 %.2f ms p99 %.2f ms (docker run / hot p50 = %.0fx) | hot %.0f inv/s at 16 clients\n",
+		dr, cr, cr/dr, hp50, hp99, dr/hp50, throughput)
+}
