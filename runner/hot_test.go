@@ -89,3 +89,31 @@ func TestHot(t *testing.T) {
 		}
 	})
 }
+
+func TestPrestart(t *testing.T) {
+	d, cli, spec := setup(t)
+	img := dockertest.BuildGoImage(t, cli, "testdata/echo", "minilambda-runner-prestart")
+	spec.Image = img.Tag
+	ctx := context.Background()
+	p, err := d.Prestart(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var started string
+	res, err := p.Run(ctx, []byte(`{"name": "early"}`), func(id, digest string) error {
+		started = id
+		return nil
+	})
+	if err != nil || res.ExitCode != 0 || !strings.Contains(string(res.Stdout), "early") || started != res.ContainerID || res.ImageDigest != img.ID {
+		t.Fatalf("prestarted run: %v %+v (started %q)", err, res, started)
+	}
+	if _, err := p.Run(ctx, nil, nil); err == nil {
+		t.Error("a prepared container ran a second invocation")
+	}
+	// One that is never used is removed by Discard.
+	q, err := d.Prestart(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Discard(ctx)
+}
