@@ -39,6 +39,7 @@ type Runner interface {
 	ListImages(ctx context.Context) ([]string, error)
 	TagIDs(ctx context.Context) (map[string]string, error)
 	StartHot(ctx context.Context, s runner.Spec) (*runner.Hot, error)
+	Prestart(ctx context.Context, s runner.Spec) (*runner.Prepared, error)
 	Ping(ctx context.Context) error
 	RemoveManaged(ctx context.Context, selector map[string]string) (int, error)
 }
@@ -106,7 +107,9 @@ type Agent struct {
 	client         *http.Client
 
 	hmu        sync.Mutex
-	pools      map[string]*pool // hot containers by function id
+	pools      map[string]*pool  // hot containers by function id
+	spares     map[string]*spare // prestarted cold containers by function id
+	preparing  map[string]bool   // functions whose spare is on its way
 	hotStopped bool
 	hotwg      sync.WaitGroup
 }
@@ -152,7 +155,10 @@ func New(opts Options) (*Agent, error) {
 		logger: logger.With("subsystem", "agent"), metrics: opts.Metrics, opts: opts,
 		running: make(map[string]int),
 		pools:   make(map[string]*pool),
-		wake:    make(chan struct{}, 1),
+		spares:  make(map[string]*spare),
+
+		preparing: make(map[string]bool),
+		wake:      make(chan struct{}, 1),
 		client: &http.Client{
 			Timeout: 10 * time.Second,
 			// A redirect could lead a callback to a host nobody allowed.

@@ -157,19 +157,26 @@ func (a *Agent) retireLocked(fnID string, p *pool, reason string) {
 	}
 }
 
-// retirePool drains a function's pool after an update or a delete.
+// retirePool drains a function's pool and drops its spare after an update
+// or a delete.
 func (a *Agent) retirePool(fnID, reason string) {
 	a.hmu.Lock()
 	defer a.hmu.Unlock()
+	a.dropSpareLocked(fnID)
 	if p := a.pools[fnID]; p != nil {
 		a.retireLocked(fnID, p, reason)
 	}
 }
 
-// reapHot stops containers idle longer than the TTL.
+// reapHot stops hot containers and spares idle longer than the TTL.
 func (a *Agent) reapHot(now time.Time) {
 	a.hmu.Lock()
 	defer a.hmu.Unlock()
+	for fnID, sp := range a.spares {
+		if now.Sub(sp.since) > a.opts.HotIdleTTL {
+			a.dropSpareLocked(fnID)
+		}
+	}
 	for fnID, p := range a.pools {
 		keep := p.idle[:0]
 		for _, ih := range p.idle {
@@ -192,6 +199,9 @@ func (a *Agent) reapHot(now time.Time) {
 func (a *Agent) stopAllHot() {
 	a.hmu.Lock()
 	a.hotStopped = true
+	for fnID := range a.spares {
+		a.dropSpareLocked(fnID)
+	}
 	for fnID, p := range a.pools {
 		a.retireLocked(fnID, p, "the server is stopping")
 	}
@@ -306,5 +316,79 @@ func (a *Agent) doHot(ctx context.Context, f projections.Function, p *pool, h *r
 	default:
 		a.putHot(f, p, h, err.Error())
 		return res, err
+	}
+}
+
+// A cold function that was used recently keeps one spare: a fresh
+// container already created, attached and started, blocked on its stdin,
+// for exactly one next invocation. It takes the engine's create and start
+// (most of a cold invocation) off that invocation's path; the function's
+// process starts before its event arrives, as in Lambda's init phase.
+
+type spare struct {
+	version, timeout int
+	p                *runner.Prepared
+	since            time.Time
+}
+
+// takeSpare returns f's spare when it fits (same version and timeout).
+func (a *Agent) takeSpare(f projections.Function, timeout int) *runner.Prepared {
+	a.hmu.Lock()
+	defer a.hmu.Unlock()
+	sp := a.spares[f.ID]
+	if sp == nil || sp.version != f.Version || sp.timeout != timeout {
+		return nil
+	}
+	delete(a.spares, f.ID)
+	return sp.p
+}
+
+// prestart prepares a spare for f in the background, unless it has one or
+// one is on its way.
+func (a *Agent) prestart(f projections.Function) {
+	a.hmu.Lock()
+	defer a.hmu.Unlock()
+	if a.hotStopped || a.preparing[f.ID] {
+		return
+	}
+	if sp := a.spares[f.ID]; sp != nil && sp.version == f.Version {
+		return
+	}
+	a.preparing[f.ID] = true
+	a.hotwg.Add(1)
+	go func() {
+		defer a.hotwg.Done()
+		p, err := a.run.Prestart(context.Background(), a.coldSpec(f, f.Timeout))
+		a.hmu.Lock()
+		defer a.hmu.Unlock()
+		delete(a.preparing, f.ID)
+		if err != nil {
+			a.logger.Debug("cannot prestart a container", "function", f.Name, "err", err)
+			return
+		}
+		if a.hotStopped {
+			a.discardLocked(p)
+			return
+		}
+		if old := a.spares[f.ID]; old != nil {
+			a.discardLocked(old.p)
+		}
+		a.spares[f.ID] = &spare{version: f.Version, timeout: f.Timeout, p: p, since: time.Now()}
+	}()
+}
+
+func (a *Agent) discardLocked(p *runner.Prepared) {
+	a.hotwg.Add(1)
+	go func() {
+		defer a.hotwg.Done()
+		p.Discard(context.Background())
+	}()
+}
+
+// dropSpareLocked discards f's spare, after an update or a delete.
+func (a *Agent) dropSpareLocked(fnID string) {
+	if sp := a.spares[fnID]; sp != nil {
+		delete(a.spares, fnID)
+		a.discardLocked(sp.p)
 	}
 }

@@ -12,7 +12,9 @@ import (
 	"github.com/minilambda/minilambda/eventlog"
 	"github.com/minilambda/minilambda/internal/agent"
 	"github.com/minilambda/minilambda/internal/dockertest"
+	"github.com/minilambda/minilambda/internal/metrics"
 	"github.com/minilambda/minilambda/projections"
+	dto "github.com/prometheus/client_model/go"
 )
 
 type hotAnswer struct {
@@ -178,4 +180,43 @@ func TestHotMode(t *testing.T) {
 			t.Fatalf("after the update: %v %+v", err, next)
 		}
 	})
+}
+
+func TestPrestartedSpare(t *testing.T) {
+	cli := dockertest.Client(t)
+	img := dockertest.BuildGoImage(t, cli, "../../testdata/fn", "minilambda-agent-spare")
+	m := metrics.New()
+	f := newAgent(t, cli, img.Tag, agent.Options{Metrics: m})
+	f.register(projections.FunctionSpec{Name: "fn"})
+	call := func(name string) projections.Invocation {
+		inv, err := f.ag.Invoke(context.Background(), "fn", agent.InvokeRequest{Event: json.RawMessage(`{"name": "` + name + `"}`)})
+		if err != nil || inv.Status != "COMPLETED" || inv.Result != "{\"message\":\"Hello, "+name+"!\"}\n" {
+			t.Fatalf("%s: %v %+v", name, err, inv)
+		}
+		return inv
+	}
+	first := call("first")
+	// The spare is prepared in the background after the first call.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		second := call("second")
+		var c dto.Metric
+		m.Starts.WithLabelValues("prestarted").Write(&c)
+		if c.GetCounter().GetValue() == 1 {
+			if second.ContainerID == first.ContainerID {
+				t.Fatalf("the spare was the first call's container")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no invocation ran in a prestarted container")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	// A spare never serves a second invocation, and an update drops it.
+	env := map[string]string{"V": "2"}
+	if _, err := f.ag.Update(context.Background(), "fn", agent.Patch{Env: &env}); err != nil {
+		t.Fatal(err)
+	}
+	call("after-update")
 }

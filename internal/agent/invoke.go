@@ -115,25 +115,40 @@ func (a *Agent) attempt(ctx context.Context, f projections.Function, id string, 
 	if f.Mode == "hot" {
 		return a.attemptHot(ctx, f, id, input, timeout, n)
 	}
-	return a.run.Run(ctx, runner.Spec{
-		FunctionID: f.ID, FunctionName: f.Name, InvocationID: id,
-		Image: f.Image, Env: f.Env, Input: input,
+	kind := "cold"
+	onStart := func(containerID, digest string) error {
+		a.metrics.Starts.WithLabelValues(kind).Inc()
+		e, err := projections.NewEvent(projections.TypeInvocationStarted, f.ID, id, projections.InvocationStarted{
+			V: 1, Attempt: n, ContainerID: containerID, ImageDigest: digest,
+		})
+		if err != nil {
+			return err
+		}
+		_, err = a.log.Append(record, e)
+		return err
+	}
+	// Whatever happens, have a container ready for this function's next
+	// invocation.
+	defer a.prestart(f)
+	if p := a.takeSpare(f, timeout); p != nil {
+		kind = "prestarted"
+		return p.Run(ctx, input, onStart)
+	}
+	spec := a.coldSpec(f, timeout)
+	spec.InvocationID, spec.Input, spec.OnStart = id, input, onStart
+	return a.run.Run(ctx, spec)
+}
+
+// coldSpec is the container of one cold invocation of f.
+func (a *Agent) coldSpec(f projections.Function, timeout int) runner.Spec {
+	return runner.Spec{
+		FunctionID: f.ID, FunctionName: f.Name,
+		Image: f.Image, Env: f.Env,
 		Timeout:  time.Duration(timeout) * time.Second,
 		MemoryMB: int64(f.MemoryMB), CPUs: f.CPUs, Network: f.Network,
 		OutputLimit: a.opts.OutputLimit, ReadOnly: f.ReadOnly,
 		Labels: map[string]string{LabelInstance: a.opts.Instance},
-		OnStart: func(containerID, digest string) error {
-			a.metrics.Starts.WithLabelValues("cold").Inc()
-			e, err := projections.NewEvent(projections.TypeInvocationStarted, f.ID, id, projections.InvocationStarted{
-				V: 1, Attempt: n, ContainerID: containerID, ImageDigest: digest,
-			})
-			if err != nil {
-				return err
-			}
-			_, err = a.log.Append(record, e)
-			return err
-		},
-	})
+	}
 }
 
 // end records the final event of an invocation and counts it.
