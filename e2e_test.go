@@ -119,6 +119,23 @@ func (s *server) stop(sig syscall.Signal) error {
 	}
 }
 
+// waitRunning returns once an invocation is RUNNING.
+func (s *server) waitRunning() {
+	s.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var p page
+		s.call("GET", "/invocations?status=RUNNING", nil, &p)
+		if len(p.Invocations) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatal("nothing started running")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 type page struct {
 	Invocations []projections.Invocation
 	NextCursor  string `json:"next_cursor"`
@@ -148,22 +165,11 @@ func TestCrashRecovery(t *testing.T) {
 		}
 		ids = append(ids, acc.InvocationID)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var p page
-		s.call("GET", "/invocations?status=RUNNING", nil, &p)
-		if len(p.Invocations) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("nothing started running")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	s.waitRunning()
 	s.stop(syscall.SIGKILL)
 
 	s = startServer(t, db, flags...)
-	deadline = time.Now().Add(3 * time.Minute)
+	deadline := time.Now().Add(3 * time.Minute)
 	for i, id := range ids {
 		for {
 			var inv projections.Invocation
@@ -227,18 +233,7 @@ func TestSIGTERMLetsSyncInvocationAnswer(t *testing.T) {
 		a.code = s.call("POST", "/invoke/fn", map[string]any{"event": map[string]any{"name": "late", "sleep_ms": 2000}}, &a.inv)
 		answered <- a
 	}()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var p page
-		s.call("GET", "/invocations?status=RUNNING", nil, &p)
-		if len(p.Invocations) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("nothing started running")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	s.waitRunning()
 	exited := make(chan error, 1)
 	go func() { exited <- s.stop(syscall.SIGTERM) }()
 	a := <-answered

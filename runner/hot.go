@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
@@ -60,17 +59,11 @@ func (d *Docker) StartHot(ctx context.Context, s Spec) (*Hot, error) {
 		return nil, err
 	}
 	logger := d.logger.With("function_id", s.FunctionID, "function_name", s.FunctionName, "hot", true)
-	img, err := d.api.ImageInspect(ctx, s.Image)
+	imageID, err := d.resolve(ctx, s.Image)
 	if err != nil {
-		switch {
-		case isNotFound(err):
-			return nil, fmt.Errorf("%w: %q", ErrImageNotFound, s.Image)
-		case cerrdefs.IsInvalidArgument(err):
-			return nil, fmt.Errorf("%w: image %q: %w", ErrInvalidSpec, s.Image, err)
-		}
-		return nil, d.runErr(ctx, "inspect image", err)
+		return nil, err
 	}
-	config, hostConfig := s.containerConfig(img.ID)
+	config, hostConfig := s.containerConfig(imageID)
 	config.StdinOnce = false
 	config.Labels[LabelHot] = "true"
 	createCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
@@ -80,7 +73,7 @@ func (d *Docker) StartHot(ctx context.Context, s Spec) (*Hot, error) {
 		return nil, wrapEngineErr("create hot container", err)
 	}
 	h := &Hot{
-		d: d, id: created.ID, digest: img.ID, logger: logger.With("container_id", created.ID),
+		d: d, id: created.ID, digest: imageID, logger: logger.With("container_id", created.ID),
 		limit: s.OutputLimit, lines: make(chan []byte, 1), dead: make(chan struct{}),
 		stderr: newCapBuffer(s.OutputLimit, nil),
 	}

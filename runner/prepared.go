@@ -100,24 +100,17 @@ func (d *Docker) prepare(ctx context.Context, s Spec, start bool) (p *Prepared, 
 		}
 	}()
 
-	// Resolve the image to the ID that will run.
 	t := time.Now()
-	img, err := d.api.ImageInspect(ctx, s.Image)
+	imageID, err := d.resolve(ctx, s.Image)
 	p.res.Timings.Image = time.Since(t)
 	if err != nil {
-		switch {
-		case isNotFound(err):
-			return p, fmt.Errorf("%w: %q", ErrImageNotFound, s.Image)
-		case cerrdefs.IsInvalidArgument(err):
-			return p, fmt.Errorf("%w: image %q: %w", ErrInvalidSpec, s.Image, err)
-		}
-		return p, d.runErr(ctx, "inspect image", err)
+		return p, err
 	}
-	p.res.ImageDigest = img.ID
+	p.res.ImageDigest = imageID
 
 	// Create, detached from ctx: a create that completes after the caller
 	// hung up would leave a container whose ID nobody knows.
-	config, hostConfig := s.containerConfig(img.ID)
+	config, hostConfig := s.containerConfig(imageID)
 	t = time.Now()
 	createCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
 	created, err := d.api.ContainerCreate(createCtx, config, hostConfig, nil, nil, containerName(s.InvocationID))
@@ -179,6 +172,22 @@ func (d *Docker) prepare(ctx context.Context, s Spec, start bool) (p *Prepared, 
 		}
 	}
 	return p, nil
+}
+
+// resolve returns the ID of the image a reference names: the image that
+// will run, whatever the tag points at later.
+func (d *Docker) resolve(ctx context.Context, image string) (string, error) {
+	img, err := d.api.ImageInspect(ctx, image)
+	if err != nil {
+		switch {
+		case isNotFound(err):
+			return "", fmt.Errorf("%w: %q", ErrImageNotFound, image)
+		case cerrdefs.IsInvalidArgument(err):
+			return "", fmt.Errorf("%w: image %q: %w", ErrInvalidSpec, image, err)
+		}
+		return "", d.runErr(ctx, "inspect image", err)
+	}
+	return img.ID, nil
 }
 
 func (p *Prepared) start(ctx context.Context) error {
