@@ -174,12 +174,21 @@ func (a *Agent) Stop(ctx context.Context) {
 	a.callbacks.Wait()
 }
 
-// Wait returns once no invocation is under way and every hot container
-// that was stopping has stopped.
+// Wait returns once no invocation is under way and every hot or
+// prestarted container has stopped. Last, it removes whatever container of
+// this server is still there: one whose removal failed while the engine
+// was unreachable would otherwise wait for the next start.
 func (a *Agent) Wait() {
 	a.wg.Wait()
 	a.stopAllHot()
 	a.hotwg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if n, err := a.run.RemoveManaged(ctx, map[string]string{LabelInstance: a.opts.Instance}); err != nil {
+		a.logger.Warn("cannot remove leftover containers", "err", err)
+	} else if n > 0 {
+		a.logger.Info("removed leftover containers", "count", n)
+	}
 }
 
 func (a *Agent) work(ctx context.Context) {
