@@ -11,94 +11,89 @@ import (
 // later payload versions that add fields still decode; a known member of
 // the wrong type is an error.
 
-func payloadErr(e *eventlog.Event, err error) error {
-	return fmt.Errorf("%s payload: %w", e.Type, err)
+// fields maps member names to what reads them.
+type fields map[string]func(jsonValue) error
+
+func intInto(dst *int) func(jsonValue) error {
+	return func(v jsonValue) error {
+		n, err := v.Int()
+		*dst = int(n)
+		return err
+	}
+}
+
+func stringInto(dst *string) func(jsonValue) error {
+	return func(v jsonValue) (err error) {
+		*dst, err = v.String()
+		return err
+	}
+}
+
+func boolInto(dst *bool) func(jsonValue) error {
+	return func(v jsonValue) (err error) {
+		*dst, err = v.Bool()
+		return err
+	}
+}
+
+// scanInto reads e's payload through f.
+func scanInto(e *eventlog.Event, f fields) error {
+	err := scanObject(e.Data, func(k []byte, v jsonValue) error {
+		if read := f[string(k)]; read != nil {
+			return read(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s payload: %w", e.Type, err)
+	}
+	return nil
 }
 
 func decodeQueued(e *eventlog.Event) (p InvocationQueued, err error) {
-	err = scanObject(e.Data, func(k []byte, v jsonValue) error {
-		var err error
-		switch string(k) {
-		case "v":
-			var n int64
-			n, err = v.Int()
-			p.V = int(n)
-		case "function_name":
-			p.FunctionName, err = v.String()
-		case "function_version":
-			var n int64
-			n, err = v.Int()
-			p.FunctionVersion = int(n)
-		case "async":
-			p.Async, err = v.Bool()
-		}
-		return err
+	err = scanInto(e, fields{
+		"v":                intInto(&p.V),
+		"function_name":    stringInto(&p.FunctionName),
+		"function_version": intInto(&p.FunctionVersion),
+		"async":            boolInto(&p.Async),
 	})
-	if err != nil {
-		return p, payloadErr(e, err)
-	}
-	return p, nil
+	return p, err
 }
 
 func decodeStarted(e *eventlog.Event) (p InvocationStarted, err error) {
-	err = scanObject(e.Data, func(k []byte, v jsonValue) error {
-		var err error
-		switch string(k) {
-		case "v":
-			var n int64
-			n, err = v.Int()
-			p.V = int(n)
-		case "attempt":
-			var n int64
-			n, err = v.Int()
-			p.Attempt = int(n)
-		case "container_id":
-			p.ContainerID, err = v.String()
-		case "image_digest":
-			p.ImageDigest, err = v.String()
-		}
-		return err
+	err = scanInto(e, fields{
+		"v":            intInto(&p.V),
+		"attempt":      intInto(&p.Attempt),
+		"container_id": stringInto(&p.ContainerID),
+		"image_digest": stringInto(&p.ImageDigest),
 	})
-	if err != nil {
-		return p, payloadErr(e, err)
-	}
-	return p, nil
+	return p, err
 }
 
 // decodeEnded reads an InvocationEnded without its outputs, which the view
 // leaves in the event.
 func decodeEnded(e *eventlog.Event) (p InvocationEnded, err error) {
-	err = scanObject(e.Data, func(k []byte, v jsonValue) error {
-		var err error
-		var n int64
-		switch string(k) {
-		case "v":
-			n, err = v.Int()
-			p.V = int(n)
-		case "attempt":
-			n, err = v.Int()
-			p.Attempt = int(n)
-		case "exit_code":
-			if !v.isNull() {
-				n, err = v.Int()
-				code := int(n)
-				p.ExitCode = &code
+	err = scanInto(e, fields{
+		"v":       intInto(&p.V),
+		"attempt": intInto(&p.Attempt),
+		"exit_code": func(v jsonValue) error {
+			if v.isNull() {
+				p.ExitCode = nil
+				return nil
 			}
-		case "duration_ms":
+			n, err := v.Int()
+			code := int(n)
+			p.ExitCode = &code
+			return err
+		},
+		"duration_ms": func(v jsonValue) (err error) {
 			p.DurationMS, err = v.Int()
-		case "result_truncated":
-			p.ResultTruncated, err = v.Bool()
-		case "logs_truncated":
-			p.LogsTruncated, err = v.Bool()
-		case "error":
-			p.Error, err = v.String()
-		case "error_type":
-			p.ErrorType, err = v.String()
-		}
-		return err
+			return err
+		},
+		"result_truncated": boolInto(&p.ResultTruncated),
+		"logs_truncated":   boolInto(&p.LogsTruncated),
+		"error":            stringInto(&p.Error),
+		"error_type":       stringInto(&p.ErrorType),
 	})
-	if err != nil {
-		return p, payloadErr(e, err)
-	}
-	return p, nil
+	return p, err
 }
