@@ -67,7 +67,7 @@ func (l *Log) Verify(ctx context.Context, p Projector, progress func(done, total
 		return sum, err
 	}
 	if want-1 != head || prev != headHash {
-		return sum, fmt.Errorf("%w: seq %d: log ends at %d but its head is %d", ErrCorrupt, want, want-1, head)
+		return sum, fmt.Errorf("%w: seq %d: the log ends at seq %d, short of its head", ErrCorrupt, head, want-1)
 	}
 	if progress != nil {
 		progress(head, head)

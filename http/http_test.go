@@ -68,8 +68,7 @@ func newEnv(t *testing.T, cli *client.Client, o envOpts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, instance := dockertest.UniqueLabel(t)
-	_ = key
+	_, instance := dockertest.UniqueLabel(t)
 	ag, err := agent.New(agent.Options{Log: log, Runner: docker, Metrics: m, Instance: instance})
 	if err != nil {
 		t.Fatal(err)

@@ -114,7 +114,7 @@ func (s *Views) FunctionVersions(id string) ([]Function, error) {
 // Invocation returns one invocation record.
 func (s *Views) Invocation(id string) (inv Invocation, err error) {
 	err = s.v.View(func(r eventlog.ViewReader) error {
-		inv, err = readInvocation(r, []byte(id))
+		inv, err = readInvocation(r, []byte(id), nil)
 		return err
 	})
 	return inv, err
@@ -141,10 +141,12 @@ func (s *Views) Queued(id string) (q InvocationQueued, err error) {
 	return q, err
 }
 
-// readInvocation reads a record and the outputs from the event that ended
-// it.
-func readInvocation(r eventlog.ViewReader, id []byte) (Invocation, error) {
-	v := r.Get(viewInvocations, recordKey(string(id)))
+// readInvocation reads a record, whose stored bytes v the caller may have
+// in hand already, and the outputs from the event that ended it.
+func readInvocation(r eventlog.ViewReader, id, v []byte) (Invocation, error) {
+	if v == nil {
+		v = r.Get(viewInvocations, recordKey(string(id)))
+	}
 	if v == nil {
 		return Invocation{}, fmt.Errorf("invocation %q: %w", id, ErrNotFound)
 	}
@@ -191,6 +193,7 @@ func (s *Views) Invocations(q InvocationQuery) (page []Invocation, next string, 
 		return nil, "", ErrBadCursor
 	}
 	prefix := recordKey("")
+	indexed := q.FunctionID != "" || q.Status != ""
 	switch {
 	case q.FunctionID != "":
 		prefix = functionKey(q.FunctionID, "")
@@ -214,7 +217,10 @@ func (s *Views) Invocations(q InvocationQuery) (page []Invocation, next string, 
 				return false
 			}
 			var inv Invocation
-			if inv, derr = readInvocation(r, id); derr != nil {
+			if indexed {
+				v = nil // an index entry; the record is elsewhere
+			}
+			if inv, derr = readInvocation(r, id, v); derr != nil {
 				return false
 			}
 			if q.Status == "" || inv.Status == q.Status {

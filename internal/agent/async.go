@@ -15,6 +15,7 @@ import (
 
 	"github.com/minilambda/minilambda/projections"
 	"github.com/minilambda/minilambda/runner"
+	"github.com/oklog/ulid/v2"
 )
 
 // The async queue is the log: an invocation.queued event with "async" is
@@ -85,13 +86,17 @@ func (a *Agent) Enqueue(ctx context.Context, ref string, req InvokeRequest) (pro
 	if err := a.checkCallback(req.CallbackURL); err != nil {
 		return inv, err
 	}
+	if req, err = checkRequest(req); err != nil {
+		return inv, err
+	}
 	a.qmu.Lock()
 	depth := len(a.queue)
 	a.qmu.Unlock()
 	if depth >= a.opts.MaxQueue {
 		return inv, fmt.Errorf("%w: %d async invocations are queued, the server's limit", ErrBusy, depth)
 	}
-	id, ev, err := a.appendQueued(ctx, f, req, true)
+	id := ulid.Make().String()
+	ev, err := a.appendQueued(ctx, f, id, req, true)
 	if err != nil {
 		return inv, err
 	}

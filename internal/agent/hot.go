@@ -233,40 +233,24 @@ func (a *Agent) attemptHot(ctx context.Context, f projections.Function, id strin
 // invokeHot is Invoke for a hot function. With a container in hand first,
 // the queued and started events go in one append: two fsynced commits per
 // invocation instead of three, each before the step it records.
+// req has passed checkRequest.
 func (a *Agent) invokeHot(ctx context.Context, f projections.Function, req InvokeRequest) (string, runner.Result, error) {
-	if req.Timeout < 0 || req.Timeout > MaxTimeout {
-		return "", runner.Result{}, fmt.Errorf("%w: timeout must be between 1 and %d seconds", ErrInvalid, MaxTimeout)
-	}
-	if len(req.Event) == 0 {
-		req.Event = json.RawMessage("{}")
-	}
 	line, err := compactEvent(req.Event)
 	if err != nil {
 		return "", runner.Result{}, err
 	}
+	id := ulid.Make().String()
 	h, p, warm, err := a.getHot(ctx, f)
 	if err != nil {
 		// Record the invocation and how it could not run, as a cold one.
-		id, _, qerr := a.appendQueued(ctx, f, req, false)
-		if qerr != nil {
+		if _, qerr := a.appendQueued(ctx, f, id, req, false); qerr != nil {
 			return "", runner.Result{}, qerr
 		}
 		return id, runner.Result{}, err
 	}
-	id := ulid.Make().String()
-	q, err := projections.NewEvent(projections.TypeInvocationQueued, f.ID, id, projections.InvocationQueued{
-		V: 1, FunctionName: f.Name, FunctionVersion: f.Version, Event: req.Event, Timeout: req.Timeout,
-	})
-	if err != nil {
-		a.putHot(f, p, h, "")
-		return "", runner.Result{}, err
-	}
 	s, err := startedEvent(f, id, h, 1)
 	if err == nil {
-		_, err = a.log.AppendIf(ctx, func(r eventlog.ViewReader) error {
-			_, err := projections.FunctionByRef(r, f.ID)
-			return err
-		}, q, s)
+		_, err = a.appendQueued(ctx, f, id, req, false, s)
 	}
 	if err != nil {
 		a.putHot(f, p, h, "")

@@ -24,31 +24,37 @@ type InvokeRequest struct {
 // MaxTimeout is the longest an invocation may run, as Lambda's 15 minutes.
 const MaxTimeout = 900
 
-// appendQueued checks a request and appends its invocation.queued event; the
-// function must still be live when the event commits.
-func (a *Agent) appendQueued(ctx context.Context, f projections.Function, req InvokeRequest, async bool) (string, eventlog.Event, error) {
+// checkRequest refuses a timeout out of bounds and fills in the empty
+// event.
+func checkRequest(req InvokeRequest) (InvokeRequest, error) {
 	if req.Timeout < 0 || req.Timeout > MaxTimeout {
-		return "", eventlog.Event{}, fmt.Errorf("%w: timeout must be between 1 and %d seconds", ErrInvalid, MaxTimeout)
+		return req, fmt.Errorf("%w: timeout must be between 1 and %d seconds", ErrInvalid, MaxTimeout)
 	}
 	if len(req.Event) == 0 {
 		req.Event = json.RawMessage("{}")
 	}
-	id := ulid.Make().String()
+	return req, nil
+}
+
+// appendQueued appends the invocation.queued event of invocation id, and
+// any events that go with it in the same commit; the function must still
+// be live when they commit. req has passed checkRequest.
+func (a *Agent) appendQueued(ctx context.Context, f projections.Function, id string, req InvokeRequest, async bool, more ...eventlog.Event) (eventlog.Event, error) {
 	q, err := projections.NewEvent(projections.TypeInvocationQueued, f.ID, id, projections.InvocationQueued{
 		V: 1, FunctionName: f.Name, FunctionVersion: f.Version, Async: async,
 		Event: req.Event, Timeout: req.Timeout, CallbackURL: req.CallbackURL,
 	})
 	if err != nil {
-		return "", q, err
+		return q, err
 	}
 	got, err := a.log.AppendIf(ctx, func(r eventlog.ViewReader) error {
 		_, err := projections.FunctionByRef(r, f.ID)
 		return err
-	}, q)
+	}, append([]eventlog.Event{q}, more...)...)
 	if err != nil {
-		return "", q, err
+		return q, err
 	}
-	return id, got[0], nil
+	return got[0], nil
 }
 
 // Invoke runs the function ref once with the event and returns the
@@ -63,6 +69,9 @@ func (a *Agent) Invoke(ctx context.Context, ref string, req InvokeRequest) (proj
 	}
 	if req.CallbackURL != "" {
 		return inv, fmt.Errorf("%w: callback_url is for async invocations; a sync caller gets the record in the answer", ErrInvalid)
+	}
+	if req, err = checkRequest(req); err != nil {
+		return inv, err
 	}
 	if err := a.acquire(f); err != nil {
 		return inv, err
@@ -79,7 +88,8 @@ func (a *Agent) Invoke(ctx context.Context, ref string, req InvokeRequest) (proj
 			return inv, runErr
 		}
 	} else {
-		if id, _, err = a.appendQueued(ctx, f, req, false); err != nil {
+		id = ulid.Make().String()
+		if _, err = a.appendQueued(ctx, f, id, req, false); err != nil {
 			return inv, err
 		}
 		// From here on the invocation is in the log and must end there,

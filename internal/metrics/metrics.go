@@ -45,7 +45,7 @@ func New() *Metrics {
 		}),
 		Starts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "minilambda_container_starts_total",
-			Help: "Invocations by how their container was had: cold (created for it) or warm (already running).",
+			Help: "Invocations by how their container was had: cold (created for it), prestarted (started ahead for it) or warm (a hot container already running).",
 		}, []string{"kind"}),
 		CommitLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "minilambda_eventlog_commit_seconds",
