@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -310,5 +311,105 @@ func TestReopenServesSameViews(t *testing.T) {
 	}
 	if f, err := v.Function("a"); err != nil || f.ID != "F1" {
 		t.Fatalf("after reopen: %+v %v", f, err)
+	}
+}
+
+// Record must answer what the views hold once the same events commit.
+func TestRecordMatchesViews(t *testing.T) {
+	l := openLog(t, "")
+	v := projections.NewViews(l)
+	exit0, exit3 := 0, 3
+	queued := func(id string) eventlog.Event {
+		return mustEvent(t, projections.TypeInvocationQueued, "F1", id, projections.InvocationQueued{V: 1, FunctionName: "hello", FunctionVersion: 2, Event: json.RawMessage(`{"x":1}`)})
+	}
+	started := func(id string, n int) eventlog.Event {
+		return mustEvent(t, projections.TypeInvocationStarted, "F1", id, projections.InvocationStarted{V: 1, Attempt: n, ContainerID: "c1", ImageDigest: "sha256:aa"})
+	}
+	for name, events := range map[string]func(id string) []eventlog.Event{
+		"queued": func(id string) []eventlog.Event { return []eventlog.Event{queued(id)} },
+		"completed": func(id string) []eventlog.Event {
+			return []eventlog.Event{queued(id), started(id, 1), mustEvent(t, projections.TypeInvocationCompleted, "F1", id,
+				projections.InvocationEnded{V: 1, Attempt: 1, Result: "{\"é\":\"\\u2028\"}\n", Logs: "log\n", ExitCode: &exit0, DurationMS: 3, LogsTruncated: true})}
+		},
+		"failed before start": func(id string) []eventlog.Event {
+			return []eventlog.Event{queued(id), mustEvent(t, projections.TypeInvocationFailed, "F1", id,
+				projections.InvocationEnded{V: 1, Attempt: 1, Error: "no engine", ErrorType: projections.ErrorPlatform})}
+		},
+		"retried then failed": func(id string) []eventlog.Event {
+			return []eventlog.Event{queued(id), started(id, 1),
+				mustEvent(t, projections.TypeInvocationRetried, "F1", id, projections.InvocationRetried{V: 1, Attempt: 1, Reason: "exit 3", NotBefore: time.Now(), ExitCode: &exit3, Logs: "first\n"}),
+				started(id, 2),
+				mustEvent(t, projections.TypeInvocationFailed, "F1", id, projections.InvocationEnded{V: 1, Attempt: 2, Logs: "second\n", ExitCode: &exit3, Error: "exit 3", ErrorType: projections.ErrorFunction})}
+		},
+		"retried": func(id string) []eventlog.Event {
+			return []eventlog.Event{queued(id), started(id, 1),
+				mustEvent(t, projections.TypeInvocationRetried, "F1", id, projections.InvocationRetried{V: 1, Attempt: 1, Reason: "exit 3", NotBefore: time.Now(), ExitCode: &exit3, Result: "partial", Logs: "first\n"})}
+		},
+	} {
+		id := ulid.Make().String()
+		var appended []eventlog.Event
+		// One event per commit, as an invocation's events usually come.
+		for _, e := range events(id) {
+			got, err := l.Append(context.Background(), e)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			appended = append(appended, got...)
+		}
+		want, err := v.Invocation(id)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got, err := projections.Record(appended...)
+		if err != nil {
+			t.Fatalf("%s: Record: %v", name, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: Record\n%+v\nviews\n%+v", name, got, want)
+		}
+	}
+	// Events of another invocation or a list that does not start queued.
+	a, b := ulid.Make().String(), ulid.Make().String()
+	qa, _ := l.Append(context.Background(), queued(a))
+	sb := started(b, 1)
+	if _, err := projections.Record(qa[0], sb); !errors.Is(err, projections.ErrInconsistent) {
+		t.Errorf("mixed invocations: %v", err)
+	}
+	if _, err := projections.Record(sb); !errors.Is(err, projections.ErrInconsistent) {
+		t.Errorf("no queued event: %v", err)
+	}
+}
+
+// Function decodes a function once; the cache must still follow every
+// change of the view and keep callers apart.
+func TestFunctionCacheFollowsTheView(t *testing.T) {
+	l := openLog(t, "")
+	v := projections.NewViews(l)
+	spec := projections.FunctionSpec{Name: "hello", Image: "hello:1", Env: map[string]string{"A": "1"}}
+	appendAll(t, l, mustEvent(t, projections.TypeFunctionRegistered, "F1", "", projections.FunctionRegistered{V: 1, FunctionSpec: spec, CreatedAt: time.Now()}))
+	for _, ref := range []string{"F1", "hello"} {
+		f, err := v.Function(ref)
+		if err != nil || f.Image != "hello:1" {
+			t.Fatalf("%s: %+v %v", ref, f, err)
+		}
+		f.Env["A"] = "changed by a caller"
+	}
+	if f, _ := v.Function("F1"); f.Env["A"] != "1" {
+		t.Fatalf("a caller's change reached the cache: %+v", f.Env)
+	}
+	spec.Image = "hello:2"
+	appendAll(t, l, mustEvent(t, projections.TypeFunctionUpdated, "F1", "", projections.FunctionUpdated{V: 1, Version: 2, FunctionSpec: spec}))
+	for _, ref := range []string{"F1", "hello"} {
+		if f, err := v.Function(ref); err != nil || f.Image != "hello:2" || f.Version != 2 {
+			t.Fatalf("%s after update: %+v %v", ref, f, err)
+		}
+	}
+	appendAll(t, l, mustEvent(t, projections.TypeFunctionDeleted, "F1", "", projections.FunctionDeleted{V: 1}))
+	appendAll(t, l, mustEvent(t, projections.TypeFunctionRegistered, "F2", "", projections.FunctionRegistered{V: 1, FunctionSpec: spec, CreatedAt: time.Now()}))
+	if _, err := v.Function("F1"); !errors.Is(err, projections.ErrNotFound) {
+		t.Fatalf("deleted function served from the cache: %v", err)
+	}
+	if f, err := v.Function("hello"); err != nil || f.ID != "F2" {
+		t.Fatalf("name now F2's: %+v %v", f, err)
 	}
 }

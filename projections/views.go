@@ -1,11 +1,14 @@
 package projections
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/minilambda/minilambda/eventlog"
 )
@@ -24,13 +27,30 @@ type Viewer interface {
 // Views answers queries from the stored views.
 type Views struct {
 	v Viewer
+
+	// Every invocation looks its function up, and decoding the stored JSON
+	// cost more than the rest of a hot invocation's bookkeeping. The cache
+	// holds decoded functions by id with the bytes they were decoded from:
+	// a lookup still reads the view, so it never answers with a version
+	// the view no longer has.
+	mu    sync.Mutex
+	cache map[string]cachedFunction
 }
 
-// NewViews returns the read API over log.
-func NewViews(log Viewer) *Views { return &Views{v: log} }
+type cachedFunction struct {
+	stored []byte
+	f      Function
+}
 
-// FunctionByRef returns the live function whose id or name is ref.
-func FunctionByRef(r eventlog.ViewReader, ref string) (Function, error) {
+// maxCachedFunctions bounds the cache; past it, the cache starts over.
+const maxCachedFunctions = 4096
+
+// NewViews returns the read API over log.
+func NewViews(log Viewer) *Views { return &Views{v: log, cache: map[string]cachedFunction{}} }
+
+// storedFunction returns the stored bytes of the live function whose id or
+// name is ref.
+func storedFunction(r eventlog.ViewReader, ref string) ([]byte, error) {
 	v := r.Get(viewFunctions, []byte(ref))
 	if v == nil {
 		if id := r.Get(viewFunctionNames, []byte(ref)); id != nil {
@@ -38,11 +58,30 @@ func FunctionByRef(r eventlog.ViewReader, ref string) (Function, error) {
 		}
 	}
 	if v == nil {
-		return Function{}, fmt.Errorf("function %q: %w", ref, ErrNotFound)
+		return nil, fmt.Errorf("function %q: %w", ref, ErrNotFound)
+	}
+	return v, nil
+}
+
+// FunctionByRef returns the live function whose id or name is ref.
+func FunctionByRef(r eventlog.ViewReader, ref string) (Function, error) {
+	v, err := storedFunction(r, ref)
+	if err != nil {
+		return Function{}, err
 	}
 	var f Function
-	err := json.Unmarshal(v, &f)
+	err = json.Unmarshal(v, &f)
 	return f, err
+}
+
+// FunctionLive returns ErrNotFound unless a live function has the id: the
+// check an invocation's first append makes, without decoding the
+// function.
+func FunctionLive(r eventlog.ViewReader, id string) error {
+	if r.Get(viewFunctions, []byte(id)) == nil {
+		return fmt.Errorf("function %q: %w", id, ErrNotFound)
+	}
+	return nil
 }
 
 // NameTaken reports whether a live function has the name.
@@ -64,8 +103,30 @@ func KnownFunction(r eventlog.ViewReader, id string) bool {
 // Function returns the live function whose id or name is ref.
 func (s *Views) Function(ref string) (f Function, err error) {
 	err = s.v.View(func(r eventlog.ViewReader) error {
-		f, err = FunctionByRef(r, ref)
-		return err
+		v, err := storedFunction(r, ref)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		c, ok := s.cache[ref]
+		s.mu.Unlock()
+		if ok && bytes.Equal(c.stored, v) {
+			f = c.f
+			f.Env = maps.Clone(f.Env) // callers may change theirs
+			return nil
+		}
+		if err := json.Unmarshal(v, &f); err != nil {
+			return err
+		}
+		c = cachedFunction{stored: bytes.Clone(v), f: f}
+		c.f.Env = maps.Clone(f.Env)
+		s.mu.Lock()
+		if len(s.cache) >= maxCachedFunctions {
+			clear(s.cache)
+		}
+		s.cache[ref] = c
+		s.mu.Unlock()
+		return nil
 	})
 	return f, err
 }
@@ -156,14 +217,56 @@ func readInvocation(r eventlog.ViewReader, id, v []byte) (Invocation, error) {
 	}
 	if rec.EndSeq != 0 {
 		e, err := r.Event(rec.EndSeq)
+		if err == nil {
+			err = rec.outputs(&e)
+		}
 		if err != nil {
 			return Invocation{}, fmt.Errorf("invocation %s: %w", id, err)
 		}
-		var p InvocationEnded
-		if err := json.Unmarshal(e.Data, &p); err != nil {
+	}
+	return rec.Invocation, nil
+}
+
+// outputs fills in Result and Logs from e, the event that ended the
+// record's last attempt: ended or retried.
+func (r *storedInvocation) outputs(e *eventlog.Event) error {
+	return scanInto(e, fields{"result": stringInto(&r.Result), "logs": stringInto(&r.Logs)})
+}
+
+// Record returns the record of one invocation from its events as Append
+// returned them, in log order from its queued event: the record the views
+// hold once they commit, for an appender to answer with without reading it
+// back.
+func Record(events ...eventlog.Event) (Invocation, error) {
+	if len(events) == 0 || events[0].Type != TypeInvocationQueued {
+		return Invocation{}, fmt.Errorf("%w: an invocation's events start with %s", ErrInconsistent, TypeInvocationQueued)
+	}
+	id := events[0].InvocationID
+	b := &batch{invs: map[string]*pendingInvocation{}}
+	for i := range events {
+		e := &events[i]
+		if e.InvocationID != id || !strings.HasPrefix(e.Type, "invocation.") {
+			return Invocation{}, fmt.Errorf("%w: %s seq %d is not an event of invocation %s", ErrInconsistent, e.Type, e.Seq, id)
+		}
+		prepared, err := Projector{}.Prepare(e)
+		if err == nil {
+			err = b.ApplyPrepared(e, prepared)
+		}
+		if err != nil {
+			return Invocation{}, err
+		}
+	}
+	// Through the stored form, so that the answer is the record a reader
+	// gets, down to the time zone and the derived fields.
+	rec := &storedInvocation{}
+	if err := rec.unmarshal(id, b.invs[id].rec.marshal()); err != nil {
+		return Invocation{}, err
+	}
+	if rec.EndSeq != 0 {
+		i := slices.IndexFunc(events, func(e eventlog.Event) bool { return e.Seq == rec.EndSeq })
+		if err := rec.outputs(&events[i]); err != nil {
 			return Invocation{}, fmt.Errorf("invocation %s: %w", id, err)
 		}
-		rec.Result, rec.Logs = p.Result, p.Logs
 	}
 	return rec.Invocation, nil
 }

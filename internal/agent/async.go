@@ -96,12 +96,12 @@ func (a *Agent) Enqueue(ctx context.Context, ref string, req InvokeRequest) (pro
 		return inv, fmt.Errorf("%w: %d async invocations are queued, the server's limit", ErrBusy, depth)
 	}
 	id := ulid.Make().String()
-	ev, err := a.appendQueued(ctx, f, id, req, true)
+	events, err := a.appendQueued(ctx, f, id, req, true)
 	if err != nil {
 		return inv, err
 	}
-	a.push(&item{id: id, fnID: f.ID, created: ev.Time, attempt: 1})
-	return a.views.Invocation(id)
+	a.push(&item{id: id, fnID: f.ID, created: events[0].Time, attempt: 1})
+	return projections.Record(events...)
 }
 
 // checkCallback accepts an empty URL, or an http(s) URL whose host the
@@ -270,7 +270,7 @@ func (a *Agent) maxAttempts(f projections.Function) int {
 func (a *Agent) runAsync(it *item, f projections.Function) {
 	ctx := context.Background()
 	final := func(typ string, ended projections.InvocationEnded, res runner.Result, runErr error) {
-		if err := a.end(ctx, f, it.id, typ, ended, res, runErr); err != nil {
+		if _, err := a.end(ctx, f, it.id, typ, ended, res, runErr); err != nil {
 			a.logger.Error("cannot record the end of an async invocation", "invocation_id", it.id, "err", err)
 			return
 		}
@@ -294,7 +294,7 @@ func (a *Agent) runAsync(it *item, f projections.Function) {
 		platform(fmt.Sprintf("cannot read the queued event: %v", err))
 		return
 	}
-	res, runErr := a.attempt(a.attemptCtx, f, it.id, q.Event, q.Timeout, it.attempt)
+	res, _, runErr := a.attempt(a.attemptCtx, f, it.id, q.Event, q.Timeout, it.attempt)
 	typ, ended := outcome(res, runErr, f, q.Timeout, it.attempt)
 	if errors.Is(runErr, context.Canceled) {
 		ended.Error = "interrupted by server shutdown; the container was killed"

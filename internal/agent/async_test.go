@@ -31,7 +31,15 @@ type fixture struct {
 
 func newAgent(t testing.TB, cli *client.Client, image string, opts agent.Options) *fixture {
 	t.Helper()
-	log, err := eventlog.Open(filepath.Join(t.TempDir(), "events.db"), eventlog.Options{Projector: projections.Projector{}})
+	return newAgentLog(t, cli, image, opts, eventlog.Options{})
+}
+
+// newAgentLog is newAgent with options for its log; the projector is
+// always the real one.
+func newAgentLog(t testing.TB, cli *client.Client, image string, opts agent.Options, logOpts eventlog.Options) *fixture {
+	t.Helper()
+	logOpts.Projector = projections.Projector{}
+	log, err := eventlog.Open(filepath.Join(t.TempDir(), "events.db"), logOpts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,12 +13,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minilambda/minilambda/eventlog"
 	"github.com/minilambda/minilambda/internal/agent"
 	"github.com/minilambda/minilambda/internal/dockertest"
 	"github.com/minilambda/minilambda/projections"
 )
 
-var hotFor = flag.Duration("hot-for", 3*time.Second, "how long BenchmarkWarm measures hot throughput")
+var (
+	hotFor   = flag.Duration("hot-for", 3*time.Second, "how long BenchmarkWarm measures hot throughput")
+	coldRuns = flag.Int("cold-runs", 15, "docker run and cold invocations BenchmarkWarm times; 0 measures hot only")
+)
 
 // BenchmarkWarm prints, from one run on the real engine: `docker run --rm
 // -i` p50, cold invocation p50 (alternating with docker run, and back to
@@ -30,7 +34,13 @@ func BenchmarkWarm(b *testing.B) {
 	cli := dockertest.Client(b)
 	cold := dockertest.BuildGoImage(b, cli, "../../testdata/fn", "minilambda-bench-cold")
 	hot := dockertest.BuildGoImage(b, cli, "../../testdata/hot", "minilambda-bench-hot")
-	f := newAgent(b, cli, "", agent.Options{MaxInFlight: 64}).ag
+	var commits, committed atomic.Int64
+	f := newAgentLog(b, cli, "", agent.Options{MaxInFlight: 64}, eventlog.Options{
+		OnCommit: func(events int, _ time.Duration) {
+			commits.Add(1)
+			committed.Add(int64(events))
+		},
+	}).ag
 	ctx := context.Background()
 	for _, spec := range []projections.FunctionSpec{
 		{Name: "cold", Image: cold.Tag},
@@ -49,10 +59,10 @@ func BenchmarkWarm(b *testing.B) {
 		}
 		return time.Since(start)
 	}
-	const coldRuns, hotRuns = 15, 1000
+	const hotRuns = 1000
 	var dockerRun, coldRun []time.Duration
 	key, value := dockertest.UniqueLabel(b)
-	for range coldRuns {
+	for range *coldRuns {
 		start := time.Now()
 		cmd := exec.Command("docker", "run", "--rm", "-i", "--label", key+"="+value, cold.Tag)
 		cmd.Stdin = bytes.NewReader(event)
@@ -65,7 +75,7 @@ func BenchmarkWarm(b *testing.B) {
 	// Cold calls back to back, with no time between them for a spare to be
 	// prepared.
 	var coldBurst []time.Duration
-	for range coldRuns {
+	for range *coldRuns {
 		coldBurst = append(coldBurst, invoke("cold"))
 	}
 	invoke("hot") // start the first container
@@ -86,6 +96,7 @@ func BenchmarkWarm(b *testing.B) {
 	}
 	wg.Wait()
 	var done atomic.Int64
+	commits0, committed0 := commits.Load(), committed.Load()
 	stop := time.Now().Add(*hotFor)
 	begin := time.Now()
 	for range 16 {
@@ -99,23 +110,34 @@ func BenchmarkWarm(b *testing.B) {
 		}()
 	}
 	wg.Wait()
-	throughput := float64(done.Load()) / time.Since(begin).Seconds()
+	elapsed := time.Since(begin).Seconds()
+	throughput := float64(done.Load()) / elapsed
+	commitRate := float64(commits.Load()-commits0) / elapsed
+	perCommit := float64(committed.Load()-committed0) / float64(commits.Load()-commits0)
 
 	pct := func(d []time.Duration, p float64) float64 {
 		s := slices.Clone(d)
 		slices.Sort(s)
 		return float64(s[int(p*float64(len(s)-1))].Microseconds()) / 1000
 	}
-	dr, cr, hp50, hp99 := pct(dockerRun, .5), pct(coldRun, .5), pct(hotRun, .5), pct(hotRun, .99)
-	cb := pct(coldBurst, .5)
-	b.ReportMetric(dr, "docker-run-p50-ms")
-	b.ReportMetric(cr, "cold-p50-ms")
+	hp50, hp99 := pct(hotRun, .5), pct(hotRun, .99)
 	b.ReportMetric(hp50, "hot-p50-ms")
 	b.ReportMetric(hp99, "hot-p99-ms")
 	b.ReportMetric(throughput, "hot-inv/s@16")
+	b.ReportMetric(commitRate, "commits/s@16")
+	b.ReportMetric(perCommit, "events/commit@16")
+	hotLine := fmt.Sprintf("hot p50 %.2f ms p99 %.2f ms | hot %.0f inv/s at 16 clients (%.0f commits/s, %.1f events each)",
+		hp50, hp99, throughput, commitRate, perCommit)
+	if *coldRuns == 0 {
+		fmt.Println(hotLine)
+		return
+	}
+	dr, cr, cb := pct(dockerRun, .5), pct(coldRun, .5), pct(coldBurst, .5)
+	b.ReportMetric(dr, "docker-run-p50-ms")
+	b.ReportMetric(cr, "cold-p50-ms")
 	b.ReportMetric(cr/dr, "cold/docker-run")
 	b.ReportMetric(cb, "cold-back-to-back-p50-ms")
 	b.ReportMetric(dr/hp50, "docker-run/hot-p50")
-	fmt.Printf("docker run p50 %.1f ms | cold p50 %.1f ms (%.2fx docker run), back to back %.1f ms (%.2fx) | hot p50 %.2f ms p99 %.2f ms (docker run / hot p50 = %.0fx) | hot %.0f inv/s at 16 clients\n",
-		dr, cr, cr/dr, cb, cb/dr, hp50, hp99, dr/hp50, throughput)
+	fmt.Printf("docker run p50 %.1f ms | cold p50 %.1f ms (%.2fx docker run), back to back %.1f ms (%.2fx) | %s (docker run / hot p50 = %.0fx)\n",
+		dr, cr, cr/dr, cb, cb/dr, hotLine, dr/hp50)
 }

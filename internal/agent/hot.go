@@ -209,52 +209,58 @@ func (a *Agent) stopAllHot() {
 }
 
 // attemptHot runs one attempt in a hot container of f, for an invocation
-// already queued (async).
-func (a *Agent) attemptHot(ctx context.Context, f projections.Function, id string, input json.RawMessage, timeout, n int) (runner.Result, error) {
+// already queued (async), and returns its started event when it got that
+// far.
+func (a *Agent) attemptHot(ctx context.Context, f projections.Function, id string, input json.RawMessage, timeout, n int) (runner.Result, []eventlog.Event, error) {
 	line, err := compactEvent(input)
 	if err != nil {
-		return runner.Result{}, err
+		return runner.Result{}, nil, err
 	}
 	h, p, warm, err := a.getHot(ctx, f)
 	if err != nil {
-		return runner.Result{}, err
+		return runner.Result{}, nil, err
 	}
 	e, err := startedEvent(f, id, h, n)
+	var started []eventlog.Event
 	if err == nil {
-		_, err = a.log.Append(context.WithoutCancel(ctx), e)
+		started, err = a.log.Append(context.WithoutCancel(ctx), e)
 	}
 	if err != nil {
 		a.putHot(f, p, h, "")
-		return runner.Result{}, err
+		return runner.Result{}, nil, err
 	}
-	return a.doHot(ctx, f, p, h, warm, line, timeout)
+	res, err := a.doHot(ctx, f, p, h, warm, line, timeout)
+	return res, started, err
 }
 
 // invokeHot is Invoke for a hot function. With a container in hand first,
 // the queued and started events go in one append: two fsynced commits per
-// invocation instead of three, each before the step it records.
+// invocation instead of three, each before the step it records. It returns
+// the events it appended, none when it could not queue the invocation.
 // req has passed checkRequest.
-func (a *Agent) invokeHot(ctx context.Context, f projections.Function, req InvokeRequest) (string, runner.Result, error) {
+func (a *Agent) invokeHot(ctx context.Context, f projections.Function, req InvokeRequest) ([]eventlog.Event, runner.Result, error) {
 	line, err := compactEvent(req.Event)
 	if err != nil {
-		return "", runner.Result{}, err
+		return nil, runner.Result{}, err
 	}
 	id := ulid.Make().String()
 	h, p, warm, err := a.getHot(ctx, f)
 	if err != nil {
 		// Record the invocation and how it could not run, as a cold one.
-		if _, qerr := a.appendQueued(ctx, f, id, req, false); qerr != nil {
-			return "", runner.Result{}, qerr
+		events, qerr := a.appendQueued(ctx, f, id, req, false)
+		if qerr != nil {
+			return nil, runner.Result{}, qerr
 		}
-		return id, runner.Result{}, err
+		return events, runner.Result{}, err
 	}
 	s, err := startedEvent(f, id, h, 1)
+	var events []eventlog.Event
 	if err == nil {
-		_, err = a.appendQueued(ctx, f, id, req, false, s)
+		events, err = a.appendQueued(ctx, f, id, req, false, s)
 	}
 	if err != nil {
 		a.putHot(f, p, h, "")
-		return "", runner.Result{}, err
+		return nil, runner.Result{}, err
 	}
 	timeout := req.Timeout
 	if timeout == 0 {
@@ -263,7 +269,7 @@ func (a *Agent) invokeHot(ctx context.Context, f projections.Function, req Invok
 	a.metrics.InFlight.Inc()
 	defer a.metrics.InFlight.Dec()
 	res, err := a.doHot(ctx, f, p, h, warm, line, timeout)
-	return id, res, err
+	return events, res, err
 }
 
 func compactEvent(input json.RawMessage) ([]byte, error) {

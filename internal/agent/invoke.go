@@ -37,24 +37,20 @@ func checkRequest(req InvokeRequest) (InvokeRequest, error) {
 }
 
 // appendQueued appends the invocation.queued event of invocation id, and
-// any events that go with it in the same commit; the function must still
-// be live when they commit. req has passed checkRequest.
-func (a *Agent) appendQueued(ctx context.Context, f projections.Function, id string, req InvokeRequest, async bool, more ...eventlog.Event) (eventlog.Event, error) {
+// any events that go with it in the same commit, and returns them as
+// appended; the function must still be live when they commit. req has
+// passed checkRequest.
+func (a *Agent) appendQueued(ctx context.Context, f projections.Function, id string, req InvokeRequest, async bool, more ...eventlog.Event) ([]eventlog.Event, error) {
 	q, err := projections.NewEvent(projections.TypeInvocationQueued, f.ID, id, projections.InvocationQueued{
 		V: 1, FunctionName: f.Name, FunctionVersion: f.Version, Async: async,
 		Event: req.Event, Timeout: req.Timeout, CallbackURL: req.CallbackURL,
 	})
 	if err != nil {
-		return q, err
+		return nil, err
 	}
-	got, err := a.log.AppendIf(ctx, func(r eventlog.ViewReader) error {
-		_, err := projections.FunctionByRef(r, f.ID)
-		return err
+	return a.log.AppendIf(ctx, func(r eventlog.ViewReader) error {
+		return projections.FunctionLive(r, f.ID)
 	}, append([]eventlog.Event{q}, more...)...)
-	if err != nil {
-		return q, err
-	}
-	return got[0], nil
 }
 
 // Invoke runs the function ref once with the event and returns the
@@ -79,28 +75,31 @@ func (a *Agent) Invoke(ctx context.Context, ref string, req InvokeRequest) (proj
 	defer a.release(f)
 	a.wg.Add(1)
 	defer a.wg.Done()
-	var id string
+	// The invocation's events as appended, to answer with its record.
+	var events []eventlog.Event
 	var res runner.Result
 	var runErr error
 	if f.Mode == "hot" {
-		id, res, runErr = a.invokeHot(ctx, f, req)
-		if id == "" {
+		events, res, runErr = a.invokeHot(ctx, f, req)
+		if len(events) == 0 {
 			return inv, runErr
 		}
 	} else {
-		id = ulid.Make().String()
-		if _, err = a.appendQueued(ctx, f, id, req, false); err != nil {
+		if events, err = a.appendQueued(ctx, f, ulid.Make().String(), req, false); err != nil {
 			return inv, err
 		}
 		// From here on the invocation is in the log and must end there,
 		// even if the client goes away.
-		res, runErr = a.attempt(ctx, f, id, req.Event, req.Timeout, 1)
+		var started []eventlog.Event
+		res, started, runErr = a.attempt(ctx, f, events[0].InvocationID, req.Event, req.Timeout, 1)
+		events = append(events, started...)
 	}
 	typ, ended := outcome(res, runErr, f, req.Timeout, 1)
-	if err := a.end(context.WithoutCancel(ctx), f, id, typ, ended, res, runErr); err != nil {
+	e, err := a.end(context.WithoutCancel(ctx), f, events[0].InvocationID, typ, ended, res, runErr)
+	if err != nil {
 		return inv, err
 	}
-	inv, err = a.views.Invocation(id)
+	inv, err = projections.Record(append(events, e)...)
 	if err != nil {
 		return inv, err
 	}
@@ -111,8 +110,9 @@ func (a *Agent) Invoke(ctx context.Context, ref string, req InvokeRequest) (proj
 }
 
 // attempt runs one attempt of invocation id in a fresh container and
-// records its start. The caller records how it ended.
-func (a *Agent) attempt(ctx context.Context, f projections.Function, id string, input json.RawMessage, timeout, n int) (runner.Result, error) {
+// records its start, which it returns when it got that far. The caller
+// records how it ended.
+func (a *Agent) attempt(ctx context.Context, f projections.Function, id string, input json.RawMessage, timeout, n int) (res runner.Result, started []eventlog.Event, err error) {
 	if len(input) == 0 {
 		input = json.RawMessage("{}")
 	}
@@ -134,7 +134,7 @@ func (a *Agent) attempt(ctx context.Context, f projections.Function, id string, 
 		if err != nil {
 			return err
 		}
-		_, err = a.log.Append(record, e)
+		started, err = a.log.Append(record, e)
 		return err
 	}
 	// Whatever happens, have a container ready for this function's next
@@ -142,11 +142,13 @@ func (a *Agent) attempt(ctx context.Context, f projections.Function, id string, 
 	defer a.prestart(f)
 	if p := a.takeSpare(f, timeout); p != nil {
 		kind = "prestarted"
-		return p.Run(ctx, input, onStart)
+		res, err = p.Run(ctx, input, onStart)
+		return res, started, err
 	}
 	spec := a.coldSpec(f, timeout)
 	spec.InvocationID, spec.Input, spec.OnStart = id, input, onStart
-	return a.run.Run(ctx, spec)
+	res, err = a.run.Run(ctx, spec)
+	return res, started, err
 }
 
 // coldSpec is the container of one cold invocation of f.
@@ -161,14 +163,16 @@ func (a *Agent) coldSpec(f projections.Function, timeout int) runner.Spec {
 	}
 }
 
-// end records the final event of an invocation and counts it.
-func (a *Agent) end(ctx context.Context, f projections.Function, id, typ string, ended projections.InvocationEnded, res runner.Result, runErr error) error {
+// end records the final event of an invocation, counts it, and returns
+// the event as appended.
+func (a *Agent) end(ctx context.Context, f projections.Function, id, typ string, ended projections.InvocationEnded, res runner.Result, runErr error) (eventlog.Event, error) {
 	e, err := projections.NewEvent(typ, f.ID, id, ended)
 	if err != nil {
-		return err
+		return e, err
 	}
-	if _, err := a.log.Append(ctx, e); err != nil {
-		return fmt.Errorf("record the end of invocation %s: %w", id, err)
+	got, err := a.log.Append(ctx, e)
+	if err != nil {
+		return e, fmt.Errorf("record the end of invocation %s: %w", id, err)
 	}
 	status := projections.StatusCompleted
 	if typ != projections.TypeInvocationCompleted {
@@ -178,7 +182,7 @@ func (a *Agent) end(ctx context.Context, f projections.Function, id, typ string,
 	if runErr == nil {
 		a.metrics.Duration.WithLabelValues(f.Name).Observe(res.Duration.Seconds())
 	}
-	return nil
+	return got[0], nil
 }
 
 // outcome turns what the runner said into the event that would end the
