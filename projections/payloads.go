@@ -9,38 +9,46 @@ import (
 // The decoders below read the fields the views need from the payloads
 // every invocation writes, with scanObject. Unknown members are skipped, so
 // later payload versions that add fields still decode; a known member of
-// the wrong type is an error.
+// the wrong type is an error. The tables are built once: building them per
+// event cost more than the scan.
 
-// fields maps member names to what reads them.
-type fields map[string]func(jsonValue) error
+// fields maps member names to what reads them into a T.
+type fields[T any] map[string]func(*T, jsonValue) error
 
-func intInto(dst *int) func(jsonValue) error {
-	return func(v jsonValue) error {
+func intField[T any](at func(*T) *int) func(*T, jsonValue) error {
+	return func(p *T, v jsonValue) error {
 		n, err := v.Int()
-		*dst = int(n)
+		*at(p) = int(n)
 		return err
 	}
 }
 
-func stringInto(dst *string) func(jsonValue) error {
-	return func(v jsonValue) (err error) {
-		*dst, err = v.String()
+func int64Field[T any](at func(*T) *int64) func(*T, jsonValue) error {
+	return func(p *T, v jsonValue) (err error) {
+		*at(p), err = v.Int()
 		return err
 	}
 }
 
-func boolInto(dst *bool) func(jsonValue) error {
-	return func(v jsonValue) (err error) {
-		*dst, err = v.Bool()
+func stringField[T any](at func(*T) *string) func(*T, jsonValue) error {
+	return func(p *T, v jsonValue) (err error) {
+		*at(p), err = v.String()
 		return err
 	}
 }
 
-// scanInto reads e's payload through f.
-func scanInto(e *eventlog.Event, f fields) error {
+func boolField[T any](at func(*T) *bool) func(*T, jsonValue) error {
+	return func(p *T, v jsonValue) (err error) {
+		*at(p), err = v.Bool()
+		return err
+	}
+}
+
+// scanInto reads e's payload into p through f.
+func scanInto[T any](e *eventlog.Event, f fields[T], p *T) error {
 	err := scanObject(e.Data, func(k []byte, v jsonValue) error {
 		if read := f[string(k)]; read != nil {
-			return read(v)
+			return read(p, v)
 		}
 		return nil
 	})
@@ -50,50 +58,60 @@ func scanInto(e *eventlog.Event, f fields) error {
 	return nil
 }
 
+var queuedFields = fields[InvocationQueued]{
+	"v":                intField(func(p *InvocationQueued) *int { return &p.V }),
+	"function_name":    stringField(func(p *InvocationQueued) *string { return &p.FunctionName }),
+	"function_version": intField(func(p *InvocationQueued) *int { return &p.FunctionVersion }),
+	"async":            boolField(func(p *InvocationQueued) *bool { return &p.Async }),
+}
+
 func decodeQueued(e *eventlog.Event) (p InvocationQueued, err error) {
-	err = scanInto(e, fields{
-		"v":                intInto(&p.V),
-		"function_name":    stringInto(&p.FunctionName),
-		"function_version": intInto(&p.FunctionVersion),
-		"async":            boolInto(&p.Async),
-	})
+	err = scanInto(e, queuedFields, &p)
 	return p, err
+}
+
+var startedFields = fields[InvocationStarted]{
+	"v":            intField(func(p *InvocationStarted) *int { return &p.V }),
+	"attempt":      intField(func(p *InvocationStarted) *int { return &p.Attempt }),
+	"container_id": stringField(func(p *InvocationStarted) *string { return &p.ContainerID }),
+	"image_digest": stringField(func(p *InvocationStarted) *string { return &p.ImageDigest }),
 }
 
 func decodeStarted(e *eventlog.Event) (p InvocationStarted, err error) {
-	err = scanInto(e, fields{
-		"v":            intInto(&p.V),
-		"attempt":      intInto(&p.Attempt),
-		"container_id": stringInto(&p.ContainerID),
-		"image_digest": stringInto(&p.ImageDigest),
-	})
+	err = scanInto(e, startedFields, &p)
 	return p, err
 }
 
-// decodeEnded reads an InvocationEnded without its outputs, which the view
+// endedFields reads an InvocationEnded without its outputs, which the view
 // leaves in the event.
+var endedFields = fields[InvocationEnded]{
+	"v":       intField(func(p *InvocationEnded) *int { return &p.V }),
+	"attempt": intField(func(p *InvocationEnded) *int { return &p.Attempt }),
+	"exit_code": func(p *InvocationEnded, v jsonValue) error {
+		if v.isNull() {
+			p.ExitCode = nil
+			return nil
+		}
+		n, err := v.Int()
+		code := int(n)
+		p.ExitCode = &code
+		return err
+	},
+	"duration_ms":      int64Field(func(p *InvocationEnded) *int64 { return &p.DurationMS }),
+	"result_truncated": boolField(func(p *InvocationEnded) *bool { return &p.ResultTruncated }),
+	"logs_truncated":   boolField(func(p *InvocationEnded) *bool { return &p.LogsTruncated }),
+	"error":            stringField(func(p *InvocationEnded) *string { return &p.Error }),
+	"error_type":       stringField(func(p *InvocationEnded) *string { return &p.ErrorType }),
+}
+
 func decodeEnded(e *eventlog.Event) (p InvocationEnded, err error) {
-	err = scanInto(e, fields{
-		"v":       intInto(&p.V),
-		"attempt": intInto(&p.Attempt),
-		"exit_code": func(v jsonValue) error {
-			if v.isNull() {
-				p.ExitCode = nil
-				return nil
-			}
-			n, err := v.Int()
-			code := int(n)
-			p.ExitCode = &code
-			return err
-		},
-		"duration_ms": func(v jsonValue) (err error) {
-			p.DurationMS, err = v.Int()
-			return err
-		},
-		"result_truncated": boolInto(&p.ResultTruncated),
-		"logs_truncated":   boolInto(&p.LogsTruncated),
-		"error":            stringInto(&p.Error),
-		"error_type":       stringInto(&p.ErrorType),
-	})
+	err = scanInto(e, endedFields, &p)
 	return p, err
+}
+
+// outputFields reads the outputs of an ended or retried event into a
+// record.
+var outputFields = fields[storedInvocation]{
+	"result": stringField(func(r *storedInvocation) *string { return &r.Result }),
+	"logs":   stringField(func(r *storedInvocation) *string { return &r.Logs }),
 }

@@ -230,7 +230,7 @@ func readInvocation(r eventlog.ViewReader, id, v []byte) (Invocation, error) {
 // outputs fills in Result and Logs from e, the event that ended the
 // record's last attempt: ended or retried.
 func (r *storedInvocation) outputs(e *eventlog.Event) error {
-	return scanInto(e, fields{"result": stringInto(&r.Result), "logs": stringInto(&r.Logs)})
+	return scanInto(e, outputFields, r)
 }
 
 // Record returns the record of one invocation from its events as Append

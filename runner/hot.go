@@ -37,12 +37,16 @@ type Hot struct {
 
 	lines  chan []byte // result lines, or nil when a line passed the limit
 	dead   chan struct{}
-	stderr *capBuffer // swapped for each event, under mu
+	stderr *capBuffer    // swapped for each event, under errMu
+	wrote  chan struct{} // signalled after each stderr write
 
 	mu     sync.Mutex // one event in flight
 	errMu  sync.Mutex // guards stderr between the copier and Do
 	broken bool
-	closed sync.Once
+	// events and logged count this container's answered events and those
+	// that came with logs, under mu.
+	events, logged int
+	closed         sync.Once
 }
 
 // ID returns the container's ID.
@@ -75,7 +79,7 @@ func (d *Docker) StartHot(ctx context.Context, s Spec) (*Hot, error) {
 	h := &Hot{
 		d: d, id: created.ID, digest: imageID, logger: logger.With("container_id", created.ID),
 		limit: s.OutputLimit, lines: make(chan []byte, 1), dead: make(chan struct{}),
-		stderr: newCapBuffer(s.OutputLimit, nil),
+		stderr: newCapBuffer(s.OutputLimit, nil), wrote: make(chan struct{}, 1),
 	}
 	fail := func(op string, err error) (*Hot, error) {
 		h.Close(ctx)
@@ -102,8 +106,13 @@ type hotStderr struct{ h *Hot }
 
 func (w hotStderr) Write(p []byte) (int, error) {
 	w.h.errMu.Lock()
-	defer w.h.errMu.Unlock()
-	return w.h.stderr.Write(p)
+	n, err := w.h.stderr.Write(p)
+	w.h.errMu.Unlock()
+	select {
+	case w.h.wrote <- struct{}{}:
+	default:
+	}
+	return n, err
 }
 
 // readLines turns stdout into result lines until it ends or a line passes
@@ -165,6 +174,10 @@ func (h *Hot) Do(ctx context.Context, event []byte, timeout time.Duration) (HotR
 	h.errMu.Lock()
 	h.stderr = newCapBuffer(h.limit, nil)
 	h.errMu.Unlock()
+	select {
+	case <-h.wrote: // about the last event's logs
+	default:
+	}
 	take := func() {
 		h.errMu.Lock()
 		hr.Stderr, hr.StderrTruncated = h.stderr.bytes()
@@ -191,11 +204,13 @@ func (h *Hot) Do(ctx context.Context, event []byte, timeout time.Duration) (HotR
 			res.StdoutTruncated = true
 			return hr, res, fmt.Errorf("%w: result line longer than %d bytes", ErrHotBroken, h.limit)
 		}
-		// The engine copies stdout and stderr separately, so stderr the
-		// function wrote before its answer can arrive just after it.
-		h.settleStderr()
+		h.settleStderr(len(hr.Stderr) > 0)
 		take()
 		hr.Stdout, res.Stdout = line, line
+		h.events++
+		if len(hr.Stderr) > 0 {
+			h.logged++
+		}
 		return hr, res, nil
 	case <-h.dead:
 		h.broken = true
@@ -214,28 +229,38 @@ func (h *Hot) Do(ctx context.Context, event []byte, timeout time.Duration) (HotR
 	}
 }
 
-// stderrSettle is how long stderr must stay quiet after a result line
-// before the event's logs are taken.
-const stderrSettle = 300 * time.Microsecond
+// The engine copies stdout and stderr on separate paths, so logs a
+// function wrote before its result line can reach the platform after it:
+// under load, measured at more than 10 ms in about one event in a hundred.
+// After the result line, stderr must stay quiet for stderrQuiet. A
+// container that has sent logs with most of its events and has sent none
+// with this one yet is given up to stderrLate for them to arrive. The whole
+// wait is bounded by stderrMax.
+const (
+	stderrQuiet = 500 * time.Microsecond
+	stderrLate  = 50 * time.Millisecond
+	stderrMax   = 100 * time.Millisecond
+)
 
-func (h *Hot) settleStderr() {
-	size := func() int {
-		h.errMu.Lock()
-		defer h.errMu.Unlock()
-		b, _ := h.stderr.bytes()
-		return len(b)
+// settleStderr waits for the logs of the event whose result line came;
+// some is whether logs had come with it.
+func (h *Hot) settleStderr(some bool) {
+	deadline := time.Now().Add(stderrMax)
+	wait := stderrQuiet
+	if !some && (h.events == 0 || h.logged*2 > h.events) {
+		wait = stderrLate
 	}
-	last, quiet := size(), 0
-	for range 10 {
-		time.Sleep(stderrSettle)
-		n := size()
-		if n != last {
-			last, quiet = n, 0
-			continue
-		}
-		// Logs that came are complete once quiet; no logs yet may be
-		// late, so give them one interval more.
-		if quiet++; n > 0 || quiet >= 2 {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		select {
+		case <-h.wrote:
+			left := time.Until(deadline)
+			if left <= 0 {
+				return
+			}
+			timer.Reset(min(stderrQuiet, left))
+		case <-timer.C:
 			return
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -156,6 +157,30 @@ func TestHotMode(t *testing.T) {
 		if next, _, err := invoke(t, f, "hot", `{}`, 0); err != nil || next.Status != "COMPLETED" || next.ContainerID == hung.ContainerID {
 			t.Fatalf("after the hang: %v %+v", err, next)
 		}
+	})
+
+	// The engine carries stdout and stderr on separate paths, so under load
+	// an event's logs can come after its result line; each invocation must
+	// still get its own logs, whole.
+	t.Run("logs stay with their invocation under load", func(t *testing.T) {
+		f := newAgent(t, cli, img.Tag, agent.Options{})
+		f.register(projections.FunctionSpec{Name: "hot", Mode: "hot", Concurrency: 8})
+		var wg sync.WaitGroup
+		for c := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 40 {
+					name := fmt.Sprintf("c%d-%d", c, i)
+					inv, a, err := invoke(t, f, "hot", `{"name": "`+name+`"}`, 0)
+					if err != nil || a.Message != "Hello, "+name+"!" || inv.Logs != fmt.Sprintf("handling %q\n", name) {
+						t.Errorf("%s: %v logs %q answer %+v", name, err, inv.Logs, a)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
 	})
 
 	t.Run("an update drains the old pool", func(t *testing.T) {
