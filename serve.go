@@ -78,6 +78,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := os.MkdirAll(filepath.Dir(*db), 0o700); err != nil {
 		return err
 	}
+	agent.TuneGC()
 	m := metrics.New()
 	log, err := eventlog.Open(*db, eventlog.Options{Projector: projections.Projector{}, Logger: logger, OnCommit: m.Commit})
 	if err != nil {

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -31,6 +33,8 @@ var (
 // agent, so each is queued, started and ended in the fsynced log before it
 // returns. Run it with -benchtime 1x.
 func BenchmarkWarm(b *testing.B) {
+	// As the server runs.
+	defer agent.TuneGC()()
 	cli := dockertest.Client(b)
 	cold := dockertest.BuildGoImage(b, cli, "../../testdata/fn", "minilambda-bench-cold")
 	hot := dockertest.BuildGoImage(b, cli, "../../testdata/hot", "minilambda-bench-hot")
@@ -134,8 +138,8 @@ func BenchmarkWarm(b *testing.B) {
 	b.ReportMetric(commitRate, "commits/s@16")
 	b.ReportMetric(perCommit, "events/commit@16")
 	b.ReportMetric(writerBusy*100, "writer-busy-%@16")
-	hotLine := fmt.Sprintf("hot p50 %.2f ms p99 %.2f ms | hot %.0f inv/s at 16 clients (%.0f commits/s, %.1f events each, log writer busy %.0f%%)",
-		hp50, hp99, throughput, commitRate, perCommit, writerBusy*100)
+	hotLine := fmt.Sprintf("hot p50 %.2f ms p99 %.2f ms | hot %.0f inv/s at 16 clients (%.0f commits/s, %.1f events each, log writer busy %.0f%%; peak RSS %s)",
+		hp50, hp99, throughput, commitRate, perCommit, writerBusy*100, peakRSS())
 	if *coldRuns == 0 {
 		fmt.Println(hotLine)
 		return
@@ -148,4 +152,15 @@ func BenchmarkWarm(b *testing.B) {
 	b.ReportMetric(dr/hp50, "docker-run/hot-p50")
 	fmt.Printf("docker run p50 %.1f ms | cold p50 %.1f ms (%.2fx docker run), back to back %.1f ms (%.2fx) | %s (docker run / hot p50 = %.0fx)\n",
 		dr, cr, cr/dr, cb, cb/dr, hotLine, dr/hp50)
+}
+
+// peakRSS is the process's resident high-water mark, as Linux reports it.
+func peakRSS() string {
+	status, _ := os.ReadFile("/proc/self/status")
+	for line := range strings.SplitSeq(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return strings.Join(strings.Fields(rest), " ")
+		}
+	}
+	return "unknown"
 }
