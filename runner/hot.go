@@ -204,8 +204,13 @@ func (h *Hot) Do(ctx context.Context, event []byte, timeout time.Duration) (HotR
 			res.StdoutTruncated = true
 			return hr, res, fmt.Errorf("%w: result line longer than %d bytes", ErrHotBroken, h.limit)
 		}
+		// The function answered when its line came; the wait for its logs
+		// is the platform's.
 		h.settleStderr(len(hr.Stderr) > 0)
-		take()
+		h.errMu.Lock()
+		hr.Stderr, hr.StderrTruncated = h.stderr.bytes()
+		h.errMu.Unlock()
+		res.Stderr, res.StderrTruncated = hr.Stderr, hr.StderrTruncated
 		hr.Stdout, res.Stdout = line, line
 		h.events++
 		if len(hr.Stderr) > 0 {

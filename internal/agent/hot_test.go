@@ -15,6 +15,7 @@ import (
 	"github.com/minilambda/minilambda/internal/dockertest"
 	"github.com/minilambda/minilambda/internal/metrics"
 	"github.com/minilambda/minilambda/projections"
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
 
@@ -244,4 +245,38 @@ func TestPrestartedSpare(t *testing.T) {
 		t.Fatal(err)
 	}
 	call("after-update")
+}
+
+// The overhead metric is the platform's share of each synchronous
+// invocation: above zero, below the call's own wall time.
+func TestOverheadMetric(t *testing.T) {
+	cli := dockertest.Client(t)
+	hot := dockertest.BuildGoImage(t, cli, "../../testdata/hot", "minilambda-agent-overhead-hot")
+	cold := dockertest.BuildGoImage(t, cli, "../../testdata/fn", "minilambda-agent-overhead-cold")
+	m := metrics.New()
+	f := newAgent(t, cli, "", agent.Options{Metrics: m})
+	f.register(projections.FunctionSpec{Name: "hot", Image: hot.Tag, Mode: "hot"})
+	f.register(projections.FunctionSpec{Name: "cold", Image: cold.Tag})
+	for _, c := range []struct {
+		fn, mode string
+		calls    int
+	}{{"hot", "hot", 3}, {"cold", "cold", 1}} {
+		var wall time.Duration
+		for range c.calls {
+			begin := time.Now()
+			inv, err := f.ag.Invoke(context.Background(), c.fn, agent.InvokeRequest{Event: json.RawMessage(`{"name": "o"}`)})
+			wall += time.Since(begin)
+			if err != nil || inv.Status != "COMPLETED" {
+				t.Fatalf("%s: %v %+v", c.fn, err, inv)
+			}
+		}
+		var got dto.Metric
+		if err := m.Overhead.WithLabelValues(c.mode).(prometheus.Histogram).Write(&got); err != nil {
+			t.Fatal(err)
+		}
+		h := got.GetHistogram()
+		if h.GetSampleCount() != uint64(c.calls) || h.GetSampleSum() <= 0 || h.GetSampleSum() >= wall.Seconds() {
+			t.Errorf("%s: %d samples summing to %.6f s over %v of calls", c.mode, h.GetSampleCount(), h.GetSampleSum(), wall)
+		}
+	}
 }

@@ -58,6 +58,7 @@ func (a *Agent) appendQueued(ctx context.Context, f projections.Function, id str
 // the platform could not run it: projections.ErrNotFound, ErrBusy,
 // ErrInvalid, or ErrEngineUnavailable (with the FAILED record).
 func (a *Agent) Invoke(ctx context.Context, ref string, req InvokeRequest) (projections.Invocation, error) {
+	began := time.Now()
 	var inv projections.Invocation
 	f, err := a.views.Function(ref)
 	if err != nil {
@@ -102,6 +103,13 @@ func (a *Agent) Invoke(ctx context.Context, ref string, req InvokeRequest) (proj
 	inv, err = projections.Record(append(events, e)...)
 	if err != nil {
 		return inv, err
+	}
+	if runErr == nil {
+		mode := "cold"
+		if f.Mode == "hot" {
+			mode = "hot"
+		}
+		a.metrics.Overhead.WithLabelValues(mode).Observe((time.Since(began) - res.Duration).Seconds())
 	}
 	if errors.Is(runErr, runner.ErrEngineUnavailable) {
 		return inv, runErr

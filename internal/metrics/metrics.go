@@ -23,6 +23,7 @@ type Metrics struct {
 	QueueDepth    prometheus.Gauge
 	Retries       prometheus.Counter
 	HotContainers *prometheus.GaugeVec
+	Overhead      *prometheus.HistogramVec // by mode: cold or hot
 }
 
 // New registers the metrics, plus Go runtime and process collectors.
@@ -70,7 +71,13 @@ func New() *Metrics {
 			Help: "Hot containers of a function, idle and busy.",
 		}, []string{"function"}),
 	}
-	m.Registry.MustRegister(m.Invocations, m.Duration, m.InFlight, m.Starts, m.CommitLatency, m.CommitEvents, m.QueueDepth, m.Retries, m.HotContainers,
+	m.Overhead = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "minilambda_invocation_overhead_seconds",
+		Help: "Time a synchronous invocation spent in the platform beyond its function's own run (container start to exit, or event sent to result line): log commits, container handling, waiting for logs.",
+		// 100 µs to 3.3 s.
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+	}, []string{"mode"})
+	m.Registry.MustRegister(m.Invocations, m.Duration, m.InFlight, m.Starts, m.CommitLatency, m.CommitEvents, m.QueueDepth, m.Retries, m.HotContainers, m.Overhead,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
