@@ -264,6 +264,9 @@ func Record(events ...eventlog.Event) (Invocation, error) {
 	}
 	if rec.EndSeq != 0 {
 		i := slices.IndexFunc(events, func(e eventlog.Event) bool { return e.Seq == rec.EndSeq })
+		if i < 0 {
+			return Invocation{}, fmt.Errorf("%w: invocation %s ended at seq %d, which is not among its events", ErrInconsistent, id, rec.EndSeq)
+		}
 		if err := rec.outputs(&events[i]); err != nil {
 			return Invocation{}, fmt.Errorf("invocation %s: %w", id, err)
 		}

@@ -106,8 +106,10 @@ type hotStderr struct{ h *Hot }
 
 func (w hotStderr) Write(p []byte) (int, error) {
 	w.h.errMu.Lock()
+	defer w.h.errMu.Unlock()
 	n, err := w.h.stderr.Write(p)
-	w.h.errMu.Unlock()
+	// Signalled under the lock, so that a signal is always about the
+	// buffer in place when it was sent.
 	select {
 	case w.h.wrote <- struct{}{}:
 	default:
@@ -173,11 +175,11 @@ func (h *Hot) Do(ctx context.Context, event []byte, timeout time.Duration) (HotR
 	}
 	h.errMu.Lock()
 	h.stderr = newCapBuffer(h.limit, nil)
-	h.errMu.Unlock()
 	select {
 	case <-h.wrote: // about the last event's logs
 	default:
 	}
+	h.errMu.Unlock()
 	take := func() {
 		h.errMu.Lock()
 		hr.Stderr, hr.StderrTruncated = h.stderr.bytes()
@@ -206,7 +208,7 @@ func (h *Hot) Do(ctx context.Context, event []byte, timeout time.Duration) (HotR
 		}
 		// The function answered when its line came; the wait for its logs
 		// is the platform's.
-		h.settleStderr(len(hr.Stderr) > 0)
+		h.settleStderr(ctx, len(hr.Stderr) > 0)
 		h.errMu.Lock()
 		hr.Stderr, hr.StderrTruncated = h.stderr.bytes()
 		h.errMu.Unlock()
@@ -236,20 +238,21 @@ func (h *Hot) Do(ctx context.Context, event []byte, timeout time.Duration) (HotR
 
 // The engine copies stdout and stderr on separate paths, so logs a
 // function wrote before its result line can reach the platform after it:
-// under load, measured at more than 10 ms in about one event in a hundred.
-// After the result line, stderr must stay quiet for stderrQuiet. A
-// container that has sent logs with most of its events and has sent none
-// with this one yet is given up to stderrLate for them to arrive. The whole
-// wait is bounded by stderrMax.
+// under load, measured at more than 10 ms in about one event in a hundred,
+// and past 50 ms with the race detector on and other tests starting
+// containers. After the result line, stderr must stay quiet for
+// stderrQuiet. A container that has sent logs with most of its events (or
+// has answered none yet) and has sent none with this one is given up to
+// stderrLate for them to arrive. The whole wait is bounded by stderrMax.
 const (
 	stderrQuiet = 500 * time.Microsecond
-	stderrLate  = 50 * time.Millisecond
-	stderrMax   = 100 * time.Millisecond
+	stderrLate  = 200 * time.Millisecond
+	stderrMax   = 250 * time.Millisecond
 )
 
 // settleStderr waits for the logs of the event whose result line came;
-// some is whether logs had come with it.
-func (h *Hot) settleStderr(some bool) {
+// some is whether logs had come with it. It returns early when ctx ends.
+func (h *Hot) settleStderr(ctx context.Context, some bool) {
 	deadline := time.Now().Add(stderrMax)
 	wait := stderrQuiet
 	if !some && (h.events == 0 || h.logged*2 > h.events) {
@@ -266,6 +269,8 @@ func (h *Hot) settleStderr(some bool) {
 			}
 			timer.Reset(min(stderrQuiet, left))
 		case <-timer.C:
+			return
+		case <-ctx.Done():
 			return
 		}
 	}

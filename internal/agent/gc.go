@@ -20,22 +20,17 @@ const (
 )
 
 // TuneGC sets the process's collector for serving invocations, unless the
-// GOGC or GOMEMLIMIT environment variables set it. restore puts back what
-// was set before.
+// GOGC or GOMEMLIMIT environment variable is set: then the operator's
+// settings stand as they are (GOGC=off alone means no collection at all).
+// restore puts back what was set before.
 func TuneGC() (restore func()) {
-	percent, limit := -2, int64(-1)
-	if os.Getenv("GOGC") == "" {
-		percent = debug.SetGCPercent(ServeGCPercent)
+	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
+		return func() {}
 	}
-	if os.Getenv("GOMEMLIMIT") == "" {
-		limit = debug.SetMemoryLimit(ServeMemoryLimit)
-	}
+	percent := debug.SetGCPercent(ServeGCPercent)
+	limit := debug.SetMemoryLimit(ServeMemoryLimit)
 	return func() {
-		if percent != -2 {
-			debug.SetGCPercent(percent)
-		}
-		if limit >= 0 {
-			debug.SetMemoryLimit(limit)
-		}
+		debug.SetGCPercent(percent)
+		debug.SetMemoryLimit(limit)
 	}
 }

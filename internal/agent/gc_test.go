@@ -24,12 +24,18 @@ func TestTuneGC(t *testing.T) {
 		t.Errorf("restored GC percent %d, want 100", got)
 	}
 
-	// An operator's GOGC wins.
-	t.Setenv("GOGC", "150")
-	debug.SetGCPercent(150)
-	restore = agent.TuneGC()
-	defer restore()
-	if got := debug.SetGCPercent(150); got != 150 {
-		t.Errorf("with GOGC=150 set, GC percent %d", got)
+	// An operator's GOGC or GOMEMLIMIT leaves both as they are.
+	limit := debug.SetMemoryLimit(-1)
+	for _, env := range []string{"GOGC", "GOMEMLIMIT"} {
+		t.Run(env, func(t *testing.T) {
+			t.Setenv(env, "1")
+			defer agent.TuneGC()()
+			if got := debug.SetGCPercent(100); got != 100 {
+				t.Errorf("with %s set, GC percent %d", env, got)
+			}
+			if got := debug.SetMemoryLimit(-1); got != limit {
+				t.Errorf("with %s set, memory limit %d, want %d", env, got, limit)
+			}
+		})
 	}
 }
