@@ -30,7 +30,8 @@ type Views struct {
 
 	// Every invocation looks its function up, and decoding the stored JSON
 	// cost more than the rest of a hot invocation's bookkeeping. The cache
-	// holds decoded functions by id with the bytes they were decoded from:
+	// holds decoded functions by the id or name asked for, with the bytes
+	// they were decoded from:
 	// a lookup still reads the view, so it never answers with a version
 	// the view no longer has.
 	mu    sync.Mutex

@@ -1,9 +1,7 @@
 package runner_test
 
 import (
-	"bytes"
 	"context"
-	"os/exec"
 	"slices"
 	"testing"
 	"time"
@@ -28,15 +26,9 @@ func BenchmarkColdVsDockerRun(b *testing.B) {
 	var phases runner.Timings
 	b.ResetTimer()
 	for i := range b.N {
-		start := time.Now()
-		cmd := exec.Command("docker", "run", "--rm", "-i", "--label", key+"="+value, img.Tag)
-		cmd.Stdin = bytes.NewReader(input)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			b.Fatalf("docker run: %v\n%s", err, out)
-		}
-		docker = append(docker, time.Since(start))
+		docker = append(docker, dockertest.DockerRun(b, img.Tag, input, key, value))
 
-		start = time.Now()
+		start := time.Now()
 		res, err := d.Run(context.Background(), runner.Spec{
 			FunctionID: "bench", InvocationID: "bench-" + value + "-" + time.Now().Format("150405.000000"), Image: img.Tag,
 			Input: input, Labels: map[string]string{key: value},

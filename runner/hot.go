@@ -180,11 +180,14 @@ func (h *Hot) Do(ctx context.Context, event []byte, timeout time.Duration) (HotR
 	default:
 	}
 	h.errMu.Unlock()
-	take := func() {
+	takeLogs := func() {
 		h.errMu.Lock()
 		hr.Stderr, hr.StderrTruncated = h.stderr.bytes()
 		h.errMu.Unlock()
 		res.Stderr, res.StderrTruncated = hr.Stderr, hr.StderrTruncated
+	}
+	take := func() {
+		takeLogs()
 		res.CompletedAt = time.Now()
 		hr.Duration = res.CompletedAt.Sub(res.StartedAt)
 		res.Duration = hr.Duration
@@ -209,10 +212,7 @@ func (h *Hot) Do(ctx context.Context, event []byte, timeout time.Duration) (HotR
 		// The function answered when its line came; the wait for its logs
 		// is the platform's.
 		h.settleStderr(ctx, len(hr.Stderr) > 0)
-		h.errMu.Lock()
-		hr.Stderr, hr.StderrTruncated = h.stderr.bytes()
-		h.errMu.Unlock()
-		res.Stderr, res.StderrTruncated = hr.Stderr, hr.StderrTruncated
+		takeLogs()
 		hr.Stdout, res.Stdout = line, line
 		h.events++
 		if len(hr.Stderr) > 0 {

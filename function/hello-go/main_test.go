@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 
@@ -44,13 +43,7 @@ func TestRun(t *testing.T) {
 // README says, and invokes it through the runner.
 func TestImage(t *testing.T) {
 	cli := dockertest.Client(t)
-	dockerfile, err := os.ReadFile("Dockerfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	img := dockertest.BuildImage(t, cli, "hello-go",
-		map[string][]byte{"Dockerfile": dockerfile},
-		map[string][]byte{"hello": dockertest.GoBinary(t, ".")})
+	img := dockertest.BuildSample(t, cli, ".", "hello-go")
 
 	d, err := runner.New(cli, nil)
 	if err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,13 +15,7 @@ import (
 // comment says, and sends it events as a hot container.
 func TestImage(t *testing.T) {
 	cli := dockertest.Client(t)
-	dockerfile, err := os.ReadFile("Dockerfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	img := dockertest.BuildImage(t, cli, "hello-hot-go",
-		map[string][]byte{"Dockerfile": dockerfile},
-		map[string][]byte{"hello": dockertest.GoBinary(t, ".")})
+	img := dockertest.BuildSample(t, cli, ".", "hello-hot-go")
 	d, err := runner.New(cli, nil)
 	if err != nil {
 		t.Fatal(err)

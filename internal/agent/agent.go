@@ -153,10 +153,9 @@ func New(opts Options) (*Agent, error) {
 	a := &Agent{
 		log: opts.Log, views: projections.NewViews(opts.Log), run: opts.Runner,
 		logger: logger.With("subsystem", "agent"), metrics: opts.Metrics, opts: opts,
-		running: make(map[string]int),
-		pools:   make(map[string]*pool),
-		spares:  make(map[string]*spare),
-
+		running:   make(map[string]int),
+		pools:     make(map[string]*pool),
+		spares:    make(map[string]*spare),
 		preparing: make(map[string]bool),
 		wake:      make(chan struct{}, 1),
 		client: &http.Client{

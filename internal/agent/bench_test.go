@@ -1,13 +1,11 @@
 package agent_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -29,9 +27,9 @@ var (
 // BenchmarkWarm prints, from one run on the real engine: `docker run --rm
 // -i` p50, cold invocation p50 (alternating with docker run, and back to
 // back), hot p50 and p99, hot throughput with 16 concurrent clients, and
-// the ratios. Every invocation goes through the
-// agent, so each is queued, started and ended in the fsynced log before it
-// returns. Run it with -benchtime 1x.
+// the ratios. Every invocation goes through the agent, so each is queued,
+// started and ended in the fsynced log before it returns. Run it with
+// -benchtime 1x.
 func BenchmarkWarm(b *testing.B) {
 	// As the server runs.
 	defer agent.TuneGC()()
@@ -73,13 +71,7 @@ func BenchmarkWarm(b *testing.B) {
 	var dockerRun, coldRun []time.Duration
 	key, value := dockertest.UniqueLabel(b)
 	for range *coldRuns {
-		start := time.Now()
-		cmd := exec.Command("docker", "run", "--rm", "-i", "--label", key+"="+value, cold.Tag)
-		cmd.Stdin = bytes.NewReader(event)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			b.Fatalf("docker run: %v\n%s", err, out)
-		}
-		dockerRun = append(dockerRun, time.Since(start))
+		dockerRun = append(dockerRun, dockertest.DockerRun(b, cold.Tag, event, key, value))
 		coldRun = append(coldRun, invoke("cold"))
 	}
 	// Cold calls back to back, with no time between them for a spare to be

@@ -220,7 +220,7 @@ func (a *Agent) attemptHot(ctx context.Context, f projections.Function, id strin
 	if err != nil {
 		return runner.Result{}, nil, err
 	}
-	e, err := startedEvent(f, id, h, n)
+	e, err := startedEvent(f, id, n, h.ID(), h.ImageDigest())
 	var started []eventlog.Event
 	if err == nil {
 		started, err = a.log.Append(context.WithoutCancel(ctx), e)
@@ -253,7 +253,7 @@ func (a *Agent) invokeHot(ctx context.Context, f projections.Function, req Invok
 		}
 		return events, runner.Result{}, err
 	}
-	s, err := startedEvent(f, id, h, 1)
+	s, err := startedEvent(f, id, 1, h.ID(), h.ImageDigest())
 	var events []eventlog.Event
 	if err == nil {
 		events, err = a.appendQueued(ctx, f, id, req, false, s)
@@ -280,9 +280,11 @@ func compactEvent(input json.RawMessage) ([]byte, error) {
 	return line.Bytes(), nil
 }
 
-func startedEvent(f projections.Function, id string, h *runner.Hot, attempt int) (eventlog.Event, error) {
+// startedEvent is the invocation.started event of attempt n of invocation
+// id, in the container given.
+func startedEvent(f projections.Function, id string, n int, containerID, imageDigest string) (eventlog.Event, error) {
 	return projections.NewEvent(projections.TypeInvocationStarted, f.ID, id, projections.InvocationStarted{
-		V: 1, Attempt: attempt, ContainerID: h.ID(), ImageDigest: h.ImageDigest(),
+		V: 1, Attempt: n, ContainerID: containerID, ImageDigest: imageDigest,
 	})
 }
 

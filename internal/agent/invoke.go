@@ -136,9 +136,7 @@ func (a *Agent) attempt(ctx context.Context, f projections.Function, id string, 
 	kind := "cold"
 	onStart := func(containerID, digest string) error {
 		a.metrics.Starts.WithLabelValues(kind).Inc()
-		e, err := projections.NewEvent(projections.TypeInvocationStarted, f.ID, id, projections.InvocationStarted{
-			V: 1, Attempt: n, ContainerID: containerID, ImageDigest: digest,
-		})
+		e, err := startedEvent(f, id, n, containerID, digest)
 		if err != nil {
 			return err
 		}

@@ -85,6 +85,34 @@ func BuildGoImage(t testing.TB, cli *client.Client, dir, name string) Image {
 		map[string][]byte{"fn": GoBinary(t, dir)})
 }
 
+// BuildSample builds a sample function's image the way its README
+// instructions do: the Dockerfile in dir, with the Go main package there
+// compiled into the build context as "hello".
+func BuildSample(t testing.TB, cli *client.Client, dir, name string) Image {
+	t.Helper()
+	dockerfile, err := os.ReadFile(filepath.Join(dir, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return BuildImage(t, cli, name,
+		map[string][]byte{"Dockerfile": dockerfile},
+		map[string][]byte{"hello": GoBinary(t, dir)})
+}
+
+// DockerRun times `docker run --rm -i` of image with input on its stdin,
+// the baseline the benchmarks compare with. The container carries the
+// label key=value.
+func DockerRun(t testing.TB, image string, input []byte, key, value string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	cmd := exec.Command("docker", "run", "--rm", "-i", "--label", key+"="+value, image)
+	cmd.Stdin = bytes.NewReader(input)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("docker run: %v\n%s", err, out)
+	}
+	return time.Since(start)
+}
+
 // GoBinary compiles the Go main package in dir into a static Linux binary
 // (CGO_ENABLED=0, with the go command on PATH, built in t.TempDir()) and
 // returns it.
