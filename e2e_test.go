@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minilambda/minilambda/internal/agent"
 	"github.com/minilambda/minilambda/internal/dockertest"
 	"github.com/minilambda/minilambda/projections"
+	"github.com/minilambda/minilambda/runner"
 )
 
 // server is the real binary, started as a user would.
@@ -202,14 +202,14 @@ func TestCrashRecovery(t *testing.T) {
 	if err := s.stop(syscall.SIGTERM); err != nil {
 		t.Errorf("server exit after SIGTERM: %v", err)
 	}
-	dockertest.AssertNoContainers(t, cli, agent.LabelInstance, instanceID(db))
+	dockertest.AssertNoContainers(t, cli, runner.LabelInstance, instanceID(db))
 	out, _, err := runCmd(t, "audit", "--db", db)
 	if err != nil || !strings.HasPrefix(out, "audit ok") {
 		t.Fatalf("audit after the crash: %q %v", out, err)
 	}
 	// The restart found at least the invocation seen RUNNING and retried it.
 	out, _, _ = runCmd(t, "dump", "--db", db, "--type", "recovery.decided")
-	var rec struct{ Data agent.Recovery }
+	var rec struct{ Data projections.RecoveryDecided }
 	if err := json.Unmarshal([]byte(strings.SplitN(out, "\n", 2)[0]), &rec); err != nil || rec.Data.Retried < 1 || rec.Data.Interrupted < 1 {
 		t.Errorf("recovery decision %q: %+v %v", out, rec, err)
 	}
@@ -247,5 +247,5 @@ func TestSIGTERMLetsSyncInvocationAnswer(t *testing.T) {
 	if _, err := http.Get("http://" + s.addr + "/healthz"); err == nil {
 		t.Error("server still answers after SIGTERM")
 	}
-	dockertest.AssertNoContainers(t, cli, agent.LabelInstance, instanceID(db))
+	dockertest.AssertNoContainers(t, cli, runner.LabelInstance, instanceID(db))
 }

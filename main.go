@@ -173,6 +173,7 @@ func audit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer l.Close()
+	defer tuneGC()()
 	var progress func(done, total uint64)
 	if isTerminal(stderr) {
 		progress = func(done, total uint64) {
@@ -215,6 +216,8 @@ func migrateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := os.MkdirAll(filepath.Dir(*db), 0o700); err != nil {
 		return err
 	}
+	// Opening may rebuild the views.
+	defer tuneGC()()
 	l, err := eventlog.Open(*db, eventlog.Options{Projector: projections.Projector{}})
 	if err != nil {
 		return err

@@ -18,10 +18,11 @@ import (
 
 	"github.com/minilambda/minilambda/eventlog"
 	lambdahttp "github.com/minilambda/minilambda/http"
-	"github.com/minilambda/minilambda/internal/agent"
 	"github.com/minilambda/minilambda/internal/metrics"
 	"github.com/minilambda/minilambda/projections"
 	"github.com/minilambda/minilambda/runner"
+	"github.com/minilambda/minilambda/runner/docker"
+	"github.com/minilambda/minilambda/runner/engine"
 )
 
 func envInt(name string, def int) int {
@@ -43,16 +44,16 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	addr := fs.String("addr", env("ADDR", "127.0.0.1:8300"), "address to listen on")
 	db := fs.String("db", env("DB", defaultDB()), "the event log file (created if missing)")
 	grace := fs.Duration("grace", envDuration("GRACE", 30*time.Second), "how long shutdown waits for invocations under way")
-	maxInFlight := fs.Int("max-in-flight", envInt("MAX_IN_FLIGHT", 64), "invocations running at once, all functions together")
-	outputLimit := fs.Int64("output-limit", int64(envInt("OUTPUT_LIMIT", runner.DefaultOutputLimit)), "bytes of stdout, and of stderr, kept per invocation")
+	maxInFlight := fs.Int("max-in-flight", envInt("MAX_IN_FLIGHT", runner.DefaultMaxInFlight), "invocations running at once, all functions together")
+	outputLimit := fs.Int64("output-limit", int64(envInt("OUTPUT_LIMIT", engine.DefaultOutputLimit)), "bytes of stdout, and of stderr, kept per invocation")
 	maxImage := fs.Int64("max-image-bytes", int64(envInt("MAX_IMAGE_BYTES", 2<<30)), "largest image upload")
 	level := fs.String("log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error")
-	workers := fs.Int("workers", envInt("WORKERS", agent.DefaultWorkers), "async attempts running at once")
-	maxQueue := fs.Int("max-queue", envInt("MAX_QUEUE", agent.DefaultMaxQueue), "async invocations waiting before new ones get 429")
-	maxAttempts := fs.Int("max-attempts", envInt("MAX_ATTEMPTS", agent.DefaultMaxAttempts), "attempts of an async invocation, unless its function sets max_attempts")
-	maxAge := fs.Duration("max-event-age", envDuration("MAX_EVENT_AGE", agent.DefaultMaxEventAge), "async invocations older than this end FAILED")
-	retryBase := fs.Duration("retry-base", envDuration("RETRY_BASE", agent.DefaultRetryBase), "wait before the second attempt; doubles after, up to 5m")
-	hotTTL := fs.Duration("hot-idle-ttl", envDuration("HOT_IDLE_TTL", agent.DefaultHotIdleTTL), "how long an idle hot container is kept")
+	workers := fs.Int("workers", envInt("WORKERS", runner.DefaultWorkers), "async attempts running at once")
+	maxQueue := fs.Int("max-queue", envInt("MAX_QUEUE", runner.DefaultMaxQueue), "async invocations waiting before new ones get 429")
+	maxAttempts := fs.Int("max-attempts", envInt("MAX_ATTEMPTS", runner.DefaultMaxAttempts), "attempts of an async invocation, unless its function sets max_attempts")
+	maxAge := fs.Duration("max-event-age", envDuration("MAX_EVENT_AGE", runner.DefaultMaxEventAge), "async invocations older than this end FAILED")
+	retryBase := fs.Duration("retry-base", envDuration("RETRY_BASE", runner.DefaultRetryBase), "wait before the second attempt; doubles after, up to 5m")
+	hotTTL := fs.Duration("hot-idle-ttl", envDuration("HOT_IDLE_TTL", runner.DefaultHotIdleTTL), "how long an idle hot container is kept")
 	token := fs.String("token", env("TOKEN", ""), "API token clients send as Authorization: Bearer; required to listen beyond loopback")
 	insecure := fs.Bool("insecure-no-auth", env("INSECURE_NO_AUTH", "") == "true", "listen beyond loopback without a token: anyone who reaches the port can run any image")
 	openMetrics := fs.Bool("metrics-open", env("METRICS_OPEN", "") == "true", "serve /metrics without the token")
@@ -78,20 +79,20 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := os.MkdirAll(filepath.Dir(*db), 0o700); err != nil {
 		return err
 	}
-	agent.TuneGC()
+	tuneGC()
 	m := metrics.New()
 	log, err := eventlog.Open(*db, eventlog.Options{Projector: projections.Projector{}, Logger: logger, OnCommit: m.Commit})
 	if err != nil {
 		return err
 	}
 	defer log.Close()
-	docker, err := runner.NewFromEnv(logger)
+	driver, err := docker.NewFromEnv(logger)
 	if err != nil {
 		return err
 	}
-	defer docker.Close()
-	ag, err := agent.New(agent.Options{
-		Log: log, Runner: docker, Logger: logger, Metrics: m,
+	defer driver.Close()
+	svc, err := runner.New(runner.Options{
+		Log: log, Engine: driver, Logger: logger, Metrics: m,
 		Instance: instanceID(*db), MaxInFlight: *maxInFlight, OutputLimit: *outputLimit,
 		Workers: *workers, MaxQueue: *maxQueue, MaxAttempts: *maxAttempts, MaxEventAge: *maxAge,
 		RetryBase: *retryBase, CallbackHosts: splitList(*callbackHosts), HotIdleTTL: *hotTTL,
@@ -99,12 +100,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := ag.Recover(ctx); err != nil {
+	if err := svc.Recover(ctx); err != nil {
 		// The engine may be down now and back later; the server serves what
 		// it can meanwhile.
 		logger.Warn("start-up recovery incomplete", "err", err)
 	}
-	ag.Start()
+	svc.Start(ctx)
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -112,7 +113,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	srv := &http.Server{
 		Handler: lambdahttp.New(lambdahttp.Options{
-			Agent: ag, Views: ag.Views(), Logger: logger, Registry: m.Registry, MaxImageBytes: *maxImage,
+			Functions: svc, Invoker: svc, Images: svc, Status: svc, Views: svc.Views(),
+			Logger: logger, Registry: m.Registry, MaxImageBytes: *maxImage,
 			Token: *token, OpenMetrics: *openMetrics,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -139,8 +141,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		srv.Close()
 	}
 	// Queued async work stays in the log for the next start.
-	ag.Stop(sctx)
-	ag.Wait()
+	svc.Stop(sctx)
+	svc.Wait()
 	<-served
 	logger.Info("stopped")
 	return nil

@@ -41,20 +41,6 @@ func checkJSON(data []byte) error {
 	return nil
 }
 
-// validRef accepts what can be a function id or name, or an invocation id:
-// the characters names may have, at most 128 of them.
-func validRef(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
-	}
-	for _, r := range s {
-		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '_' || r == '.' || r == '-') {
-			return false
-		}
-	}
-	return true
-}
-
 // errBadTar wraps what is wrong with an uploaded archive.
 var errBadTar = errors.New("not a docker save archive")
 

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/julienschmidt/httprouter"
-	"github.com/minilambda/minilambda/internal/agent"
+	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/projections"
 )
 
@@ -23,7 +23,9 @@ func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 // or a name.
 func (s *Server) ref(w http.ResponseWriter, r *http.Request, p httprouter.Params) (string, bool) {
 	id := p.ByName("id")
-	if !validRef(id) {
+	// Ids are 1 to 128 of the characters names may have, so that one check
+	// fits a function's id, its name and an invocation's id.
+	if function.CheckID(id) != nil {
 		s.writeError(w, r, badRequest{fmt.Sprintf("%.40q is not an id or name: use 1 to 128 of A-Z a-z 0-9 _ . -", id)})
 		return "", false
 	}
@@ -31,12 +33,12 @@ func (s *Server) ref(w http.ResponseWriter, r *http.Request, p httprouter.Params
 }
 
 func (s *Server) createFunction(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	var spec projections.FunctionSpec
+	var spec function.Spec
 	if err := s.decode(w, r, &spec, false); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	f, err := s.agent.Register(r.Context(), spec)
+	f, err := s.opts.Functions.Register(r.Context(), spec)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -46,7 +48,7 @@ func (s *Server) createFunction(w http.ResponseWriter, r *http.Request, _ httpro
 }
 
 func (s *Server) listFunctions(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	fns, err := s.views.Functions()
+	fns, err := s.opts.Views.Functions()
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -59,7 +61,7 @@ func (s *Server) getFunction(w http.ResponseWriter, r *http.Request, p httproute
 	if !ok {
 		return
 	}
-	f, err := s.views.Function(ref)
+	f, err := s.opts.Views.Function(ref)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -72,12 +74,12 @@ func (s *Server) updateFunction(w http.ResponseWriter, r *http.Request, p httpro
 	if !ok {
 		return
 	}
-	var patch agent.Patch
+	var patch function.Patch
 	if err := s.decode(w, r, &patch, false); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	f, err := s.agent.Update(r.Context(), ref, patch)
+	f, err := s.opts.Functions.Update(r.Context(), ref, patch)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -90,7 +92,7 @@ func (s *Server) deleteFunction(w http.ResponseWriter, r *http.Request, p httpro
 	if !ok {
 		return
 	}
-	if err := s.agent.Delete(r.Context(), ref); err != nil {
+	if err := s.opts.Functions.Delete(r.Context(), ref); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -105,15 +107,15 @@ type invokeBody struct {
 	CallbackURL string          `json:"callback_url"`
 }
 
-func (s *Server) decodeInvoke(w http.ResponseWriter, r *http.Request) (agent.InvokeRequest, error) {
+func (s *Server) decodeInvoke(w http.ResponseWriter, r *http.Request) (function.Request, error) {
 	var body invokeBody
 	if err := s.decode(w, r, &body, true); err != nil {
 		if br, ok := err.(badRequest); ok && strings.Contains(br.msg, "unknown field") {
 			err = badRequest{br.msg + `: the body is {"event": <the function's event>, "timeout": <seconds>}`}
 		}
-		return agent.InvokeRequest{}, err
+		return function.Request{}, err
 	}
-	return agent.InvokeRequest{Event: body.Event, Timeout: body.Timeout, CallbackURL: body.CallbackURL}, nil
+	return function.Request{Event: body.Event, Timeout: body.Timeout, CallbackURL: body.CallbackURL}, nil
 }
 
 // accepted is the answer to an async invocation.
@@ -124,7 +126,7 @@ type accepted struct {
 }
 
 func (s *Server) invokeAsync(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
-	inv, ok := s.call(w, r, p, s.agent.Enqueue)
+	inv, ok := s.call(w, r, p, s.opts.Invoker.Enqueue)
 	if !ok {
 		return
 	}
@@ -133,9 +135,9 @@ func (s *Server) invokeAsync(w http.ResponseWriter, r *http.Request, p httproute
 }
 
 // call decodes an invocation request for the function in the path and
-// hands it to the agent; on an error it has answered already.
+// hands it to the invoker; on an error it has answered already.
 func (s *Server) call(w http.ResponseWriter, r *http.Request, p httprouter.Params,
-	do func(context.Context, string, agent.InvokeRequest) (projections.Invocation, error)) (projections.Invocation, bool) {
+	do func(context.Context, string, function.Request) (projections.Invocation, error)) (projections.Invocation, bool) {
 	ref, ok := s.ref(w, r, p)
 	if !ok {
 		return projections.Invocation{}, false
@@ -152,13 +154,13 @@ func (s *Server) call(w http.ResponseWriter, r *http.Request, p httprouter.Param
 }
 
 func (s *Server) invoke(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
-	inv, ok := s.call(w, r, p, s.agent.Invoke)
+	inv, ok := s.call(w, r, p, s.opts.Invoker.Invoke)
 	if !ok {
 		return
 	}
 	status := http.StatusOK
 	switch {
-	case inv.Status == projections.StatusFailed && inv.ErrorType == projections.ErrorTimeout:
+	case inv.Status == projections.StatusFailed && inv.ErrorType == function.ErrorTimeout:
 		status = http.StatusGatewayTimeout
 	case inv.Status == projections.StatusFailed:
 		status = http.StatusBadGateway
@@ -171,7 +173,7 @@ func (s *Server) getInvocation(w http.ResponseWriter, r *http.Request, p httprou
 	if !ok {
 		return
 	}
-	inv, err := s.views.Invocation(ref)
+	inv, err := s.opts.Views.Invocation(ref)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -194,7 +196,7 @@ func (s *Server) listInvocations(w http.ResponseWriter, r *http.Request, _ httpr
 		// A live function by id or name; otherwise take it as the id of a
 		// deleted one, whose invocations stay listed.
 		query.FunctionID = fn
-		if f, err := s.views.Function(fn); err == nil {
+		if f, err := s.opts.Views.Function(fn); err == nil {
 			query.FunctionID = f.ID
 		}
 	}
@@ -213,7 +215,7 @@ func (s *Server) listInvocations(w http.ResponseWriter, r *http.Request, _ httpr
 		}
 		query.Limit = n
 	}
-	page, next, err := s.views.Invocations(query)
+	page, next, err := s.opts.Views.Invocations(query)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -277,15 +279,15 @@ func (s *Server) loadImage(w http.ResponseWriter, r *http.Request, _ httprouter.
 		s.writeError(w, r, err)
 		return
 	}
-	res, err := s.agent.LoadImage(r.Context(), spool)
+	res, err := s.opts.Images.LoadImage(r.Context(), spool)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusCreated, struct {
-		Loaded   []string            `json:"loaded"`
-		Replaced []agent.ReplacedTag `json:"replaced"`
-	}{res.Loaded, append([]agent.ReplacedTag{}, res.Replaced...)})
+		Loaded   []string                  `json:"loaded"`
+		Replaced []projections.ReplacedTag `json:"replaced"`
+	}{res.Loaded, append([]projections.ReplacedTag{}, res.Replaced...)})
 }
 
 // wrapBody keeps a body over the bound recognisable, and calls any other
@@ -298,7 +300,7 @@ func wrapBody(err error) error {
 }
 
 func (s *Server) listImages(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	tags, err := s.agent.ListImages(r.Context())
+	tags, err := s.opts.Images.ListImages(r.Context())
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -320,10 +322,10 @@ type healthBody struct {
 func (s *Server) health(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
-	seq, head := s.agent.Head()
+	seq, head := s.opts.Status.Head()
 	body := healthBody{Status: "ok", Docker: "ok", EventSeq: seq, HeadHash: head.String()}
 	status := http.StatusOK
-	if err := s.agent.Health(ctx); err != nil {
+	if err := s.opts.Status.Health(ctx); err != nil {
 		status = http.StatusServiceUnavailable
 		body.Status, body.Docker, body.Error = "unavailable", "unreachable", fmt.Sprintf("the Docker engine does not answer: %v", err)
 	}

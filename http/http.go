@@ -1,7 +1,9 @@
-// Package http is Mini Lambda's REST API: it decodes and validates
-// requests, hands them to the agent or the views, and encodes answers and
-// errors as JSON. It holds no state and never touches Docker. Import it as
-// lambdahttp, since it shadows net/http.
+// Package http is Mini Lambda's REST API, transport only: it decodes and
+// checks requests, hands them to the runner or the views through small
+// interfaces (Functions, Invoker, Images, Status, Views), and encodes
+// answers and errors as JSON, mapping errors to status codes in one table.
+// It holds no state and never touches an engine. Import it as lambdahttp,
+// since it shadows net/http.
 package http
 
 import (
@@ -18,26 +20,42 @@ import (
 
 	"github.com/julienschmidt/httprouter"
 	"github.com/minilambda/minilambda/eventlog"
-	"github.com/minilambda/minilambda/internal/agent"
+	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/projections"
+	"github.com/minilambda/minilambda/runner/engine"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Agent is what the handlers submit work to.
-type Agent interface {
-	Register(ctx context.Context, spec projections.FunctionSpec) (projections.Function, error)
-	Update(ctx context.Context, ref string, patch agent.Patch) (projections.Function, error)
+// The handlers depend on these small interfaces, each a part of what the
+// runner and the views do, so that tests can fake them.
+
+// Functions registers, changes and deletes functions.
+type Functions interface {
+	Register(ctx context.Context, spec function.Spec) (projections.Function, error)
+	Update(ctx context.Context, ref string, patch function.Patch) (projections.Function, error)
 	Delete(ctx context.Context, ref string) error
-	Invoke(ctx context.Context, ref string, req agent.InvokeRequest) (projections.Invocation, error)
-	Enqueue(ctx context.Context, ref string, req agent.InvokeRequest) (projections.Invocation, error)
-	LoadImage(ctx context.Context, r io.Reader) (agent.ImageLoaded, error)
+}
+
+// Invoker runs invocations now (Invoke) or through the queue (Enqueue).
+type Invoker interface {
+	Invoke(ctx context.Context, ref string, req function.Request) (projections.Invocation, error)
+	Enqueue(ctx context.Context, ref string, req function.Request) (projections.Invocation, error)
+}
+
+// Images loads images into the engine and lists them.
+type Images interface {
+	LoadImage(ctx context.Context, r io.Reader) (projections.ImageLoaded, error)
 	ListImages(ctx context.Context) ([]string, error)
+}
+
+// Status says whether the engine answers, and where the log's head is.
+type Status interface {
 	Health(ctx context.Context) error
 	Head() (uint64, eventlog.Hash)
 }
 
-// Views is what the handlers read.
+// Views reads functions and invocations.
 type Views interface {
 	Function(ref string) (projections.Function, error)
 	Functions() ([]projections.Function, error)
@@ -45,17 +63,17 @@ type Views interface {
 	Invocations(q projections.InvocationQuery) ([]projections.Invocation, string, error)
 }
 
-var (
-	_ Agent = (*agent.Agent)(nil)
-	_ Views = (*projections.Views)(nil)
-)
+var _ Views = (*projections.Views)(nil)
 
 // Options configure New.
 type Options struct {
-	Agent    Agent
-	Views    Views
-	Logger   *slog.Logger
-	Registry *prometheus.Registry // served on /metrics
+	Functions Functions
+	Invoker   Invoker
+	Images    Images
+	Status    Status
+	Views     Views
+	Logger    *slog.Logger
+	Registry  *prometheus.Registry // served on /metrics
 	// MaxBodyBytes bounds JSON request bodies; 6 MiB (Lambda's payload
 	// limit) when zero.
 	MaxBodyBytes int64
@@ -74,8 +92,6 @@ type Options struct {
 // Server is the API's http.Handler.
 type Server struct {
 	router *httprouter.Router
-	agent  Agent
-	views  Views
 	log    *slog.Logger
 	opts   Options
 }
@@ -95,7 +111,7 @@ func New(opts Options) *Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{agent: opts.Agent, views: opts.Views, log: logger.With("subsystem", "http"), opts: opts}
+	s := &Server{log: logger.With("subsystem", "http"), opts: opts}
 	r := httprouter.New()
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
@@ -189,6 +205,22 @@ type badRequest struct{ msg string }
 
 func (e badRequest) Error() string { return e.msg }
 
+// statuses maps the errors callers return to status codes: the one table
+// of them, consulted in order.
+var statuses = []struct {
+	err    error
+	status int
+}{
+	{function.ErrInvalid, http.StatusBadRequest},
+	{projections.ErrBadCursor, http.StatusBadRequest},
+	{engine.ErrBadImage, http.StatusBadRequest},
+	{errBadTar, http.StatusBadRequest},
+	{projections.ErrNotFound, http.StatusNotFound},
+	{function.ErrConflict, http.StatusConflict},
+	{function.ErrBusy, http.StatusTooManyRequests},
+	{engine.ErrEngineUnavailable, http.StatusServiceUnavailable},
+}
+
 // writeError maps an error to a status code, the one place that does. What
 // the client could not have caused is a 500 with a generic message, and is
 // logged here, once.
@@ -199,18 +231,17 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &tooBig):
 		status, err = http.StatusRequestEntityTooLarge, fmt.Errorf("request body is larger than %d bytes", tooBig.Limit)
-	case errors.As(err, &br), errors.Is(err, agent.ErrInvalid), errors.Is(err, projections.ErrBadCursor), errors.Is(err, agent.ErrBadImage), errors.Is(err, errBadTar):
+	case errors.As(err, &br):
 		status = http.StatusBadRequest
-	case errors.Is(err, projections.ErrNotFound):
-		status = http.StatusNotFound
-	case errors.Is(err, agent.ErrConflict):
-		status = http.StatusConflict
-	case errors.Is(err, agent.ErrBusy):
-		status = http.StatusTooManyRequests
-	case errors.Is(err, agent.ErrEngineUnavailable):
-		status = http.StatusServiceUnavailable
 	case errors.Is(err, eventlog.ErrClosed):
 		status, err = http.StatusServiceUnavailable, errors.New("the server is shutting down")
+	default:
+		for _, e := range statuses {
+			if errors.Is(err, e.err) {
+				status = e.status
+				break
+			}
+		}
 	}
 	msg := err.Error()
 	if status == http.StatusInternalServerError {

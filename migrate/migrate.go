@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/minilambda/minilambda/eventlog"
-	"github.com/minilambda/minilambda/internal/names"
+	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/projections"
 )
 
@@ -130,31 +130,19 @@ func parseEntry(key string, raw json.RawMessage) (Legacy, error) {
 	if f.ID != key {
 		return f, fmt.Errorf("id %q differs from its key", f.ID)
 	}
-	if err := checkID(f.ID); err != nil {
+	if err := function.CheckID(f.ID); err != nil {
 		return f, err
 	}
-	if err := names.Check(f.Name); err != nil {
+	if err := function.CheckName(f.Name); err != nil {
 		return f, err
 	}
-	if len(f.Image) > 512 || strings.ContainsAny(f.Image, " \t\r\n") {
-		return f, fmt.Errorf("image %.40q is not an image reference", f.Image)
+	if err := function.CheckImage(f.Image); err != nil {
+		return f, err
 	}
 	if f.CreatedAt, err = time.Parse(time.RFC3339Nano, ts); err != nil {
 		return f, fmt.Errorf("created_at %q is not an RFC 3339 time with a UTC offset", ts)
 	}
 	return f, nil
-}
-
-func checkID(id string) error {
-	if len(id) > 128 {
-		return fmt.Errorf("id is longer than 128 characters")
-	}
-	for _, r := range id {
-		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '_') {
-			return fmt.Errorf("id %q has %q", id, r)
-		}
-	}
-	return nil
 }
 
 // Log is what Import needs of the event log.
@@ -194,19 +182,18 @@ func Import(ctx context.Context, log Log, entries []Legacy) (Report, error) {
 				if n > len(f.ID) {
 					return fmt.Errorf("cannot find a free name for %s (%s)", f.ID, f.Name)
 				}
-				name = fmt.Sprintf("%s-%s", truncate(f.Name, names.MaxLen-1-n), f.ID[:n])
+				name = fmt.Sprintf("%s-%s", truncate(f.Name, function.MaxNameLen-1-n), f.ID[:n])
 			}
 			taken[name] = true
 			p := projections.FunctionRegistered{
-				V:            1,
-				FunctionSpec: projections.FunctionSpec{Name: name, Image: f.Image},
-				CreatedAt:    f.CreatedAt,
-				Imported:     true,
+				Spec:      function.Spec{Name: name, Image: f.Image},
+				CreatedAt: f.CreatedAt,
+				Imported:  true,
 			}
 			if name != f.Name {
 				p.OriginalName = f.Name
 			}
-			e, err := projections.NewEvent(projections.TypeFunctionRegistered, f.ID, "", p)
+			e, err := projections.NewFunctionRegistered(f.ID, p)
 			if err != nil {
 				return err
 			}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/minilambda/minilambda/eventlog"
+	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/migrate"
 	"github.com/minilambda/minilambda/projections"
 )
@@ -113,7 +114,7 @@ func TestImportDoesNotResurrectDeleted(t *testing.T) {
 	if _, err := migrate.Import(context.Background(), l, entries); err != nil {
 		t.Fatal(err)
 	}
-	del, _ := projections.NewEvent(projections.TypeFunctionDeleted, entries[0].ID, "", projections.FunctionDeleted{V: 1})
+	del, _ := projections.NewFunctionDeleted(entries[0].ID)
 	if _, err := l.Append(context.Background(), del); err != nil {
 		t.Fatal(err)
 	}
@@ -125,8 +126,8 @@ func TestImportDoesNotResurrectDeleted(t *testing.T) {
 
 func TestImportRenamesAroundLiveFunctions(t *testing.T) {
 	l := openLog(t)
-	reg, _ := projections.NewEvent(projections.TypeFunctionRegistered, "01JLIVE", "", projections.FunctionRegistered{
-		V: 1, FunctionSpec: projections.FunctionSpec{Name: "resize.images", Image: "other"}, CreatedAt: time.Now(),
+	reg, _ := projections.NewFunctionRegistered("01JLIVE", projections.FunctionRegistered{
+		Spec: function.Spec{Name: "resize.images", Image: "other"}, CreatedAt: time.Now(),
 	})
 	if _, err := l.Append(context.Background(), reg); err != nil {
 		t.Fatal(err)

@@ -6,10 +6,12 @@ import (
 	"time"
 
 	"github.com/minilambda/minilambda/eventlog"
+	"github.com/minilambda/minilambda/function"
 )
 
 // Event types. Payloads carry "v", their schema version: decoders accept
-// every version written so far.
+// every version written so far. Each type has one constructor below, which
+// every writer of the log uses.
 const (
 	TypeFunctionRegistered  = "function.registered"
 	TypeFunctionUpdated     = "function.updated"
@@ -20,7 +22,15 @@ const (
 	TypeInvocationFailed    = "invocation.failed"
 	TypeInvocationTimedOut  = "invocation.timed_out"
 	TypeInvocationRetried   = "invocation.retried"
+	TypeInvocationCallback  = "invocation.callback"
+	TypeImageLoaded         = "image.loaded"
+	TypeHotStarted          = "hot.started"
+	TypeHotStopped          = "hot.stopped"
+	TypeRecoveryDecided     = "recovery.decided"
 )
+
+// payloadV is the schema version the constructors write.
+const payloadV = 1
 
 // Invocation statuses, the seed's four.
 const (
@@ -30,39 +40,10 @@ const (
 	StatusFailed    = "FAILED"
 )
 
-// Error types of a FAILED invocation, as Lambda's errorType.
-const (
-	ErrorFunction    = "function_error"
-	ErrorTimeout     = "timeout"
-	ErrorOutOfMemory = "out_of_memory"
-	ErrorOutputLimit = "output_limit"
-	ErrorPlatform    = "platform"
-)
-
-// FunctionSpec is what a user registers: the image and its settings.
-type FunctionSpec struct {
-	Name        string            `json:"name"`
-	Image       string            `json:"image"`
-	Timeout     int               `json:"timeout,omitempty"` // seconds
-	MemoryMB    int               `json:"memory_mb,omitempty"`
-	CPUs        float64           `json:"cpus,omitempty"`
-	Env         map[string]string `json:"env,omitempty"`
-	Mode        string            `json:"mode,omitempty"`
-	Concurrency int               `json:"concurrency,omitempty"`
-	Network     string            `json:"network,omitempty"`
-	// ReadOnly runs the function with a read-only root filesystem and a
-	// tmpfs on /tmp.
-	ReadOnly bool `json:"read_only,omitempty"`
-	// MaxAttempts bounds the attempts of an async invocation.
-	MaxAttempts int `json:"max_attempts,omitempty"`
-	// CallbackURL receives the record of each async invocation that ends.
-	CallbackURL string `json:"callback_url,omitempty"`
-}
-
 // FunctionRegistered is the payload of function.registered.
 type FunctionRegistered struct {
 	V int `json:"v"`
-	FunctionSpec
+	function.Spec
 	CreatedAt time.Time `json:"created_at"`
 	// Imported marks a function that migrate brought over from a legacy
 	// functions.json.
@@ -76,7 +57,7 @@ type FunctionRegistered struct {
 type FunctionUpdated struct {
 	V       int `json:"v"`
 	Version int `json:"version"`
-	FunctionSpec
+	function.Spec
 }
 
 // FunctionDeleted is the payload of function.deleted.
@@ -107,16 +88,16 @@ type InvocationStarted struct {
 // InvocationEnded is the payload of invocation.completed, invocation.failed
 // and invocation.timed_out.
 type InvocationEnded struct {
-	V               int    `json:"v"`
-	Attempt         int    `json:"attempt"`
-	Result          string `json:"result"`
-	Logs            string `json:"logs"`
-	ExitCode        *int   `json:"exit_code,omitempty"`
-	DurationMS      int64  `json:"duration_ms"`
-	ResultTruncated bool   `json:"result_truncated,omitempty"`
-	LogsTruncated   bool   `json:"logs_truncated,omitempty"`
-	Error           string `json:"error,omitempty"`
-	ErrorType       string `json:"error_type,omitempty"`
+	V               int                `json:"v"`
+	Attempt         int                `json:"attempt"`
+	Result          string             `json:"result"`
+	Logs            string             `json:"logs"`
+	ExitCode        *int               `json:"exit_code,omitempty"`
+	DurationMS      int64              `json:"duration_ms"`
+	ResultTruncated bool               `json:"result_truncated,omitempty"`
+	LogsTruncated   bool               `json:"logs_truncated,omitempty"`
+	Error           string             `json:"error,omitempty"`
+	ErrorType       function.ErrorType `json:"error_type,omitempty"`
 }
 
 // InvocationRetried is the payload of invocation.retried: the attempt that
@@ -127,19 +108,157 @@ type InvocationRetried struct {
 	Reason    string    `json:"reason"`
 	NotBefore time.Time `json:"not_before"`
 	// The failed attempt's outcome, when it got as far as running.
-	ErrorType  string `json:"error_type,omitempty"`
-	ExitCode   *int   `json:"exit_code,omitempty"`
-	DurationMS int64  `json:"duration_ms,omitempty"`
-	Result     string `json:"result,omitempty"`
-	Logs       string `json:"logs,omitempty"`
+	ErrorType  function.ErrorType `json:"error_type,omitempty"`
+	ExitCode   *int               `json:"exit_code,omitempty"`
+	DurationMS int64              `json:"duration_ms,omitempty"`
+	Result     string             `json:"result,omitempty"`
+	Logs       string             `json:"logs,omitempty"`
 }
 
-// NewEvent builds an event of type typ about the given ids with payload as
+// InvocationCallback is the payload of invocation.callback: how the
+// delivery of an ended invocation's record to its callback URL went.
+type InvocationCallback struct {
+	V          int    `json:"v"`
+	URL        string `json:"url"`
+	Attempts   int    `json:"attempts"`
+	StatusCode int    `json:"status_code,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+// ImageLoaded is the payload of image.loaded, and the answer to an
+// upload.
+type ImageLoaded struct {
+	V      int      `json:"v"`
+	Loaded []string `json:"loaded"`
+	// Replaced are the tags that named another image before the load.
+	Replaced []ReplacedTag `json:"replaced,omitempty"`
+}
+
+// ReplacedTag is a tag an upload moved to another image.
+type ReplacedTag struct {
+	Tag        string `json:"tag"`
+	PreviousID string `json:"previous_id"`
+	ID         string `json:"id"`
+}
+
+// HotStarted is the payload of hot.started.
+type HotStarted struct {
+	V               int    `json:"v"`
+	ContainerID     string `json:"container_id"`
+	ImageDigest     string `json:"image_digest"`
+	FunctionVersion int    `json:"function_version"`
+}
+
+// HotStopped is the payload of hot.stopped.
+type HotStopped struct {
+	V           int    `json:"v"`
+	ContainerID string `json:"container_id"`
+	Reason      string `json:"reason"`
+}
+
+// RecoveryDecided is the payload of recovery.decided: what start-up
+// recovery did about the work an earlier run left.
+type RecoveryDecided struct {
+	V                 int    `json:"v"`
+	Interrupted       int    `json:"interrupted"` // RUNNING, or sync PENDING, when the server stopped
+	Retried           int    `json:"retried"`     // interrupted async invocations queued for another attempt
+	Requeued          int    `json:"requeued"`    // PENDING async invocations back in the queue
+	ContainersRemoved int    `json:"containers_removed"`
+	Note              string `json:"note,omitempty"`
+}
+
+// newEvent builds an event of type typ about the given ids with payload as
 // its data.
-func NewEvent(typ, functionID, invocationID string, payload any) (eventlog.Event, error) {
+func newEvent(typ, functionID, invocationID string, payload any) (eventlog.Event, error) {
 	data, err := json.Marshal(payload)
 	if err != nil {
 		return eventlog.Event{}, fmt.Errorf("encode %s: %w", typ, err)
 	}
 	return eventlog.Event{Type: typ, FunctionID: functionID, InvocationID: invocationID, Data: data}, nil
+}
+
+// NewFunctionRegistered is the function.registered event of a new
+// function.
+func NewFunctionRegistered(functionID string, p FunctionRegistered) (eventlog.Event, error) {
+	p.V = payloadV
+	return newEvent(TypeFunctionRegistered, functionID, "", p)
+}
+
+// NewFunctionUpdated is the function.updated event recording a function's
+// new version.
+func NewFunctionUpdated(functionID string, p FunctionUpdated) (eventlog.Event, error) {
+	p.V = payloadV
+	return newEvent(TypeFunctionUpdated, functionID, "", p)
+}
+
+// NewFunctionDeleted is the function.deleted event of a function.
+func NewFunctionDeleted(functionID string) (eventlog.Event, error) {
+	return newEvent(TypeFunctionDeleted, functionID, "", FunctionDeleted{V: payloadV})
+}
+
+// NewInvocationQueued is the invocation.queued event of a new invocation.
+func NewInvocationQueued(functionID, invocationID string, p InvocationQueued) (eventlog.Event, error) {
+	p.V = payloadV
+	return newEvent(TypeInvocationQueued, functionID, invocationID, p)
+}
+
+// NewInvocationStarted is the invocation.started event of an attempt.
+func NewInvocationStarted(functionID, invocationID string, p InvocationStarted) (eventlog.Event, error) {
+	p.V = payloadV
+	return newEvent(TypeInvocationStarted, functionID, invocationID, p)
+}
+
+// NewInvocationEnded is the event that ends an invocation; its type
+// follows from the payload's error type: invocation.completed with none,
+// invocation.timed_out for a timeout, invocation.failed otherwise.
+func NewInvocationEnded(functionID, invocationID string, p InvocationEnded) (eventlog.Event, error) {
+	p.V = payloadV
+	typ := TypeInvocationFailed
+	switch p.ErrorType {
+	case "":
+		typ = TypeInvocationCompleted
+	case function.ErrorTimeout:
+		typ = TypeInvocationTimedOut
+	}
+	return newEvent(typ, functionID, invocationID, p)
+}
+
+// NewInvocationRetried is the invocation.retried event of a failed
+// attempt that another will follow.
+func NewInvocationRetried(functionID, invocationID string, p InvocationRetried) (eventlog.Event, error) {
+	p.V = payloadV
+	return newEvent(TypeInvocationRetried, functionID, invocationID, p)
+}
+
+// NewInvocationCallback is the invocation.callback event of a callback's
+// delivery.
+func NewInvocationCallback(functionID, invocationID string, p InvocationCallback) (eventlog.Event, error) {
+	p.V = payloadV
+	return newEvent(TypeInvocationCallback, functionID, invocationID, p)
+}
+
+// NewImageLoaded is the image.loaded event of an upload.
+func NewImageLoaded(p ImageLoaded) (eventlog.Event, error) {
+	p.V = payloadV
+	return newEvent(TypeImageLoaded, "", "", p)
+}
+
+// NewHotStarted is the hot.started event of a hot container of a
+// function.
+func NewHotStarted(functionID string, p HotStarted) (eventlog.Event, error) {
+	p.V = payloadV
+	return newEvent(TypeHotStarted, functionID, "", p)
+}
+
+// NewHotStopped is the hot.stopped event of a hot container of a
+// function.
+func NewHotStopped(functionID string, p HotStopped) (eventlog.Event, error) {
+	p.V = payloadV
+	return newEvent(TypeHotStopped, functionID, "", p)
+}
+
+// NewRecoveryDecided is the recovery.decided event of a start-up.
+func NewRecoveryDecided(p RecoveryDecided) (eventlog.Event, error) {
+	p.V = payloadV
+	return newEvent(TypeRecoveryDecided, "", "", p)
 }

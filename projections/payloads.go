@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/minilambda/minilambda/eventlog"
+	"github.com/minilambda/minilambda/function"
 )
 
 // The decoders below read the fields the views need from the payloads
@@ -30,9 +31,10 @@ func int64Field[T any](at func(*T) *int64) func(*T, jsonValue) error {
 	}
 }
 
-func stringField[T any](at func(*T) *string) func(*T, jsonValue) error {
-	return func(p *T, v jsonValue) (err error) {
-		*at(p), err = v.String()
+func stringField[T any, S ~string](at func(*T) *S) func(*T, jsonValue) error {
+	return func(p *T, v jsonValue) error {
+		s, err := v.String()
+		*at(p) = S(s)
 		return err
 	}
 }
@@ -101,7 +103,7 @@ var endedFields = fields[InvocationEnded]{
 	"result_truncated": boolField(func(p *InvocationEnded) *bool { return &p.ResultTruncated }),
 	"logs_truncated":   boolField(func(p *InvocationEnded) *bool { return &p.LogsTruncated }),
 	"error":            stringField(func(p *InvocationEnded) *string { return &p.Error }),
-	"error_type":       stringField(func(p *InvocationEnded) *string { return &p.ErrorType }),
+	"error_type":       stringField(func(p *InvocationEnded) *function.ErrorType { return &p.ErrorType }),
 }
 
 func decodeEnded(e *eventlog.Event) (p InvocationEnded, err error) {

@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/minilambda/minilambda/eventlog"
+	"github.com/minilambda/minilambda/function"
 )
 
 // View names: each is a bucket of the log's file, see eventlog.
@@ -34,45 +34,6 @@ func statusKey(status, id string) []byte { return indexKey(prefixStatus+status, 
 
 // version names the layout above; changing it rebuilds the views on open.
 const version = "views-v3"
-
-// Function is the read model of a registered function.
-type Function struct {
-	ID string `json:"id"`
-	FunctionSpec
-	Version      int       `json:"version"`
-	CreatedAt    time.Time `json:"created_at"`
-	UpdatedAt    time.Time `json:"updated_at"`
-	Imported     bool      `json:"imported,omitempty"`
-	OriginalName string    `json:"original_name,omitempty"`
-	Deleted      bool      `json:"deleted,omitempty"`
-}
-
-// Invocation is the read model of one invocation: the record the API shows.
-type Invocation struct {
-	InvocationID    string     `json:"invocation_id"`
-	FunctionID      string     `json:"function_id"`
-	FunctionName    string     `json:"function_name"`
-	FunctionVersion int        `json:"function_version"`
-	Async           bool       `json:"async"`
-	Status          string     `json:"status"`
-	Result          string     `json:"result"`
-	Logs            string     `json:"logs"`
-	ExitCode        *int       `json:"exit_code,omitempty"`
-	Error           string     `json:"error,omitempty"`
-	ErrorType       string     `json:"error_type,omitempty"`
-	Duration        int64      `json:"duration"` // milliseconds
-	Timestamp       *time.Time `json:"timestamp,omitempty"`
-	CreatedAt       time.Time  `json:"created_at"`
-	StartedAt       *time.Time `json:"started_at,omitempty"`
-	CompletedAt     *time.Time `json:"completed_at,omitempty"`
-	Attempts        int        `json:"attempts"`
-	Truncated       bool       `json:"truncated,omitempty"`
-	ResultTruncated bool       `json:"result_truncated,omitempty"`
-	LogsTruncated   bool       `json:"logs_truncated,omitempty"`
-	ContainerID     string     `json:"container_id,omitempty"`
-	ImageDigest     string     `json:"image_digest,omitempty"`
-	NextAttemptAt   *time.Time `json:"next_attempt_at,omitempty"`
-}
 
 // ErrInconsistent means an event does not fit the views: an invocation
 // that was never queued, a function that does not exist. Appends check
@@ -254,7 +215,7 @@ func (b *batch) functionRegistered(e *eventlog.Event) error {
 		return fmt.Errorf("%w: name %q is taken", ErrInconsistent, p.Name)
 	}
 	f := Function{
-		ID: e.FunctionID, FunctionSpec: p.FunctionSpec, Version: 1,
+		ID: e.FunctionID, Spec: p.Spec, Version: 1,
 		CreatedAt: p.CreatedAt, UpdatedAt: p.CreatedAt,
 		Imported: p.Imported, OriginalName: p.OriginalName,
 	}
@@ -287,7 +248,7 @@ func (b *batch) functionUpdated(e *eventlog.Event) error {
 			return err
 		}
 	}
-	f.FunctionSpec, f.Version, f.UpdatedAt = p.FunctionSpec, p.Version, e.Time
+	f.Spec, f.Version, f.UpdatedAt = p.Spec, p.Version, e.Time
 	return b.putFunction(f)
 }
 
@@ -368,7 +329,7 @@ func applyInvocation(r *storedInvocation, e *eventlog.Event, prepared any) error
 		r.ExitCode, r.EndSeq = p.ExitCode, e.Seq
 		r.Error, r.ErrorType, r.Duration = p.Error, p.ErrorType, p.DurationMS
 		if e.Type == TypeInvocationTimedOut && r.ErrorType == "" {
-			r.ErrorType = ErrorTimeout
+			r.ErrorType = function.ErrorTimeout
 		}
 		r.ResultTruncated, r.LogsTruncated = p.ResultTruncated, p.LogsTruncated
 		r.Truncated = p.ResultTruncated || p.LogsTruncated

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/minilambda/minilambda/eventlog"
+	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/projections"
 	"github.com/oklog/ulid/v2"
 	bolt "go.etcd.io/bbolt"
@@ -37,11 +38,13 @@ func openLog(t *testing.T, path string) *eventlog.Log {
 
 func mustEvent(t *testing.T, typ, fn, inv string, p any) eventlog.Event {
 	t.Helper()
-	e, err := projections.NewEvent(typ, fn, inv, p)
+	// Built by hand rather than with the constructors: the tests feed the
+	// projector what old or tampered logs may hold, too.
+	data, err := json.Marshal(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return e
+	return eventlog.Event{Type: typ, FunctionID: fn, InvocationID: inv, Data: data}
 }
 
 func appendAll(t *testing.T, l *eventlog.Log, events ...eventlog.Event) {
@@ -54,11 +57,11 @@ func appendAll(t *testing.T, l *eventlog.Log, events ...eventlog.Event) {
 func TestFunctionLifecycle(t *testing.T) {
 	l := openLog(t, "")
 	v := projections.NewViews(l)
-	spec := projections.FunctionSpec{Name: "hello", Image: "hello:1", Timeout: 30}
-	appendAll(t, l, mustEvent(t, projections.TypeFunctionRegistered, "F1", "", projections.FunctionRegistered{V: 1, FunctionSpec: spec, CreatedAt: time.Now()}))
+	spec := function.Spec{Name: "hello", Image: "hello:1", Timeout: 30}
+	appendAll(t, l, mustEvent(t, projections.TypeFunctionRegistered, "F1", "", projections.FunctionRegistered{V: 1, Spec: spec, CreatedAt: time.Now()}))
 	spec2 := spec
 	spec2.Name, spec2.Image = "hello2", "hello:2"
-	appendAll(t, l, mustEvent(t, projections.TypeFunctionUpdated, "F1", "", projections.FunctionUpdated{V: 1, Version: 2, FunctionSpec: spec2}))
+	appendAll(t, l, mustEvent(t, projections.TypeFunctionUpdated, "F1", "", projections.FunctionUpdated{V: 1, Version: 2, Spec: spec2}))
 
 	if _, err := v.Function("hello"); !errors.Is(err, projections.ErrNotFound) {
 		t.Fatalf("old name still resolves: %v", err)
@@ -79,7 +82,7 @@ func TestFunctionLifecycle(t *testing.T) {
 		t.Fatalf("versions %+v %v", versions, err)
 	}
 	// The name is free again.
-	appendAll(t, l, mustEvent(t, projections.TypeFunctionRegistered, "F2", "", projections.FunctionRegistered{V: 1, FunctionSpec: spec2, CreatedAt: time.Now()}))
+	appendAll(t, l, mustEvent(t, projections.TypeFunctionRegistered, "F2", "", projections.FunctionRegistered{V: 1, Spec: spec2, CreatedAt: time.Now()}))
 	if f, err := v.Function("hello2"); err != nil || f.ID != "F2" {
 		t.Fatalf("reused name: %+v %v", f, err)
 	}
@@ -87,14 +90,14 @@ func TestFunctionLifecycle(t *testing.T) {
 
 func TestInvalidSequencesAreRefused(t *testing.T) {
 	l := openLog(t, "")
-	spec := projections.FunctionSpec{Name: "hello", Image: "hello:1"}
-	reg := mustEvent(t, projections.TypeFunctionRegistered, "F1", "", projections.FunctionRegistered{V: 1, FunctionSpec: spec, CreatedAt: time.Now()})
+	spec := function.Spec{Name: "hello", Image: "hello:1"}
+	reg := mustEvent(t, projections.TypeFunctionRegistered, "F1", "", projections.FunctionRegistered{V: 1, Spec: spec, CreatedAt: time.Now()})
 	appendAll(t, l, reg)
 	exit := 0
 	for name, events := range map[string][]eventlog.Event{
-		"name taken":        {mustEvent(t, projections.TypeFunctionRegistered, "F9", "", projections.FunctionRegistered{V: 1, FunctionSpec: spec})},
-		"update unknown":    {mustEvent(t, projections.TypeFunctionUpdated, "F9", "", projections.FunctionUpdated{V: 1, Version: 2, FunctionSpec: spec})},
-		"version skipped":   {mustEvent(t, projections.TypeFunctionUpdated, "F1", "", projections.FunctionUpdated{V: 1, Version: 5, FunctionSpec: spec})},
+		"name taken":        {mustEvent(t, projections.TypeFunctionRegistered, "F9", "", projections.FunctionRegistered{V: 1, Spec: spec})},
+		"update unknown":    {mustEvent(t, projections.TypeFunctionUpdated, "F9", "", projections.FunctionUpdated{V: 1, Version: 2, Spec: spec})},
+		"version skipped":   {mustEvent(t, projections.TypeFunctionUpdated, "F1", "", projections.FunctionUpdated{V: 1, Version: 5, Spec: spec})},
 		"start unqueued":    {mustEvent(t, projections.TypeInvocationStarted, "F1", "I9", projections.InvocationStarted{V: 1, Attempt: 1})},
 		"bad payload":       {{Type: projections.TypeInvocationStarted, FunctionID: "F1", InvocationID: "I9", Data: []byte(`{"attempt":"one"}`)}},
 		"event after ended": {mustEvent(t, projections.TypeInvocationQueued, "F1", "I1", projections.InvocationQueued{V: 1}), mustEvent(t, projections.TypeInvocationCompleted, "F1", "I1", projections.InvocationEnded{V: 1, ExitCode: &exit}), mustEvent(t, projections.TypeInvocationStarted, "F1", "I1", projections.InvocationStarted{V: 1})},
@@ -126,7 +129,7 @@ func TestInvocationLifecycle(t *testing.T) {
 	appendAll(t, l, mustEvent(t, projections.TypeInvocationStarted, "F1", id, projections.InvocationStarted{V: 1, Attempt: 1, ContainerID: "c1", ImageDigest: "sha256:aa"}))
 	appendAll(t, l, mustEvent(t, projections.TypeInvocationTimedOut, "F1", id, projections.InvocationEnded{V: 1, Attempt: 1, Logs: "slow\n", DurationMS: 1000, Error: "timed out after 1s"}))
 	inv, _ = v.Invocation(id)
-	if inv.Status != projections.StatusFailed || inv.ErrorType != projections.ErrorTimeout || inv.Logs != "slow\n" || inv.ContainerID != "c1" {
+	if inv.Status != projections.StatusFailed || inv.ErrorType != function.ErrorTimeout || inv.Logs != "slow\n" || inv.ContainerID != "c1" {
 		t.Fatalf("timed out: %+v", inv)
 	}
 
@@ -227,10 +230,10 @@ func TestTamperedViewFailsVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	appendAll(t, l, mustEvent(t, projections.TypeFunctionRegistered, "F1", "", projections.FunctionRegistered{V: 1, FunctionSpec: projections.FunctionSpec{Name: "a", Image: "b"}, CreatedAt: time.Now()}))
+	appendAll(t, l, mustEvent(t, projections.TypeFunctionRegistered, "F1", "", projections.FunctionRegistered{V: 1, Spec: function.Spec{Name: "a", Image: "b"}, CreatedAt: time.Now()}))
 	id := queue(t, l, "F1")
 	exit := 3
-	appendAll(t, l, mustEvent(t, projections.TypeInvocationFailed, "F1", id, projections.InvocationEnded{V: 1, ExitCode: &exit, Error: "exit 3", ErrorType: projections.ErrorFunction}))
+	appendAll(t, l, mustEvent(t, projections.TypeInvocationFailed, "F1", id, projections.InvocationEnded{V: 1, ExitCode: &exit, Error: "exit 3", ErrorType: function.ErrorFunction}))
 	l.Close()
 
 	type loc struct{ view, key string }
@@ -301,7 +304,7 @@ func TestReopenServesSameViews(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	appendAll(t, l, mustEvent(t, projections.TypeFunctionRegistered, "F1", "", projections.FunctionRegistered{V: 1, FunctionSpec: projections.FunctionSpec{Name: "a", Image: "b"}, CreatedAt: time.Now()}))
+	appendAll(t, l, mustEvent(t, projections.TypeFunctionRegistered, "F1", "", projections.FunctionRegistered{V: 1, Spec: function.Spec{Name: "a", Image: "b"}, CreatedAt: time.Now()}))
 	id := queue(t, l, "F1")
 	l.Close()
 	l = openLog(t, path)
@@ -333,13 +336,13 @@ func TestRecordMatchesViews(t *testing.T) {
 		},
 		"failed before start": func(id string) []eventlog.Event {
 			return []eventlog.Event{queued(id), mustEvent(t, projections.TypeInvocationFailed, "F1", id,
-				projections.InvocationEnded{V: 1, Attempt: 1, Error: "no engine", ErrorType: projections.ErrorPlatform})}
+				projections.InvocationEnded{V: 1, Attempt: 1, Error: "no engine", ErrorType: function.ErrorPlatform})}
 		},
 		"retried then failed": func(id string) []eventlog.Event {
 			return []eventlog.Event{queued(id), started(id, 1),
 				mustEvent(t, projections.TypeInvocationRetried, "F1", id, projections.InvocationRetried{V: 1, Attempt: 1, Reason: "exit 3", NotBefore: time.Now(), ExitCode: &exit3, Logs: "first\n"}),
 				started(id, 2),
-				mustEvent(t, projections.TypeInvocationFailed, "F1", id, projections.InvocationEnded{V: 1, Attempt: 2, Logs: "second\n", ExitCode: &exit3, Error: "exit 3", ErrorType: projections.ErrorFunction})}
+				mustEvent(t, projections.TypeInvocationFailed, "F1", id, projections.InvocationEnded{V: 1, Attempt: 2, Logs: "second\n", ExitCode: &exit3, Error: "exit 3", ErrorType: function.ErrorFunction})}
 		},
 		"retried": func(id string) []eventlog.Event {
 			return []eventlog.Event{queued(id), started(id, 1),
@@ -385,8 +388,8 @@ func TestRecordMatchesViews(t *testing.T) {
 func TestFunctionCacheFollowsTheView(t *testing.T) {
 	l := openLog(t, "")
 	v := projections.NewViews(l)
-	spec := projections.FunctionSpec{Name: "hello", Image: "hello:1", Env: map[string]string{"A": "1"}}
-	appendAll(t, l, mustEvent(t, projections.TypeFunctionRegistered, "F1", "", projections.FunctionRegistered{V: 1, FunctionSpec: spec, CreatedAt: time.Now()}))
+	spec := function.Spec{Name: "hello", Image: "hello:1", Env: map[string]string{"A": "1"}}
+	appendAll(t, l, mustEvent(t, projections.TypeFunctionRegistered, "F1", "", projections.FunctionRegistered{V: 1, Spec: spec, CreatedAt: time.Now()}))
 	for _, ref := range []string{"F1", "hello"} {
 		f, err := v.Function(ref)
 		if err != nil || f.Image != "hello:1" {
@@ -398,14 +401,14 @@ func TestFunctionCacheFollowsTheView(t *testing.T) {
 		t.Fatalf("a caller's change reached the cache: %+v", f.Env)
 	}
 	spec.Image = "hello:2"
-	appendAll(t, l, mustEvent(t, projections.TypeFunctionUpdated, "F1", "", projections.FunctionUpdated{V: 1, Version: 2, FunctionSpec: spec}))
+	appendAll(t, l, mustEvent(t, projections.TypeFunctionUpdated, "F1", "", projections.FunctionUpdated{V: 1, Version: 2, Spec: spec}))
 	for _, ref := range []string{"F1", "hello"} {
 		if f, err := v.Function(ref); err != nil || f.Image != "hello:2" || f.Version != 2 {
 			t.Fatalf("%s after update: %+v %v", ref, f, err)
 		}
 	}
 	appendAll(t, l, mustEvent(t, projections.TypeFunctionDeleted, "F1", "", projections.FunctionDeleted{V: 1}))
-	appendAll(t, l, mustEvent(t, projections.TypeFunctionRegistered, "F2", "", projections.FunctionRegistered{V: 1, FunctionSpec: spec, CreatedAt: time.Now()}))
+	appendAll(t, l, mustEvent(t, projections.TypeFunctionRegistered, "F2", "", projections.FunctionRegistered{V: 1, Spec: spec, CreatedAt: time.Now()}))
 	if _, err := v.Function("F1"); !errors.Is(err, projections.ErrNotFound) {
 		t.Fatalf("deleted function served from the cache: %v", err)
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/minilambda/minilambda/function"
 )
 
 // Invocation records are stored in a compact binary form rather than JSON:
@@ -69,7 +71,7 @@ func (r *storedInvocation) marshal() []byte {
 	b = appendString(b, r.Status)
 	b = binary.AppendVarint(b, int64(exit))
 	b = appendString(b, r.Error)
-	b = appendString(b, r.ErrorType)
+	b = appendString(b, string(r.ErrorType))
 	b = binary.AppendVarint(b, r.Duration)
 	b = appendTime(b, &r.CreatedAt)
 	b = appendTime(b, r.StartedAt)
@@ -147,7 +149,7 @@ func (r *storedInvocation) unmarshal(id string, b []byte) error {
 	r.Status = d.string()
 	exit := int(d.varint())
 	r.Error = d.string()
-	r.ErrorType = d.string()
+	r.ErrorType = function.ErrorType(d.string())
 	r.Duration = d.varint()
 	if t := d.time(); t != nil {
 		r.CreatedAt = *t

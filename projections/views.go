@@ -9,9 +9,50 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/minilambda/minilambda/eventlog"
+	"github.com/minilambda/minilambda/function"
 )
+
+// Function is the read model of a registered function.
+type Function struct {
+	ID string `json:"id"`
+	function.Spec
+	Version      int       `json:"version"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+	Imported     bool      `json:"imported,omitempty"`
+	OriginalName string    `json:"original_name,omitempty"`
+	Deleted      bool      `json:"deleted,omitempty"`
+}
+
+// Invocation is the read model of one invocation: the record the API shows.
+type Invocation struct {
+	InvocationID    string             `json:"invocation_id"`
+	FunctionID      string             `json:"function_id"`
+	FunctionName    string             `json:"function_name"`
+	FunctionVersion int                `json:"function_version"`
+	Async           bool               `json:"async"`
+	Status          string             `json:"status"`
+	Result          string             `json:"result"`
+	Logs            string             `json:"logs"`
+	ExitCode        *int               `json:"exit_code,omitempty"`
+	Error           string             `json:"error,omitempty"`
+	ErrorType       function.ErrorType `json:"error_type,omitempty"`
+	Duration        int64              `json:"duration"` // milliseconds
+	Timestamp       *time.Time         `json:"timestamp,omitempty"`
+	CreatedAt       time.Time          `json:"created_at"`
+	StartedAt       *time.Time         `json:"started_at,omitempty"`
+	CompletedAt     *time.Time         `json:"completed_at,omitempty"`
+	Attempts        int                `json:"attempts"`
+	Truncated       bool               `json:"truncated,omitempty"`
+	ResultTruncated bool               `json:"result_truncated,omitempty"`
+	LogsTruncated   bool               `json:"logs_truncated,omitempty"`
+	ContainerID     string             `json:"container_id,omitempty"`
+	ImageDigest     string             `json:"image_digest,omitempty"`
+	NextAttemptAt   *time.Time         `json:"next_attempt_at,omitempty"`
+}
 
 // ErrNotFound means no live function or no invocation has that id or name.
 var ErrNotFound = errors.New("not found")

@@ -1,308 +1,174 @@
 package runner
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
-	"fmt"
-	"io"
-	"log/slog"
 	"sync"
 	"time"
 
-	"github.com/docker/docker/api/types"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/minilambda/minilambda/projections"
+	"github.com/minilambda/minilambda/runner/engine"
 )
 
-// LabelHot marks a long-lived hot container.
-const LabelHot = "minilambda.hot"
+// Hot mode keeps long-lived containers per function, each taking one
+// event at a time over the line protocol. A function's pool grows to its
+// concurrency, shrinks when containers idle past Options.HotIdleTTL, and is
+// retired when the function is updated or deleted: idle containers stop at
+// once, busy ones when their event is answered. hot.started and
+// hot.stopped record the containers.
 
-// ErrHotBroken means a hot container can take no more events: it exited,
-// hung, or broke the line protocol. Close it and start another.
-var ErrHotBroken = errors.New("runner: hot container is broken")
+// pools holds the hot containers of every hot function.
+type pools struct {
+	s *Service
 
-// Hot is a long-lived function container speaking the line protocol: one
-// JSON event per line on its stdin, one result line on its stdout, one
-// event in flight at a time. stderr written while an event is in flight
-// is that event's logs.
-type Hot struct {
-	d      *Docker
-	id     string
-	digest string
-	logger *slog.Logger
-	hj     types.HijackedResponse
-	limit  int64
-
-	lines  chan []byte // result lines, or nil when a line passed the limit
-	dead   chan struct{}
-	stderr *capBuffer    // swapped for each event, under errMu
-	wrote  chan struct{} // signalled after each stderr write
-
-	mu     sync.Mutex // one event in flight
-	errMu  sync.Mutex // guards stderr between the copier and Do
-	broken bool
-	// events and logged count this container's answered events and those
-	// that came with logs, under mu.
-	events, logged int
-	closed         sync.Once
+	mu      sync.Mutex
+	byFn    map[string]*pool // by function id
+	stopped bool
+	// wg counts containers being stopped.
+	wg sync.WaitGroup
 }
 
-// ID returns the container's ID.
-func (h *Hot) ID() string { return h.id }
+// pool is the containers of one version of a function.
+type pool struct {
+	version int
+	idle    []idleHot
+	total   int // idle and busy
+	retired bool
+}
 
-// ImageDigest returns the ID of the image the container runs.
-func (h *Hot) ImageDigest() string { return h.digest }
+type idleHot struct {
+	h     engine.Hot
+	since time.Time
+}
 
-// StartHot creates, attaches and starts a hot container for s; s.Input,
-// s.Timeout and s.OnStart are not used.
-func (d *Docker) StartHot(ctx context.Context, s Spec) (*Hot, error) {
-	s, err := s.normalize()
+func (ps *pools) init(s *Service) {
+	ps.s = s
+	ps.byFn = make(map[string]*pool)
+}
+
+// get returns an idle container of f's pool, or starts one; warm says
+// which. The limits keep the pool within f's concurrency.
+func (ps *pools) get(ctx context.Context, f projections.Function) (h engine.Hot, p *pool, warm bool, err error) {
+	ps.mu.Lock()
+	p = ps.byFn[f.ID]
+	if p == nil || p.version != f.Version {
+		if p != nil {
+			ps.retireLocked(f.ID, p, "the function was updated")
+		}
+		p = &pool{version: f.Version}
+		ps.byFn[f.ID] = p
+	}
+	if n := len(p.idle); n > 0 {
+		h = p.idle[n-1].h
+		p.idle = p.idle[:n-1]
+		ps.mu.Unlock()
+		return h, p, true, nil
+	}
+	p.total++
+	ps.s.metrics.HotContainers.WithLabelValues(f.Name).Set(float64(p.total))
+	ps.mu.Unlock()
+	h, err = ps.s.engine.StartHot(ctx, ps.s.containerSpec(f, ""))
 	if err != nil {
-		return nil, err
+		ps.mu.Lock()
+		p.total--
+		ps.s.metrics.HotContainers.WithLabelValues(f.Name).Set(float64(p.total))
+		ps.mu.Unlock()
+		return nil, nil, false, err
 	}
-	logger := d.logger.With("function_id", s.FunctionID, "function_name", s.FunctionName, "hot", true)
-	imageID, err := d.resolve(ctx, s.Image)
+	e, err := projections.NewHotStarted(f.ID, projections.HotStarted{ContainerID: h.ID(), ImageDigest: h.ImageDigest(), FunctionVersion: f.Version})
+	if err == nil {
+		_, err = ps.s.log.Append(context.WithoutCancel(ctx), e)
+	}
 	if err != nil {
-		return nil, err
+		ps.put(f, p, h, "cannot record its start")
+		return nil, nil, false, err
 	}
-	config, hostConfig := s.containerConfig(imageID)
-	config.StdinOnce = false
-	config.Labels[LabelHot] = "true"
-	createCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
-	created, err := d.api.ContainerCreate(createCtx, config, hostConfig, nil, nil, containerName("hot-"+s.FunctionID))
-	cancel()
-	if err != nil {
-		return nil, wrapEngineErr("create hot container", err)
+	return h, p, false, nil
+}
+
+// put gives a container back to its pool, or stops it when broken is not
+// empty (the reason) or the pool was retired.
+func (ps *pools) put(f projections.Function, p *pool, h engine.Hot, broken string) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if broken == "" && !p.retired && !ps.stopped {
+		p.idle = append(p.idle, idleHot{h: h, since: time.Now()})
+		return
 	}
-	h := &Hot{
-		d: d, id: created.ID, digest: imageID, logger: logger.With("container_id", created.ID),
-		limit: s.OutputLimit, lines: make(chan []byte, 1), dead: make(chan struct{}),
-		stderr: newCapBuffer(s.OutputLimit, nil), wrote: make(chan struct{}, 1),
+	p.total--
+	ps.s.metrics.HotContainers.WithLabelValues(f.Name).Set(float64(p.total))
+	if broken == "" {
+		broken = "its pool was retired"
 	}
-	fail := func(op string, err error) (*Hot, error) {
-		h.Close(ctx)
-		return nil, d.runErr(ctx, op, err)
-	}
-	if h.hj, err = d.api.ContainerAttach(ctx, h.id, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true}); err != nil {
-		return fail("attach hot container", err)
-	}
-	pr, pw := io.Pipe()
+	ps.stopLocked(f.ID, h, broken)
+}
+
+// stopLocked stops a container in the background and records why.
+func (ps *pools) stopLocked(fnID string, h engine.Hot, reason string) {
+	ps.wg.Add(1)
 	go func() {
-		_, err := stdcopy.StdCopy(pw, hotStderr{h}, h.hj.Reader)
-		pw.CloseWithError(err)
+		defer ps.wg.Done()
+		h.Close(ps.s.life)
+		e, err := projections.NewHotStopped(fnID, projections.HotStopped{ContainerID: h.ID(), Reason: reason})
+		if err == nil {
+			_, err = ps.s.log.Append(ps.s.life, e)
+		}
+		if err != nil {
+			ps.s.logger.Warn("cannot record a hot container's stop", "container_id", h.ID(), "err", err)
+		}
 	}()
-	go h.readLines(pr)
-	if err := d.api.ContainerStart(ctx, h.id, container.StartOptions{}); err != nil {
-		return fail("start hot container", err)
-	}
-	return h, nil
 }
 
-// hotStderr routes the container's stderr to the buffer of the event in
-// flight.
-type hotStderr struct{ h *Hot }
-
-func (w hotStderr) Write(p []byte) (int, error) {
-	w.h.errMu.Lock()
-	defer w.h.errMu.Unlock()
-	n, err := w.h.stderr.Write(p)
-	// Signalled under the lock, so that a signal is always about the
-	// buffer in place when it was sent.
-	select {
-	case w.h.wrote <- struct{}{}:
-	default:
+// retireLocked stops a pool's idle containers; busy ones stop when they
+// come back.
+func (ps *pools) retireLocked(fnID string, p *pool, reason string) {
+	p.retired = true
+	for _, ih := range p.idle {
+		ps.stopLocked(fnID, ih.h, reason)
 	}
-	return n, err
+	p.total -= len(p.idle)
+	p.idle = nil
+	if ps.byFn[fnID] == p {
+		delete(ps.byFn, fnID)
+	}
 }
 
-// readLines turns stdout into result lines until it ends or a line passes
-// the limit.
-func (h *Hot) readLines(r io.Reader) {
-	defer close(h.dead)
-	br := bufio.NewReaderSize(r, 64<<10)
-	for {
-		var line []byte
-		for {
-			chunk, err := br.ReadSlice('\n')
-			line = append(line, chunk...)
-			if int64(len(line)) > h.limit {
-				h.lines <- nil
-				return
-			}
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, bufio.ErrBufferFull) {
-				return
+// retire drains a function's pool after an update or a delete.
+func (ps *pools) retire(fnID, reason string) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if p := ps.byFn[fnID]; p != nil {
+		ps.retireLocked(fnID, p, reason)
+	}
+}
+
+// reap stops containers idle longer than the TTL.
+func (ps *pools) reap(now time.Time) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for fnID, p := range ps.byFn {
+		keep := p.idle[:0]
+		for _, ih := range p.idle {
+			if now.Sub(ih.since) > ps.s.opts.HotIdleTTL {
+				ps.stopLocked(fnID, ih.h, "idle")
+				p.total--
+			} else {
+				keep = append(keep, ih)
 			}
 		}
-		h.lines <- line
-	}
-}
-
-// HotResult is what one event did in a hot container.
-type HotResult struct {
-	Stdout          []byte // the result line
-	Stderr          []byte
-	StderrTruncated bool
-	Duration        time.Duration
-}
-
-// Do sends one event and waits up to timeout for its result line. An
-// error wrapping ErrHotBroken means the container exited (Result says how,
-// when it could tell), hung past timeout (TimedOut), or wrote a line over
-// the output limit (OutputLimited); the caller closes it.
-func (h *Hot) Do(ctx context.Context, event []byte, timeout time.Duration) (HotResult, Result, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var hr HotResult
-	res := Result{ContainerID: h.id, ImageDigest: h.digest, StartedAt: time.Now()}
-	if h.broken {
-		return hr, res, fmt.Errorf("%w: used after it broke", ErrHotBroken)
-	}
-	if bytes.ContainsRune(event, '\n') {
-		return hr, res, fmt.Errorf("%w: an event for a hot container must be one line", ErrInvalidSpec)
-	}
-	select {
-	case <-h.lines:
-		// A line nobody asked for: the function answers more than once per
-		// event, and every later answer would go to the wrong event.
-		h.broken = true
-		return hr, res, fmt.Errorf("%w: it wrote a result line with no event in flight", ErrHotBroken)
-	default:
-	}
-	h.errMu.Lock()
-	h.stderr = newCapBuffer(h.limit, nil)
-	select {
-	case <-h.wrote: // about the last event's logs
-	default:
-	}
-	h.errMu.Unlock()
-	takeLogs := func() {
-		h.errMu.Lock()
-		hr.Stderr, hr.StderrTruncated = h.stderr.bytes()
-		h.errMu.Unlock()
-		res.Stderr, res.StderrTruncated = hr.Stderr, hr.StderrTruncated
-	}
-	take := func() {
-		takeLogs()
-		res.CompletedAt = time.Now()
-		hr.Duration = res.CompletedAt.Sub(res.StartedAt)
-		res.Duration = hr.Duration
-	}
-	if _, err := h.hj.Conn.Write(append(event, '\n')); err != nil {
-		h.broken = true
-		take()
-		h.exitState(ctx, &res)
-		return hr, res, fmt.Errorf("%w: writing the event: %v", ErrHotBroken, err)
-	}
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	select {
-	case line, ok := <-h.lines:
-		take()
-		if !ok || line == nil {
-			h.broken = true
-			res.OutputLimited = true
-			res.StdoutTruncated = true
-			return hr, res, fmt.Errorf("%w: result line longer than %d bytes", ErrHotBroken, h.limit)
-		}
-		// The function answered when its line came; the wait for its logs
-		// is the platform's.
-		h.settleStderr(ctx, len(hr.Stderr) > 0)
-		takeLogs()
-		hr.Stdout, res.Stdout = line, line
-		h.events++
-		if len(hr.Stderr) > 0 {
-			h.logged++
-		}
-		return hr, res, nil
-	case <-h.dead:
-		h.broken = true
-		take()
-		h.exitState(ctx, &res)
-		return hr, res, fmt.Errorf("%w: the container exited", ErrHotBroken)
-	case <-timer.C:
-		h.broken = true
-		take()
-		res.TimedOut = true
-		return hr, res, fmt.Errorf("%w: no result line within %v", ErrHotBroken, timeout)
-	case <-ctx.Done():
-		h.broken = true
-		take()
-		return hr, res, fmt.Errorf("runner: hot invocation abandoned: %w", ctx.Err())
-	}
-}
-
-// The engine copies stdout and stderr on separate paths, so logs a
-// function wrote before its result line can reach the platform after it:
-// under load, measured at more than 10 ms in about one event in a hundred,
-// and past 50 ms with the race detector on and other tests starting
-// containers. After the result line, stderr must stay quiet for
-// stderrQuiet. A container that has sent logs with most of its events (or
-// has answered none yet) and has sent none with this one is given up to
-// stderrLate for them to arrive. The whole wait is bounded by stderrMax.
-const (
-	stderrQuiet = 500 * time.Microsecond
-	stderrLate  = 200 * time.Millisecond
-	stderrMax   = 250 * time.Millisecond
-)
-
-// settleStderr waits for the logs of the event whose result line came;
-// some is whether logs had come with it. It returns early when ctx ends.
-func (h *Hot) settleStderr(ctx context.Context, some bool) {
-	deadline := time.Now().Add(stderrMax)
-	wait := stderrQuiet
-	if !some && (h.events == 0 || h.logged*2 > h.events) {
-		wait = stderrLate
-	}
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	for {
-		select {
-		case <-h.wrote:
-			left := time.Until(deadline)
-			if left <= 0 {
-				return
-			}
-			timer.Reset(min(stderrQuiet, left))
-		case <-timer.C:
-			return
-		case <-ctx.Done():
-			return
+		p.idle = keep
+		if p.total == 0 {
+			delete(ps.byFn, fnID)
 		}
 	}
 }
 
-// exitState fills in how an exited container ended.
-func (h *Hot) exitState(ctx context.Context, res *Result) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), inspectTimeout)
-	defer cancel()
-	waitC, errC := h.d.api.ContainerWait(ctx, h.id, container.WaitConditionNotRunning)
-	select {
-	case <-waitC:
-	case <-errC:
-	case <-time.After(killWait):
+// stopAll stops every idle container and makes busy ones stop when they
+// come back.
+func (ps *pools) stopAll() {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	ps.stopped = true
+	for fnID, p := range ps.byFn {
+		ps.retireLocked(fnID, p, "the server is stopping")
 	}
-	if info, err := h.d.api.ContainerInspect(ctx, h.id); err == nil && info.State != nil {
-		res.ExitCode, res.OOMKilled = info.State.ExitCode, info.State.OOMKilled
-	}
-	if res.ExitCode == 0 {
-		// It left without answering: that is the function's failure even
-		// if it exited 0.
-		res.ExitCode = -1
-	}
-}
-
-// Close kills and removes the container; it is safe to call more than once.
-func (h *Hot) Close(ctx context.Context) {
-	h.closed.Do(func() {
-		h.d.kill(ctx, h.id, h.logger)
-		if h.hj.Conn != nil {
-			h.hj.Close()
-		}
-		h.d.remove(ctx, h.id, h.logger)
-	})
 }

@@ -4,116 +4,280 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/minilambda/minilambda/eventlog"
+	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/internal/dockertest"
+	"github.com/minilambda/minilambda/internal/metrics"
+	"github.com/minilambda/minilambda/projections"
 	"github.com/minilambda/minilambda/runner"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
-func TestHot(t *testing.T) {
-	d, cli, spec := setup(t)
+type hotAnswer struct {
+	Message string
+	Count   int
+	Pid     int
+}
+
+func TestHotMode(t *testing.T) {
+	cli := dockertest.Client(t)
 	img := dockertest.BuildGoImage(t, cli, "../testdata/hot", "minilambda-runner-hot")
-	spec.Image = img.Tag
-	ctx := context.Background()
-	start := func() *runner.Hot {
-		h, err := d.StartHot(ctx, spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { h.Close(ctx) })
-		return h
-	}
-	type answer struct {
-		Message string
-		Count   int
-	}
-	do := func(h *runner.Hot, event string) (answer, runner.HotResult, runner.Result, error) {
-		hr, res, err := h.Do(ctx, []byte(event), 5*time.Second)
-		var a answer
-		if err == nil {
-			if jerr := json.Unmarshal(hr.Stdout, &a); jerr != nil {
-				t.Fatalf("result %q: %v", hr.Stdout, jerr)
+	invoke := func(t *testing.T, f *fixture, ref string, event string, timeout int) (projections.Invocation, hotAnswer, error) {
+		t.Helper()
+		inv, err := f.svc.Invoke(context.Background(), ref, function.Request{Event: json.RawMessage(event), Timeout: timeout})
+		var a hotAnswer
+		if err == nil && inv.Status == "COMPLETED" {
+			if jerr := json.Unmarshal([]byte(inv.Result), &a); jerr != nil {
+				t.Fatalf("result %q: %v", inv.Result, jerr)
 			}
 		}
-		return a, hr, res, err
+		return inv, a, err
+	}
+	hotEvents := func(f *fixture, typ string) []eventlog.Event {
+		var out []eventlog.Event
+		f.log.Read(context.Background(), 0, eventlog.Filter{Type: typ}, func(e eventlog.Event) error {
+			out = append(out, e)
+			return nil
+		})
+		return out
 	}
 
-	h := start()
-	if !strings.HasPrefix(h.ImageDigest(), "sha256:") || h.ID() == "" {
-		t.Fatalf("hot container %q %q", h.ID(), h.ImageDigest())
-	}
-	for i := 1; i <= 3; i++ {
-		a, hr, _, err := do(h, `{"name": "n`+string(rune('0'+i))+`"}`)
-		if err != nil || a.Count != i || a.Message != "Hello, n"+string(rune('0'+i))+"!" {
-			t.Fatalf("event %d: %+v %v", i, a, err)
+	t.Run("warm reuse, logs and the log", func(t *testing.T) {
+		f := newService(t, cli, img.Tag, runner.Options{})
+		fn := f.register(function.Spec{Name: "hot", Mode: "hot"})
+		if fn.Concurrency != function.DefaultHotConcurrency {
+			t.Errorf("hot function concurrency %d", fn.Concurrency)
 		}
-		if string(hr.Stderr) != "handling \"n"+string(rune('0'+i))+"\"\n" {
-			t.Errorf("event %d logs %q", i, hr.Stderr)
+		var first projections.Invocation
+		for i := 1; i <= 3; i++ {
+			inv, a, err := invoke(t, f, "hot", `{"name": "w"}`, 0)
+			if err != nil || inv.Status != "COMPLETED" || a.Count != i || inv.Logs != "handling \"w\"\n" {
+				t.Fatalf("call %d: %v %+v %+v", i, err, inv, a)
+			}
+			if i == 1 {
+				first = inv
+			} else if inv.ContainerID != first.ContainerID {
+				t.Fatalf("call %d ran in %s, not the warm %s", i, inv.ContainerID, first.ContainerID)
+			}
+			evs := f.events(inv.InvocationID)
+			if got := types(evs); got != "queued started completed" {
+				t.Fatalf("events of call %d: %s", i, got)
+			}
 		}
-	}
-	if _, _, err := h.Do(ctx, []byte("{\n}"), time.Second); !errors.Is(err, runner.ErrInvalidSpec) {
-		t.Errorf("multi-line event: %v", err)
-	}
+		if n := len(hotEvents(f, projections.TypeHotStarted)); n != 1 {
+			t.Fatalf("%d hot containers started for 3 sequential calls", n)
+		}
+	})
 
-	t.Run("crash", func(t *testing.T) {
-		h := start()
-		_, _, res, err := do(h, `{"crash": true}`)
-		if !errors.Is(err, runner.ErrHotBroken) || res.ExitCode != 3 || res.ErrorType() != "function_error" {
-			t.Fatalf("crash: %v %+v", err, res)
+	t.Run("pool grows to concurrency, then 429", func(t *testing.T) {
+		f := newService(t, cli, img.Tag, runner.Options{})
+		f.register(function.Spec{Name: "hot", Mode: "hot", Concurrency: 3})
+		var wg sync.WaitGroup
+		pids := make([]int, 3)
+		started := make(chan struct{}, 3)
+		for i := range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				started <- struct{}{}
+				_, a, err := invoke(t, f, "hot", `{"hang_ms": 1500}`, 0)
+				if err != nil {
+					t.Error(err)
+				}
+				pids[i] = a.Pid
+			}()
 		}
-		if _, _, _, err := do(h, `{}`); !errors.Is(err, runner.ErrHotBroken) {
-			t.Fatalf("after a crash: %v", err)
+		for range 3 {
+			<-started
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			running, _, _ := f.svc.Views().Invocations(projections.InvocationQuery{Status: "RUNNING"})
+			if len(running) == 3 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("only %d of 3 running", len(running))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if _, _, err := invoke(t, f, "hot", `{}`, 0); !errors.Is(err, function.ErrBusy) {
+			t.Errorf("a 4th call past concurrency 3: %v", err)
+		}
+		wg.Wait()
+		if n := len(hotEvents(f, projections.TypeHotStarted)); n != 3 {
+			t.Errorf("%d hot containers for 3 concurrent calls", n)
 		}
 	})
-	t.Run("hang", func(t *testing.T) {
-		h := start()
-		begin := time.Now()
-		_, res, err := h.Do(ctx, []byte(`{"hang_ms": 60000}`), time.Second)
-		if !errors.Is(err, runner.ErrHotBroken) || !res.TimedOut || res.ErrorType() != "timeout" {
-			t.Fatalf("hang: %v %+v", err, res)
-		}
-		if time.Since(begin) > 3*time.Second {
-			t.Errorf("hang answered after %v", time.Since(begin))
-		}
-	})
-	t.Run("answers twice", func(t *testing.T) {
-		h := start()
-		if _, _, _, err := do(h, `{"twice": true}`); err != nil {
+
+	t.Run("shrinks after the idle TTL", func(t *testing.T) {
+		f := newService(t, cli, img.Tag, runner.Options{HotIdleTTL: 500 * time.Millisecond})
+		f.register(function.Spec{Name: "hot", Mode: "hot"})
+		if _, _, err := invoke(t, f, "hot", `{}`, 0); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(200 * time.Millisecond)
-		if _, _, _, err := do(h, `{}`); !errors.Is(err, runner.ErrHotBroken) {
-			t.Fatalf("after an extra line: %v", err)
+		deadline := time.Now().Add(20 * time.Second)
+		for len(hotEvents(f, projections.TypeHotStopped)) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("idle hot container never stopped")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if ev := hotEvents(f, projections.TypeHotStopped)[0]; !strings.Contains(string(ev.Data), `"reason":"idle"`) {
+			t.Errorf("stopped for %s", ev.Data)
+		}
+		// And it comes back on demand.
+		if inv, a, err := invoke(t, f, "hot", `{}`, 0); err != nil || a.Count != 1 {
+			t.Fatalf("after shrinking: %v %+v", err, inv)
+		}
+	})
+
+	t.Run("crashed and hung containers are replaced", func(t *testing.T) {
+		f := newService(t, cli, img.Tag, runner.Options{})
+		f.register(function.Spec{Name: "hot", Mode: "hot"})
+		before, _, _ := invoke(t, f, "hot", `{}`, 0)
+		crashed, _, err := invoke(t, f, "hot", `{"crash": true}`, 0)
+		if err != nil || crashed.Status != "FAILED" || crashed.ErrorType != "function_error" || crashed.ContainerID != before.ContainerID {
+			t.Fatalf("crash: %v %+v", err, crashed)
+		}
+		after, a, err := invoke(t, f, "hot", `{}`, 0)
+		if err != nil || after.Status != "COMPLETED" || after.ContainerID == before.ContainerID || a.Count != 1 {
+			t.Fatalf("after the crash: %v %+v", err, after)
+		}
+		start := time.Now()
+		hung, _, err := invoke(t, f, "hot", `{"hang_ms": 60000}`, 1)
+		if err != nil || hung.Status != "FAILED" || hung.ErrorType != "timeout" || time.Since(start) > 5*time.Second {
+			t.Fatalf("hang: %v %+v after %v", err, hung, time.Since(start))
+		}
+		if next, _, err := invoke(t, f, "hot", `{}`, 0); err != nil || next.Status != "COMPLETED" || next.ContainerID == hung.ContainerID {
+			t.Fatalf("after the hang: %v %+v", err, next)
+		}
+	})
+
+	// The engine carries stdout and stderr on separate paths, so under load
+	// an event's logs can come after its result line; each invocation must
+	// still get its own logs, whole.
+	t.Run("logs stay with their invocation under load", func(t *testing.T) {
+		f := newService(t, cli, img.Tag, runner.Options{})
+		f.register(function.Spec{Name: "hot", Mode: "hot", Concurrency: 8})
+		var wg sync.WaitGroup
+		for c := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 40 {
+					name := fmt.Sprintf("c%d-%d", c, i)
+					inv, a, err := invoke(t, f, "hot", `{"name": "`+name+`"}`, 0)
+					if err != nil || a.Message != "Hello, "+name+"!" || inv.Logs != fmt.Sprintf("handling %q\n", name) {
+						t.Errorf("%s: %v logs %q answer %+v", name, err, inv.Logs, a)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	})
+
+	t.Run("an update drains the old pool", func(t *testing.T) {
+		f := newService(t, cli, img.Tag, runner.Options{})
+		f.register(function.Spec{Name: "hot", Mode: "hot"})
+		old, _, _ := invoke(t, f, "hot", `{}`, 0)
+		env := map[string]string{"V": "2"}
+		if _, err := f.svc.Update(context.Background(), "hot", function.Patch{Env: &env}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for len(hotEvents(f, projections.TypeHotStopped)) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the old pool was not drained")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if ev := hotEvents(f, projections.TypeHotStopped)[0]; !strings.Contains(string(ev.Data), old.ContainerID) || !strings.Contains(string(ev.Data), "updated") {
+			t.Errorf("stop event %s", ev.Data)
+		}
+		if next, _, err := invoke(t, f, "hot", `{}`, 0); err != nil || next.ContainerID == old.ContainerID || next.FunctionVersion != 2 {
+			t.Fatalf("after the update: %v %+v", err, next)
 		}
 	})
 }
 
-func TestPrestart(t *testing.T) {
-	d, cli, spec := setup(t)
-	img := dockertest.BuildGoImage(t, cli, "testdata/echo", "minilambda-runner-prestart")
-	spec.Image = img.Tag
-	ctx := context.Background()
-	p, err := d.Prestart(ctx, spec)
-	if err != nil {
+func TestPrestartedSpare(t *testing.T) {
+	cli := dockertest.Client(t)
+	img := dockertest.BuildGoImage(t, cli, "../testdata/fn", "minilambda-runner-spare")
+	m := metrics.New()
+	f := newService(t, cli, img.Tag, runner.Options{Metrics: m})
+	f.register(function.Spec{Name: "fn"})
+	call := func(name string) projections.Invocation {
+		inv, err := f.svc.Invoke(context.Background(), "fn", function.Request{Event: json.RawMessage(`{"name": "` + name + `"}`)})
+		if err != nil || inv.Status != "COMPLETED" || inv.Result != "{\"message\":\"Hello, "+name+"!\"}\n" {
+			t.Fatalf("%s: %v %+v", name, err, inv)
+		}
+		return inv
+	}
+	first := call("first")
+	// The spare is prepared in the background after the first call.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		second := call("second")
+		var c dto.Metric
+		m.Starts.WithLabelValues("prestarted").Write(&c)
+		if c.GetCounter().GetValue() == 1 {
+			if second.ContainerID == first.ContainerID {
+				t.Fatalf("the spare was the first call's container")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no invocation ran in a prestarted container")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	// A spare never serves a second invocation, and an update drops it.
+	env := map[string]string{"V": "2"}
+	if _, err := f.svc.Update(context.Background(), "fn", function.Patch{Env: &env}); err != nil {
 		t.Fatal(err)
 	}
-	var started string
-	res, err := p.Run(ctx, []byte(`{"name": "early"}`), func(id, digest string) error {
-		started = id
-		return nil
-	})
-	if err != nil || res.ExitCode != 0 || !strings.Contains(string(res.Stdout), "early") || started != res.ContainerID || res.ImageDigest != img.ID {
-		t.Fatalf("prestarted run: %v %+v (started %q)", err, res, started)
+	call("after-update")
+}
+
+// The overhead metric is the platform's share of each synchronous
+// invocation: above zero, below the call's own wall time.
+func TestOverheadMetric(t *testing.T) {
+	cli := dockertest.Client(t)
+	hot := dockertest.BuildGoImage(t, cli, "../testdata/hot", "minilambda-runner-overhead-hot")
+	cold := dockertest.BuildGoImage(t, cli, "../testdata/fn", "minilambda-runner-overhead-cold")
+	m := metrics.New()
+	f := newService(t, cli, "", runner.Options{Metrics: m})
+	f.register(function.Spec{Name: "hot", Image: hot.Tag, Mode: "hot"})
+	f.register(function.Spec{Name: "cold", Image: cold.Tag})
+	for _, c := range []struct {
+		fn, mode string
+		calls    int
+	}{{"hot", "hot", 3}, {"cold", "cold", 1}} {
+		var wall time.Duration
+		for range c.calls {
+			begin := time.Now()
+			inv, err := f.svc.Invoke(context.Background(), c.fn, function.Request{Event: json.RawMessage(`{"name": "o"}`)})
+			wall += time.Since(begin)
+			if err != nil || inv.Status != "COMPLETED" {
+				t.Fatalf("%s: %v %+v", c.fn, err, inv)
+			}
+		}
+		var got dto.Metric
+		if err := m.Overhead.WithLabelValues(c.mode).(prometheus.Histogram).Write(&got); err != nil {
+			t.Fatal(err)
+		}
+		h := got.GetHistogram()
+		if h.GetSampleCount() != uint64(c.calls) || h.GetSampleSum() <= 0 || h.GetSampleSum() >= wall.Seconds() {
+			t.Errorf("%s: %d samples summing to %.6f s over %v of calls", c.mode, h.GetSampleCount(), h.GetSampleSum(), wall)
+		}
 	}
-	if _, err := p.Run(ctx, nil, nil); err == nil {
-		t.Error("a prepared container ran a second invocation")
-	}
-	// One that is never used is removed by Discard.
-	q, err := d.Prestart(ctx, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q.Discard(ctx)
 }

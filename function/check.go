@@ -1,0 +1,138 @@
+package function
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/distribution/reference"
+)
+
+// invalid returns an error wrapping ErrInvalid with the message given.
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+}
+
+// The Check functions below say what is wrong in words a user can act on,
+// without wrapping ErrInvalid: the caller decides what the mistake is to
+// it (a bad request, a bad legacy file, a bad container spec).
+
+// MaxNameLen is the longest function name; MaxIDLen the longest id.
+const (
+	MaxNameLen = 64
+	MaxIDLen   = 128
+)
+
+// nameChar reports whether r may appear in a function name or an id:
+// letters, digits, '_', '.' and '-'.
+func nameChar(r rune) bool {
+	return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '_' || r == '.' || r == '-'
+}
+
+// CheckName says what is wrong with a function name, or returns nil.
+// Names are 1 to 64 of A-Z a-z 0-9 _ . -
+func CheckName(name string) error {
+	if name == "" {
+		return fmt.Errorf("name is empty")
+	}
+	if len(name) > MaxNameLen {
+		return fmt.Errorf("name %.20q... is %d characters; at most %d", name, len(name), MaxNameLen)
+	}
+	for _, r := range name {
+		if !nameChar(r) {
+			return fmt.Errorf("name %q has %q: use only letters, digits, '_', '.' and '-'", name, r)
+		}
+	}
+	return nil
+}
+
+// CheckID says what is wrong with an id (of a function or an invocation),
+// or returns nil. Ids are 1 to 128 of the characters names may have, so
+// that a function's id or name fits the same place in a path.
+func CheckID(id string) error {
+	if id == "" {
+		return fmt.Errorf("id is empty")
+	}
+	if len(id) > MaxIDLen {
+		return fmt.Errorf("id is longer than %d characters", MaxIDLen)
+	}
+	for _, r := range id {
+		if !nameChar(r) {
+			return fmt.Errorf("id %q has %q: use only letters, digits, '_', '.' and '-'", id, r)
+		}
+	}
+	return nil
+}
+
+// CheckImage accepts what `docker run` accepts: a reference in Docker's
+// grammar (name, tag, digest) or an image ID.
+func CheckImage(image string) error {
+	if image == "" {
+		return fmt.Errorf("image is empty")
+	}
+	if len(image) > 512 {
+		return fmt.Errorf("image reference is longer than 512 characters")
+	}
+	if _, err := reference.ParseAnyReference(image); err != nil {
+		return fmt.Errorf("image %q is not a valid image reference: %v", image, err)
+	}
+	return nil
+}
+
+// CheckMemory refuses a memory limit out of bounds.
+func CheckMemory(mb int) error {
+	if mb < MinMemoryMB || mb > MaxMemoryMB {
+		return fmt.Errorf("memory_mb must be between %d and %d, got %d", MinMemoryMB, MaxMemoryMB, mb)
+	}
+	return nil
+}
+
+var (
+	envKey      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+	networkName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+)
+
+// CheckNetwork accepts "bridge", "none" and the names of user-defined
+// networks; "host" and "container:..." would share the host's or another
+// container's network and are refused.
+func CheckNetwork(network string) error {
+	switch {
+	case network == "host" || strings.HasPrefix(network, "container:"):
+		return fmt.Errorf(`network %q would share the host's or another container's network; use "bridge", "none" or a user-defined network`, network)
+	case !networkName.MatchString(network):
+		return fmt.Errorf("network %q is not a network name", network)
+	}
+	return nil
+}
+
+// CheckEnv checks the names and values of environment variables.
+func CheckEnv(env map[string]string) error {
+	if len(env) > MaxEnv {
+		return fmt.Errorf("env has %d variables; at most %d", len(env), MaxEnv)
+	}
+	for k, v := range env {
+		if !envKey.MatchString(k) {
+			return fmt.Errorf("env variable name %q: use letters, digits and '_', not starting with a digit", k)
+		}
+		if len(v) > MaxEnvValue || strings.ContainsRune(v, 0) || !utf8.ValidString(v) {
+			return fmt.Errorf("env variable %s: the value must be UTF-8 text without NUL, at most %d bytes", k, MaxEnvValue)
+		}
+	}
+	return nil
+}
+
+// CheckCallbackURL accepts an empty URL, or an http(s) URL with a host and
+// no user info. Which hosts callbacks may go to is the operator's choice,
+// checked where callbacks are sent.
+func CheckCallbackURL(raw string) error {
+	if raw == "" {
+		return nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		return fmt.Errorf("callback_url %q must be an http or https URL", raw)
+	}
+	return nil
+}

@@ -1,0 +1,173 @@
+package function
+
+import (
+	"maps"
+	"time"
+)
+
+// Bounds and defaults of a function's settings.
+const (
+	DefaultTimeout = 30  // seconds
+	MaxTimeout     = 900 // seconds, as Lambda's 15 minutes
+
+	DefaultMemoryMB = 256 // as OpenFaaS and Fn
+	MinMemoryMB     = 16
+	MaxMemoryMB     = 16384
+
+	MaxCPUs = 64
+
+	// DefaultHotConcurrency bounds the pool of a hot function that sets no
+	// concurrency of its own.
+	DefaultHotConcurrency = 4
+	MaxConcurrency        = 1000
+
+	// MaxMaxAttempts bounds a function's max_attempts; zero means the
+	// server's default.
+	MaxMaxAttempts = 10
+
+	MaxEnv      = 256
+	MaxEnvValue = 32 << 10
+
+	// DefaultNetwork is the network of a function that names none.
+	DefaultNetwork = "bridge"
+)
+
+// Spec is what a user registers: the image and its settings. Its JSON is
+// the API's and the event log's.
+type Spec struct {
+	Name        string            `json:"name"`
+	Image       string            `json:"image"`
+	Timeout     int               `json:"timeout,omitempty"` // seconds
+	MemoryMB    int               `json:"memory_mb,omitempty"`
+	CPUs        float64           `json:"cpus,omitempty"`
+	Env         map[string]string `json:"env,omitempty"`
+	Mode        Mode              `json:"mode,omitempty"`
+	Concurrency int               `json:"concurrency,omitempty"`
+	Network     string            `json:"network,omitempty"`
+	// ReadOnly runs the function with a read-only root filesystem and a
+	// tmpfs on /tmp.
+	ReadOnly bool `json:"read_only,omitempty"`
+	// MaxAttempts bounds the attempts of an async invocation.
+	MaxAttempts int `json:"max_attempts,omitempty"`
+	// CallbackURL receives the record of each async invocation that ends.
+	CallbackURL string `json:"callback_url,omitempty"`
+}
+
+// Normalize checks a spec and fills in its defaults. Errors wrap
+// ErrInvalid and say what to change. Whether the callback URL's host is
+// allowed is the operator's setting, which the runner checks.
+func Normalize(s Spec) (Spec, error) {
+	if err := CheckName(s.Name); err != nil {
+		return s, invalid("%v", err)
+	}
+	if err := CheckImage(s.Image); err != nil {
+		return s, invalid("%v", err)
+	}
+	switch {
+	case s.Timeout == 0:
+		s.Timeout = DefaultTimeout
+	case s.Timeout < 0 || s.Timeout > MaxTimeout:
+		return s, invalid("timeout must be between 1 and %d seconds, got %d", MaxTimeout, s.Timeout)
+	}
+	switch {
+	case s.MemoryMB == 0:
+		s.MemoryMB = DefaultMemoryMB
+	default:
+		if err := CheckMemory(s.MemoryMB); err != nil {
+			return s, invalid("%v", err)
+		}
+	}
+	if s.CPUs < 0 || s.CPUs > MaxCPUs || s.CPUs != s.CPUs {
+		return s, invalid("cpus must be between 0 (no limit) and %d, got %v", MaxCPUs, s.CPUs)
+	}
+	if s.MaxAttempts < 0 || s.MaxAttempts > MaxMaxAttempts {
+		return s, invalid("max_attempts must be between 1 and %d (0: the server's default), got %d", MaxMaxAttempts, s.MaxAttempts)
+	}
+	if s.Concurrency < 0 || s.Concurrency > MaxConcurrency {
+		return s, invalid("concurrency must be between 0 (no limit of its own) and %d, got %d", MaxConcurrency, s.Concurrency)
+	}
+	switch s.Mode {
+	case "", ModeCold:
+		s.Mode = ModeCold
+	case ModeHot:
+		if s.Concurrency == 0 {
+			s.Concurrency = DefaultHotConcurrency
+		}
+	default:
+		return s, invalid(`mode must be "cold" (a fresh container per invocation) or "hot" (long-lived containers, one event per line), got %q`, s.Mode)
+	}
+	if s.Network == "" {
+		s.Network = DefaultNetwork
+	} else if err := CheckNetwork(s.Network); err != nil {
+		return s, invalid("%v", err)
+	}
+	if err := CheckEnv(s.Env); err != nil {
+		return s, invalid("%v", err)
+	}
+	if len(s.Env) == 0 {
+		s.Env = nil
+	} else {
+		s.Env = maps.Clone(s.Env)
+	}
+	if err := CheckCallbackURL(s.CallbackURL); err != nil {
+		return s, invalid("%v", err)
+	}
+	return s, nil
+}
+
+// TimeoutFor is how long an invocation of the function may run when it
+// asks for seconds (zero: the function's own timeout). Functions imported
+// from the legacy file have no timeout of their own and get the default.
+func (s Spec) TimeoutFor(seconds int) time.Duration {
+	if seconds == 0 {
+		seconds = s.Timeout
+	}
+	if seconds == 0 {
+		seconds = DefaultTimeout
+	}
+	return time.Duration(seconds) * time.Second
+}
+
+// Hot reports whether the function runs in hot mode.
+func (s Spec) Hot() bool { return s.Mode == ModeHot }
+
+// Patch is a change to a function: the fields that are set replace the
+// function's, the others stay.
+type Patch struct {
+	Name        *string            `json:"name"`
+	Image       *string            `json:"image"`
+	Timeout     *int               `json:"timeout"`
+	MemoryMB    *int               `json:"memory_mb"`
+	CPUs        *float64           `json:"cpus"`
+	Env         *map[string]string `json:"env"`
+	Mode        *Mode              `json:"mode"`
+	Concurrency *int               `json:"concurrency"`
+	Network     *string            `json:"network"`
+	MaxAttempts *int               `json:"max_attempts"`
+	ReadOnly    *bool              `json:"read_only"`
+	CallbackURL *string            `json:"callback_url"`
+}
+
+// Apply returns s with the patch's fields in place; the caller normalizes
+// the result.
+func (p Patch) Apply(s Spec) Spec {
+	set(&s.Name, p.Name)
+	set(&s.Image, p.Image)
+	set(&s.Timeout, p.Timeout)
+	set(&s.MemoryMB, p.MemoryMB)
+	set(&s.CPUs, p.CPUs)
+	set(&s.Env, p.Env)
+	set(&s.Mode, p.Mode)
+	set(&s.Concurrency, p.Concurrency)
+	set(&s.Network, p.Network)
+	set(&s.MaxAttempts, p.MaxAttempts)
+	set(&s.ReadOnly, p.ReadOnly)
+	set(&s.CallbackURL, p.CallbackURL)
+	return s
+}
+
+func set[T any](dst *T, src *T) {
+	if src != nil {
+		*dst = *src
+	}
+}

@@ -1,0 +1,252 @@
+package http_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/minilambda/minilambda/eventlog"
+	"github.com/minilambda/minilambda/function"
+	lambdahttp "github.com/minilambda/minilambda/http"
+	"github.com/minilambda/minilambda/projections"
+	"github.com/minilambda/minilambda/runner/engine"
+	"github.com/oklog/ulid/v2"
+)
+
+// fake stands in for the runner and the views: functions and invocations
+// in memory, checked with the function package's rules as the runner
+// checks them. An invocation echoes its event. writes counts what a real
+// runner would have appended to the log.
+type fake struct {
+	mu          sync.Mutex
+	writes      uint64
+	fns         map[string]projections.Function // live, by id
+	invs        []projections.Invocation        // oldest first
+	images      []string
+	engineDown  bool
+	fail        error // when set, every call that may fail returns it
+	lastRequest function.Request
+	// record, when set, is what every sync invocation answers.
+	record *projections.Invocation
+}
+
+var (
+	_ lambdahttp.Functions = (*fake)(nil)
+	_ lambdahttp.Invoker   = (*fake)(nil)
+	_ lambdahttp.Images    = (*fake)(nil)
+	_ lambdahttp.Status    = (*fake)(nil)
+	_ lambdahttp.Views     = (*fake)(nil)
+)
+
+func newFake() *fake { return &fake{fns: map[string]projections.Function{}} }
+
+// find returns the live function whose id or name is ref.
+func (f *fake) find(ref string) (projections.Function, error) {
+	if fn, ok := f.fns[ref]; ok {
+		return fn, nil
+	}
+	for _, fn := range f.fns {
+		if fn.Name == ref {
+			return fn, nil
+		}
+	}
+	return projections.Function{}, fmt.Errorf("function %q: %w", ref, projections.ErrNotFound)
+}
+
+func (f *fake) nameTaken(name, except string) bool {
+	for _, fn := range f.fns {
+		if fn.Name == name && fn.ID != except {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *fake) Register(_ context.Context, spec function.Spec) (projections.Function, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return projections.Function{}, f.fail
+	}
+	spec, err := function.Normalize(spec)
+	if err != nil {
+		return projections.Function{}, err
+	}
+	if f.nameTaken(spec.Name, "") {
+		return projections.Function{}, fmt.Errorf("%w: a function named %q exists already", function.ErrConflict, spec.Name)
+	}
+	now := time.Now().UTC()
+	fn := projections.Function{ID: ulid.Make().String(), Spec: spec, Version: 1, CreatedAt: now, UpdatedAt: now}
+	f.fns[fn.ID] = fn
+	f.writes++
+	return fn, nil
+}
+
+func (f *fake) Update(_ context.Context, ref string, patch function.Patch) (projections.Function, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return projections.Function{}, f.fail
+	}
+	fn, err := f.find(ref)
+	if err != nil {
+		return fn, err
+	}
+	spec, err := function.Normalize(patch.Apply(fn.Spec))
+	if err != nil {
+		return fn, err
+	}
+	if f.nameTaken(spec.Name, fn.ID) {
+		return fn, fmt.Errorf("%w: a function named %q exists already", function.ErrConflict, spec.Name)
+	}
+	fn.Spec, fn.Version, fn.UpdatedAt = spec, fn.Version+1, time.Now().UTC()
+	f.fns[fn.ID] = fn
+	f.writes++
+	return fn, nil
+}
+
+func (f *fake) Delete(_ context.Context, ref string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return f.fail
+	}
+	fn, err := f.find(ref)
+	if err != nil {
+		return err
+	}
+	delete(f.fns, fn.ID)
+	f.writes++
+	return nil
+}
+
+func (f *fake) invoke(ref string, req function.Request, async bool) (projections.Invocation, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lastRequest = req
+	if f.fail != nil {
+		return projections.Invocation{}, f.fail
+	}
+	fn, err := f.find(ref)
+	if err != nil {
+		return projections.Invocation{}, err
+	}
+	if req.CallbackURL != "" {
+		return projections.Invocation{}, fmt.Errorf("%w: callbacks are off", function.ErrInvalid)
+	}
+	if req, err = req.Check(); err != nil {
+		return projections.Invocation{}, err
+	}
+	now := time.Now().UTC()
+	inv := projections.Invocation{
+		InvocationID: ulid.Make().String(), FunctionID: fn.ID, FunctionName: fn.Name, FunctionVersion: fn.Version,
+		Async: async, Status: projections.StatusPending, CreatedAt: now, Attempts: 0,
+	}
+	if !async && f.record != nil {
+		return *f.record, nil
+	}
+	if !async {
+		code := 0
+		inv.Status, inv.Result, inv.ExitCode, inv.Attempts = projections.StatusCompleted, string(req.Event), &code, 1
+		inv.StartedAt, inv.CompletedAt, inv.Timestamp = &now, &now, &now
+	}
+	f.invs = append(f.invs, inv)
+	f.writes++
+	return inv, nil
+}
+
+func (f *fake) Invoke(_ context.Context, ref string, req function.Request) (projections.Invocation, error) {
+	return f.invoke(ref, req, false)
+}
+
+func (f *fake) Enqueue(_ context.Context, ref string, req function.Request) (projections.Invocation, error) {
+	return f.invoke(ref, req, true)
+}
+
+func (f *fake) LoadImage(_ context.Context, r io.Reader) (projections.ImageLoaded, error) {
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return projections.ImageLoaded{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return projections.ImageLoaded{}, f.fail
+	}
+	f.images = append(f.images, "fake:latest")
+	f.writes++
+	return projections.ImageLoaded{Loaded: []string{"fake:latest"}}, nil
+}
+
+func (f *fake) ListImages(context.Context) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	return append([]string{}, f.images...), nil
+}
+
+func (f *fake) Health(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.engineDown {
+		return fmt.Errorf("%w: ping: no such socket", engine.ErrEngineUnavailable)
+	}
+	return nil
+}
+
+func (f *fake) Head() (uint64, eventlog.Hash) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.writes, sha256.Sum256(fmt.Append(nil, f.writes))
+}
+
+func (f *fake) Function(ref string) (projections.Function, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.find(ref)
+}
+
+func (f *fake) Functions() ([]projections.Function, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := []projections.Function{}
+	for _, fn := range f.fns {
+		out = append(out, fn)
+	}
+	slices.SortFunc(out, func(a, b projections.Function) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out, nil
+}
+
+func (f *fake) Invocation(id string) (projections.Invocation, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, inv := range f.invs {
+		if inv.InvocationID == id {
+			return inv, nil
+		}
+	}
+	return projections.Invocation{}, fmt.Errorf("invocation %q: %w", id, projections.ErrNotFound)
+}
+
+// Invocations lists newest first, without paging; a cursor must be an
+// invocation id.
+func (f *fake) Invocations(q projections.InvocationQuery) ([]projections.Invocation, string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if q.Cursor != "" && !slices.ContainsFunc(f.invs, func(inv projections.Invocation) bool { return inv.InvocationID == q.Cursor }) {
+		return nil, "", projections.ErrBadCursor
+	}
+	out := []projections.Invocation{}
+	for i := len(f.invs) - 1; i >= 0; i-- {
+		inv := f.invs[i]
+		if (q.FunctionID == "" || inv.FunctionID == q.FunctionID) && (q.Status == "" || inv.Status == q.Status) {
+			out = append(out, inv)
+		}
+	}
+	return out, "", nil
+}

@@ -1,0 +1,163 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/minilambda/minilambda/eventlog"
+	"github.com/minilambda/minilambda/function"
+	"github.com/minilambda/minilambda/projections"
+	"github.com/minilambda/minilambda/runner/engine"
+)
+
+// attempt is one run of an invocation, sync or async, in one container.
+type attempt struct {
+	f       projections.Function
+	id      string // the invocation's
+	n       int    // which attempt, from 1
+	event   json.RawMessage
+	timeout time.Duration
+	// queued is a sync invocation's invocation.queued event, which the
+	// attempt appends: before it asks the engine for anything or, with a
+	// container that takes the event at once, in the commit of the
+	// started event. Async attempts have it in the log already.
+	queued *eventlog.Event
+}
+
+// run is the one attempt path. It takes a container from its source,
+// records the start, delivers the event and returns the result, with the
+// events it appended (the queued event of a sync invocation, and the
+// started one when it got that far). The caller records how it ended.
+// An error means the platform could not run the function; a function
+// that failed has a Result that says so.
+func (s *Service) run(ctx context.Context, a *attempt) (events []eventlog.Event, res engine.Result, err error) {
+	// Once queued, the invocation is in the log and must end there, even if
+	// the client goes away: records are appended on a context that outlives
+	// it.
+	record := context.WithoutCancel(ctx)
+	c, err := s.take(ctx, a)
+	if err != nil {
+		if a.queued == nil || errors.Is(err, function.ErrInvalid) {
+			return nil, res, err
+		}
+		// Record the invocation, and then how it could not run.
+		events, qerr := s.appendQueued(ctx, a.f, *a.queued)
+		if qerr != nil {
+			return nil, res, qerr
+		}
+		return events, res, err
+	}
+	defer c.release()
+	var pending []eventlog.Event
+	if a.queued != nil {
+		if c.prompt() {
+			pending = []eventlog.Event{*a.queued}
+		} else if events, err = s.appendQueued(ctx, a.f, *a.queued); err != nil {
+			return nil, res, err
+		}
+	}
+	s.metrics.InFlight.Inc()
+	defer s.metrics.InFlight.Dec()
+	started := func(containerID, imageDigest string) error {
+		s.metrics.Starts.WithLabelValues(c.kind()).Inc()
+		e, err := projections.NewInvocationStarted(a.f.ID, a.id, projections.InvocationStarted{
+			Attempt: a.n, ContainerID: containerID, ImageDigest: imageDigest,
+		})
+		if err != nil {
+			return err
+		}
+		var got []eventlog.Event
+		if len(pending) > 0 {
+			got, err = s.appendQueued(ctx, a.f, append(pending, e)...)
+		} else {
+			got, err = s.log.Append(record, e)
+		}
+		events = append(events, got...)
+		return err
+	}
+	res, err = c.run(ctx, a, started)
+	return events, res, err
+}
+
+// appendQueued appends an invocation's queued event, and the events that go
+// with it in the same commit, and returns them as appended. The function
+// must still be live when they commit.
+func (s *Service) appendQueued(ctx context.Context, f projections.Function, events ...eventlog.Event) ([]eventlog.Event, error) {
+	return s.log.AppendIf(ctx, func(r eventlog.ViewReader) error {
+		return projections.FunctionLive(r, f.ID)
+	}, events...)
+}
+
+// queuedEvent is the invocation.queued event of a new invocation of f;
+// req has passed its Check.
+func queuedEvent(f projections.Function, id string, req function.Request, async bool) (eventlog.Event, error) {
+	return projections.NewInvocationQueued(f.ID, id, projections.InvocationQueued{
+		FunctionName: f.Name, FunctionVersion: f.Version, Async: async,
+		Event: req.Event, Timeout: req.Timeout, CallbackURL: req.CallbackURL,
+	})
+}
+
+// outcome is the payload of the event that would end the invocation after
+// attempt a, from what the attempt did.
+func outcome(a *attempt, res engine.Result, runErr error) projections.InvocationEnded {
+	ended := projections.InvocationEnded{
+		Attempt: a.n,
+		Result:  string(res.Stdout), Logs: string(res.Stderr),
+		DurationMS:      res.Duration.Milliseconds(),
+		ResultTruncated: res.StdoutTruncated, LogsTruncated: res.StderrTruncated,
+	}
+	if runErr != nil {
+		ended.ErrorType = function.ErrorPlatform
+		switch {
+		case errors.Is(runErr, context.Canceled):
+			ended.Error = "the client went away; the container was killed"
+		case errors.Is(runErr, engine.ErrImageNotFound):
+			ended.Error = fmt.Sprintf("%v: load it with POST /images or docker load, or fix the function's image", runErr)
+		case errors.Is(runErr, engine.ErrEngineUnavailable):
+			ended.Error = "the Docker engine is unreachable"
+		default:
+			ended.Error = runErr.Error()
+		}
+		return ended
+	}
+	code := res.ExitCode
+	ended.ExitCode = &code
+	switch ended.ErrorType = res.ErrorType(); ended.ErrorType {
+	case "":
+	case function.ErrorTimeout:
+		ended.Error = fmt.Sprintf("timed out after %d s; the container was killed", int(a.timeout/time.Second))
+	case function.ErrorOutputLimit:
+		ended.Error = "the function's output passed the size limit; the container was killed"
+	case function.ErrorOutOfMemory:
+		ended.Error = "the function ran out of memory and was killed"
+	default:
+		ended.Error = fmt.Sprintf("the function exited with code %d", code)
+	}
+	return ended
+}
+
+// end records the event that ends invocation id, counts it, and returns
+// the event as appended. runErr and res are the last attempt's, for the
+// duration metric.
+func (s *Service) end(ctx context.Context, f projections.Function, id string, ended projections.InvocationEnded, res engine.Result, runErr error) (eventlog.Event, error) {
+	e, err := projections.NewInvocationEnded(f.ID, id, ended)
+	if err != nil {
+		return e, err
+	}
+	got, err := s.log.Append(ctx, e)
+	if err != nil {
+		return e, fmt.Errorf("record the end of invocation %s: %w", id, err)
+	}
+	status := projections.StatusCompleted
+	if ended.ErrorType != "" {
+		status = projections.StatusFailed
+	}
+	s.metrics.Invocations.WithLabelValues(f.Name, status, string(ended.ErrorType)).Inc()
+	if runErr == nil {
+		s.metrics.Duration.WithLabelValues(f.Name).Observe(res.Duration.Seconds())
+	}
+	return got[0], nil
+}

@@ -1,0 +1,109 @@
+package docker
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
+	"github.com/minilambda/minilambda/runner/engine"
+)
+
+// maxLoadResponse bounds how much of the engine's answer to an image load is
+// read: it is a few progress lines per image.
+const maxLoadResponse = 4 << 20
+
+// loadMessage is one line of the JSON message stream of an image load.
+type loadMessage struct {
+	Stream      string `json:"stream"`
+	Error       string `json:"error"`
+	ErrorDetail *struct {
+		Message string `json:"message"`
+	} `json:"errorDetail"`
+}
+
+// LoadImage loads a `docker save` archive into the engine and returns what
+// it loaded: the tags ("Loaded image: name:tag") and, for images saved
+// without a tag, their IDs ("Loaded image ID: sha256:..."). An archive the
+// engine cannot load is an error wrapping engine.ErrBadImage.
+func (d *Docker) LoadImage(ctx context.Context, r io.Reader) ([]string, error) {
+	resp, err := d.api.ImageLoad(ctx, r, client.ImageLoadWithQuiet(false))
+	if err != nil {
+		if isUnavailable(err) || ctx.Err() != nil {
+			return nil, wrapEngineErr("load image", err)
+		}
+		// The engine answered with an error status before streaming: it
+		// could not read the archive.
+		return nil, fmt.Errorf("%w: %w", engine.ErrBadImage, err)
+	}
+	defer resp.Body.Close()
+
+	var (
+		loaded []string
+		body   = io.LimitReader(resp.Body, maxLoadResponse)
+	)
+	record := func(line string) {
+		line = strings.TrimSpace(line)
+		for _, prefix := range []string{"Loaded image: ", "Loaded image ID: "} {
+			if name, ok := strings.CutPrefix(line, prefix); ok {
+				loaded = append(loaded, strings.TrimSpace(name))
+				return
+			}
+		}
+	}
+	if resp.JSON {
+		dec := json.NewDecoder(body)
+		for {
+			var m loadMessage
+			if err := dec.Decode(&m); errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				return nil, wrapEngineErr("load image: read response", err)
+			}
+			if m.ErrorDetail != nil && m.ErrorDetail.Message != "" {
+				return nil, fmt.Errorf("%w: %s", engine.ErrBadImage, m.ErrorDetail.Message)
+			}
+			if m.Error != "" {
+				return nil, fmt.Errorf("%w: %s", engine.ErrBadImage, m.Error)
+			}
+			for line := range strings.Lines(m.Stream) {
+				record(line)
+			}
+		}
+	} else {
+		sc := bufio.NewScanner(body)
+		for sc.Scan() {
+			record(sc.Text())
+		}
+		if err := sc.Err(); err != nil {
+			return nil, wrapEngineErr("load image: read response", err)
+		}
+	}
+	if len(loaded) == 0 {
+		return nil, fmt.Errorf("%w: the archive holds no image", engine.ErrBadImage)
+	}
+	return loaded, nil
+}
+
+// Images maps each repo tag in the engine to the ID of its image, without
+// the "<none>:<none>" of untagged images.
+func (d *Docker) Images(ctx context.Context) (map[string]string, error) {
+	list, err := d.api.ImageList(ctx, image.ListOptions{})
+	if err != nil {
+		return nil, wrapEngineErr("list images", err)
+	}
+	ids := map[string]string{}
+	for _, img := range list {
+		for _, tag := range img.RepoTags {
+			if tag != "" && tag != "<none>:<none>" {
+				ids[tag] = img.ID
+			}
+		}
+	}
+	return ids, nil
+}

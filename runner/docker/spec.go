@@ -1,0 +1,117 @@
+package docker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/minilambda/minilambda/runner/engine"
+)
+
+// PidsLimit caps the processes and threads of every container.
+const PidsLimit = 256
+
+// Internal bounds on the steps that run detached from the caller's context.
+const (
+	createTimeout  = 60 * time.Second
+	inspectTimeout = 30 * time.Second
+	// killWait is how long a killed container may take to be reported exited.
+	killWait = 10 * time.Second
+	// drainTimeout is how long output may still arrive after the exit.
+	drainTimeout = 5 * time.Second
+	// pingTimeout bounds the check of whether the engine is still there.
+	pingTimeout = 5 * time.Second
+)
+
+// containerConfig is the container for s, created from the image ID. s has
+// been normalized.
+func containerConfig(s engine.Spec, imageID string) (*container.Config, *container.HostConfig) {
+	env := make([]string, 0, len(s.Env))
+	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
+		env = append(env, k+"="+s.Env[k])
+	}
+	labels := make(map[string]string, len(s.Labels)+3)
+	maps.Copy(labels, s.Labels)
+	labels[LabelManaged] = "true"
+	labels[LabelFunction] = s.FunctionID
+	labels[LabelInvocation] = s.InvocationID
+
+	memory := int64(s.MemoryMB) << 20
+	pids := int64(PidsLimit)
+	config := &container.Config{
+		Image:        imageID,
+		Env:          env,
+		Labels:       labels,
+		AttachStdin:  true,
+		AttachStdout: true,
+		AttachStderr: true,
+		OpenStdin:    true,
+		StdinOnce:    true,
+		Tty:          false,
+		// Entrypoint and Cmd stay nil: the image's own run.
+	}
+	hostConfig := &container.HostConfig{
+		NetworkMode: container.NetworkMode(s.Network),
+		CapDrop:     []string{"ALL"},
+		SecurityOpt: []string{"no-new-privileges"},
+		Privileged:  false,
+		// Output reaches the driver through the attach stream only.
+		LogConfig:      container.LogConfig{Type: "none"},
+		ReadonlyRootfs: s.ReadOnly,
+		Resources: container.Resources{
+			Memory:     memory,
+			MemorySwap: memory, // no swap
+			NanoCPUs:   int64(s.CPUs * 1e9),
+			PidsLimit:  &pids,
+		},
+	}
+	if s.ReadOnly {
+		hostConfig.Tmpfs = map[string]string{"/tmp": "rw,nosuid,nodev,noexec,size=64m"}
+	}
+	return config, hostConfig
+}
+
+// containerName names a container after its invocation, with a random
+// suffix so that a retried invocation never collides with its first attempt.
+func containerName(invocationID string) string {
+	clean := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '.', r == '-':
+			return r
+		}
+		return -1
+	}, invocationID)
+	if len(clean) > 64 {
+		clean = clean[:64]
+	}
+	var suffix [4]byte
+	_, _ = rand.Read(suffix[:])
+	if clean == "" {
+		return "minilambda-" + hex.EncodeToString(suffix[:])
+	}
+	return "minilambda-" + clean + "-" + hex.EncodeToString(suffix[:])
+}
+
+// runErr wraps an engine error, or the context's error when the caller's
+// context is what ended the call. An error that does not tell by itself
+// whether the engine is still there (a stream cut short) is checked with a
+// ping.
+func (d *Docker) runErr(ctx context.Context, op string, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("runner: %s: invocation abandoned: %w", op, ctxErr)
+	}
+	if !isUnavailable(err) {
+		pingCtx, cancel := context.WithTimeout(ctx, pingTimeout)
+		defer cancel()
+		if _, pingErr := d.api.Ping(pingCtx); pingErr != nil && (isUnavailable(pingErr) || pingCtx.Err() != nil) {
+			return fmt.Errorf("%w: %s: %w", engine.ErrEngineUnavailable, op, err)
+		}
+	}
+	return wrapEngineErr(op, err)
+}

@@ -1,0 +1,246 @@
+// Package engine is the seam between the runner and a container engine:
+// the spec of a function's container, what a run did, the errors an engine
+// reports and the [Driver] interface, which lists only the calls the runner
+// makes. The runner depends on this package alone; runner/docker is the
+// Docker Engine's driver, and another engine's would sit beside it.
+//
+// A driver runs three kinds of container:
+//
+//   - a cold container runs one invocation and is removed ([Driver.Run]);
+//   - a prestarted one is a cold container started ahead of its invocation,
+//     its process blocked on stdin until the event comes ([Driver.Prestart]);
+//   - a hot one lives across invocations and takes one event per line
+//     ([Driver.StartHot]).
+//
+// A function that fails, times out, runs out of memory or floods its output
+// is not an error of a driver: it is a [Result] that says so
+// ([Result.ErrorType]). Errors mean the platform could not do its part.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/minilambda/minilambda/function"
+)
+
+// Errors a driver reports, wrapped with what it was doing.
+var (
+	// ErrEngineUnavailable means the engine could not be reached: its
+	// socket is missing, refuses connections or stopped answering. It is
+	// transient; the same call succeeds once the engine is back.
+	ErrEngineUnavailable = errors.New("runner: docker engine unavailable")
+	// ErrImageNotFound means the function's image is not in the engine.
+	// Nothing is ever pulled: images are loaded or built on the host.
+	ErrImageNotFound = errors.New("runner: image not found")
+	// ErrBadImage means an archive given to LoadImage could not be loaded:
+	// it is not a `docker save` tar, or the engine rejected its content.
+	ErrBadImage = errors.New("runner: bad image archive")
+	// ErrInvalidSpec means a Spec, or an event for a hot container, was
+	// refused before anything was asked of the engine.
+	ErrInvalidSpec = errors.New("runner: invalid spec")
+	// ErrHotBroken means a hot container can take no more events: it
+	// exited, hung, or broke the line protocol. Close it and start another.
+	ErrHotBroken = errors.New("runner: hot container is broken")
+)
+
+// DefaultOutputLimit is how many bytes of stdout, and of stderr, a run
+// keeps unless the Spec says otherwise.
+const DefaultOutputLimit = 1 << 20
+
+// Spec describes a function's container.
+type Spec struct {
+	// FunctionID and InvocationID label the container; FunctionName only
+	// appears in the driver's logs. Hot containers have no InvocationID.
+	FunctionID   string
+	FunctionName string
+	InvocationID string
+	// Image is a tag or an image ID. It is resolved to an ID once, and the
+	// container is created from that ID.
+	Image string
+	Env   map[string]string
+	// MemoryMB is the memory limit, swap excluded
+	// (function.DefaultMemoryMB when zero).
+	MemoryMB int
+	// CPUs is a CPU quota, such as 0.5; zero means no quota.
+	CPUs float64
+	// Network is function.DefaultNetwork when empty, "none" or the name of a
+	// user-defined network; function.CheckNetwork says which are refused.
+	Network string
+	// OutputLimit is how many bytes of stdout, and of stderr, are kept
+	// (DefaultOutputLimit when zero). Past it the container is killed.
+	OutputLimit int64
+	// ReadOnly mounts the image's filesystem read-only, with a small
+	// tmpfs on /tmp for scratch files.
+	ReadOnly bool
+	// Labels are added to the container's; they cannot replace the labels
+	// the driver sets.
+	Labels map[string]string
+}
+
+// Normalize checks s with the function's rules and fills in the defaults.
+// Errors wrap ErrInvalidSpec.
+func (s Spec) Normalize() (Spec, error) {
+	bad := func(err error) (Spec, error) { return s, fmt.Errorf("%w: %v", ErrInvalidSpec, err) }
+	if err := function.CheckImage(s.Image); err != nil {
+		return bad(err)
+	}
+	switch {
+	case s.MemoryMB == 0:
+		s.MemoryMB = function.DefaultMemoryMB
+	default:
+		if err := function.CheckMemory(s.MemoryMB); err != nil {
+			return bad(err)
+		}
+	}
+	switch {
+	case s.CPUs < 0 || s.CPUs != s.CPUs:
+		return bad(fmt.Errorf("cpus %v", s.CPUs))
+	case s.OutputLimit < 0:
+		return bad(errors.New("negative output limit"))
+	case s.OutputLimit == 0:
+		s.OutputLimit = DefaultOutputLimit
+	}
+	if s.Network == "" {
+		s.Network = function.DefaultNetwork
+	} else if err := function.CheckNetwork(s.Network); err != nil {
+		return bad(err)
+	}
+	if err := function.CheckEnv(s.Env); err != nil {
+		return bad(err)
+	}
+	return s, nil
+}
+
+// Timeout checks the timeout of one run and fills in the default.
+func Timeout(d time.Duration) (time.Duration, error) {
+	switch {
+	case d < 0:
+		return 0, fmt.Errorf("%w: negative timeout", ErrInvalidSpec)
+	case d == 0:
+		return function.DefaultTimeout * time.Second, nil
+	}
+	return d, nil
+}
+
+// Result is what one invocation did. A function that failed, timed out,
+// ran out of memory or flooded its output still has a Result;
+// [Result.ErrorType] says which.
+type Result struct {
+	ContainerID string
+	// ImageDigest is the ID ("sha256:...") of the image that ran: tags
+	// move, the ID is what actually ran.
+	ImageDigest string
+
+	Stdout, Stderr                   []byte
+	StdoutTruncated, StderrTruncated bool
+
+	ExitCode int
+	// OOMKilled is the engine's word that the kernel's OOM killer struck.
+	OOMKilled bool
+	// TimedOut means the container was killed at the run's timeout.
+	TimedOut bool
+	// OutputLimited means stdout or stderr passed Spec.OutputLimit, and the
+	// container was killed.
+	OutputLimited bool
+
+	// StartedAt is when the function had its event, CompletedAt when its
+	// exit (or, hot, its result line) was seen, and Duration the time
+	// between them.
+	StartedAt, CompletedAt time.Time
+	Duration               time.Duration
+
+	Timings Timings
+}
+
+// Timings breaks the wall time of a cold run down by engine call.
+type Timings struct {
+	Image   time.Duration // resolving the image
+	Create  time.Duration // creating the container
+	Attach  time.Duration // attaching its streams
+	Start   time.Duration // starting it
+	Wait    time.Duration // from started to exited (Result.Duration)
+	Inspect time.Duration // reading its exit state
+	Remove  time.Duration // removing it
+	Total   time.Duration // the whole run
+}
+
+// ErrorType classifies a failed invocation; it is empty for a success
+// (exit code 0 within the limits). An OOM kill counts only when the
+// function also exited non-zero.
+func (r Result) ErrorType() function.ErrorType {
+	switch {
+	case r.TimedOut:
+		return function.ErrorTimeout
+	case r.OutputLimited:
+		return function.ErrorOutputLimit
+	case r.OOMKilled && r.ExitCode != 0:
+		return function.ErrorOutOfMemory
+	case r.ExitCode != 0:
+		return function.ErrorFunction
+	}
+	return ""
+}
+
+// OnStart is called once a container runs with its event, with its ID and
+// the ID of its image: where the runner records the invocation's start.
+// If it returns an error the container is killed and removed, and the run
+// returns that error, wrapped.
+type OnStart func(containerID, imageDigest string) error
+
+// Driver is what the runner needs of a container engine. Its methods are
+// safe for concurrent use.
+type Driver interface {
+	// Ping checks that the engine answers.
+	Ping(ctx context.Context) error
+	// Run runs one invocation in a fresh container: input goes to its
+	// stdin, which is then closed; it is killed at timeout (counted from
+	// its start) and removed whatever happens. Cancelling ctx kills it;
+	// Run then returns the partial Result and an error wrapping ctx.Err().
+	Run(ctx context.Context, s Spec, input []byte, timeout time.Duration, onStart OnStart) (Result, error)
+	// Prestart starts a fresh container for one later invocation.
+	Prestart(ctx context.Context, s Spec) (Prestarted, error)
+	// StartHot starts a long-lived container for hot invocations.
+	StartHot(ctx context.Context, s Spec) (Hot, error)
+	// LoadImage loads a `docker save` archive and returns the tags it
+	// loaded (or the IDs of untagged images).
+	LoadImage(ctx context.Context, r io.Reader) ([]string, error)
+	// Images maps each image tag in the engine to its image's ID.
+	Images(ctx context.Context) (map[string]string, error)
+	// RemoveManaged removes every container the driver created that carries
+	// all the labels in selector (an empty value matches any), in any
+	// state, and says how many it removed.
+	RemoveManaged(ctx context.Context, selector map[string]string) (int, error)
+}
+
+// Prestarted is a fresh container started ahead of its one invocation.
+type Prestarted interface {
+	// Run delivers input and waits as Driver.Run does; the timeout counts
+	// from the delivery. It removes the container whatever happens, and
+	// fails when called a second time.
+	Run(ctx context.Context, input []byte, timeout time.Duration, onStart OnStart) (Result, error)
+	// Discard removes the container unused.
+	Discard(ctx context.Context)
+}
+
+// Hot is a long-lived container speaking the line protocol: one JSON
+// event per line on its stdin, one result line on its stdout, one event in
+// flight at a time; its stderr while an event is in flight is that
+// event's logs.
+type Hot interface {
+	ID() string
+	// ImageDigest is the ID of the image the container runs.
+	ImageDigest() string
+	// Do sends one event, a line without its newline, and waits up to
+	// timeout for the result line. An error wrapping ErrHotBroken means
+	// the container exited (the Result says how, when it could tell), hung
+	// past timeout (TimedOut) or wrote a line over the output limit
+	// (OutputLimited): the caller closes it.
+	Do(ctx context.Context, line []byte, timeout time.Duration) (Result, error)
+	// Close kills and removes the container; it is safe to call more than
+	// once.
+	Close(ctx context.Context)
+}

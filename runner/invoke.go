@@ -1,0 +1,73 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/minilambda/minilambda/function"
+	"github.com/minilambda/minilambda/projections"
+	"github.com/minilambda/minilambda/runner/engine"
+	"github.com/oklog/ulid/v2"
+)
+
+// Invoke runs the function ref once with the request's event and returns
+// the record. The record's status says how the function did; an error
+// means the platform could not run it: projections.ErrNotFound,
+// function.ErrBusy, function.ErrInvalid, or engine.ErrEngineUnavailable
+// (with the FAILED record).
+func (s *Service) Invoke(ctx context.Context, ref string, req function.Request) (projections.Invocation, error) {
+	began := time.Now()
+	var inv projections.Invocation
+	f, err := s.views.Function(ref)
+	if err != nil {
+		return inv, err
+	}
+	if req.CallbackURL != "" {
+		return inv, fmt.Errorf("%w: callback_url is for async invocations; a sync caller gets the record in the answer", function.ErrInvalid)
+	}
+	if req, err = req.Check(); err != nil {
+		return inv, err
+	}
+	if err := s.limits.acquire(f); err != nil {
+		return inv, err
+	}
+	defer s.release(f)
+	s.invoking.Add(1)
+	defer s.invoking.Done()
+	q, err := queuedEvent(f, ulid.Make().String(), req, false)
+	if err != nil {
+		return inv, err
+	}
+	a := &attempt{f: f, id: q.InvocationID, n: 1, event: req.Event, timeout: f.TimeoutFor(req.Timeout), queued: &q}
+	events, res, runErr := s.run(ctx, a)
+	if len(events) == 0 {
+		return inv, runErr
+	}
+	e, err := s.end(context.WithoutCancel(ctx), f, a.id, outcome(a, res, runErr), res, runErr)
+	if err != nil {
+		return inv, err
+	}
+	if inv, err = projections.Record(append(events, e)...); err != nil {
+		return inv, err
+	}
+	if runErr == nil {
+		mode := function.ModeCold
+		if f.Hot() {
+			mode = function.ModeHot
+		}
+		s.metrics.Overhead.WithLabelValues(string(mode)).Observe((time.Since(began) - res.Duration).Seconds())
+	}
+	if errors.Is(runErr, engine.ErrEngineUnavailable) {
+		return inv, runErr
+	}
+	return inv, nil
+}
+
+// release gives back the room an invocation of f held, and wakes a worker:
+// a queued invocation may fit now.
+func (s *Service) release(f projections.Function) {
+	s.limits.release(f)
+	s.queue.wakeOne()
+}

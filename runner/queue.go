@@ -1,0 +1,239 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/minilambda/minilambda/function"
+	"github.com/minilambda/minilambda/projections"
+	"github.com/minilambda/minilambda/runner/engine"
+	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The async queue is the log: an invocation.queued event with "async" is
+// durable before the client hears 202, and a restart finds every PENDING
+// async invocation in the views again (Recover). In memory the queue keeps
+// only the ids in order of arrival, with when each may next run.
+
+type item struct {
+	id, fnID  string
+	created   time.Time
+	notBefore time.Time
+	attempt   int // the attempt to run next, from 1
+}
+
+// queue is the async invocations waiting for a worker or for their next
+// attempt, oldest first.
+type queue struct {
+	mu    sync.Mutex
+	items []*item
+	wake  chan struct{}
+	depth prometheus.Gauge
+}
+
+func (q *queue) init(depth prometheus.Gauge) {
+	q.wake = make(chan struct{}, 1)
+	q.depth = depth
+}
+
+// wakeOne wakes a sleeping worker, if any.
+func (q *queue) wakeOne() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// push adds an item in arrival order (ULIDs sort by time).
+func (q *queue) push(it *item) {
+	q.mu.Lock()
+	i, _ := slices.BinarySearchFunc(q.items, it.id, func(q *item, id string) int { return strings.Compare(q.id, id) })
+	q.items = slices.Insert(q.items, i, it)
+	q.depth.Set(float64(len(q.items)))
+	q.mu.Unlock()
+	// Every worker may be asleep; one wake is enough, since a worker that
+	// takes an item wakes the next.
+	q.wakeOne()
+}
+
+func (q *queue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}
+
+// Enqueue queues an async invocation of ref and returns its PENDING
+// record once the queued event is durable.
+func (s *Service) Enqueue(ctx context.Context, ref string, req function.Request) (projections.Invocation, error) {
+	var inv projections.Invocation
+	f, err := s.views.Function(ref)
+	if err != nil {
+		return inv, err
+	}
+	if req.CallbackURL == "" {
+		req.CallbackURL = f.CallbackURL
+	}
+	if err := s.callbacks.check(req.CallbackURL); err != nil {
+		return inv, err
+	}
+	if req, err = req.Check(); err != nil {
+		return inv, err
+	}
+	if depth := s.queue.len(); depth >= s.opts.MaxQueue {
+		return inv, fmt.Errorf("%w: %d async invocations are queued, the server's limit", function.ErrBusy, depth)
+	}
+	q, err := queuedEvent(f, ulid.Make().String(), req, true)
+	if err != nil {
+		return inv, err
+	}
+	events, err := s.appendQueued(ctx, f, q)
+	if err != nil {
+		return inv, err
+	}
+	s.queue.push(&item{id: q.InvocationID, fnID: f.ID, created: events[0].Time, attempt: 1})
+	return projections.Record(events...)
+}
+
+// work runs queued attempts until ctx ends.
+func (s *Service) work(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		it, f, reserved, wait := s.next()
+		if it != nil {
+			s.queue.wakeOne() // there may be more for another worker
+			s.runAsync(it, f)
+			if reserved {
+				s.release(f)
+			}
+			continue
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.queue.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// next takes the oldest queued item that may run now and whose function
+// has room, and reserves that room; an item of a deleted function needs
+// none. Otherwise it says how long to wait.
+func (s *Service) next() (it *item, f projections.Function, reserved bool, wait time.Duration) {
+	now := time.Now()
+	wait = time.Minute
+	fns := map[string]*projections.Function{}
+	s.queue.mu.Lock()
+	defer s.queue.mu.Unlock()
+	for i, it := range s.queue.items {
+		if d := it.notBefore.Sub(now); d > 0 {
+			wait = min(wait, d)
+			continue
+		}
+		f, ok := fns[it.fnID]
+		if !ok {
+			fn, err := s.views.Function(it.fnID)
+			if err != nil {
+				// Deleted since: runAsync records why it cannot run.
+				fn = projections.Function{ID: it.fnID, Deleted: true}
+			}
+			f = &fn
+			fns[it.fnID] = f
+		}
+		reserved := !f.Deleted && s.limits.tryAcquire(*f)
+		if !reserved && !f.Deleted {
+			continue
+		}
+		s.queue.items = slices.Delete(s.queue.items, i, i+1)
+		s.queue.depth.Set(float64(len(s.queue.items)))
+		return it, *f, reserved, 0
+	}
+	return nil, projections.Function{}, false, wait
+}
+
+// maxAttempts is how many attempts an async invocation of f gets.
+func (s *Service) maxAttempts(f projections.Function) int {
+	if f.MaxAttempts > 0 {
+		return f.MaxAttempts
+	}
+	return s.opts.MaxAttempts
+}
+
+// runAsync runs one attempt of a queued invocation and records what comes
+// of it: the end, or a retry.
+func (s *Service) runAsync(it *item, f projections.Function) {
+	// Records outlive the attempt: a shutdown that cuts it still records
+	// how it ended.
+	record := context.WithoutCancel(s.attempts)
+	final := func(ended projections.InvocationEnded, res engine.Result, runErr error) {
+		if _, err := s.end(record, f, it.id, ended, res, runErr); err != nil {
+			s.logger.Error("cannot record the end of an async invocation", "invocation_id", it.id, "err", err)
+			return
+		}
+		s.callbacks.send(it.id)
+	}
+	platform := func(msg string) {
+		final(projections.InvocationEnded{
+			Attempt: it.attempt - 1, Error: msg, ErrorType: function.ErrorPlatform,
+		}, engine.Result{}, errors.New(msg))
+	}
+	if f.Deleted {
+		platform("the function was deleted before the invocation could run")
+		return
+	}
+	if age := time.Since(it.created); age > s.opts.MaxEventAge {
+		platform(fmt.Sprintf("dropped: the event is older than the maximum event age of %v", s.opts.MaxEventAge))
+		return
+	}
+	q, err := s.views.Queued(it.id)
+	if err != nil {
+		platform(fmt.Sprintf("cannot read the queued event: %v", err))
+		return
+	}
+	a := &attempt{f: f, id: it.id, n: it.attempt, event: q.Event, timeout: f.TimeoutFor(q.Timeout)}
+	if len(a.event) == 0 {
+		a.event = []byte("{}")
+	}
+	_, res, runErr := s.run(s.attempts, a)
+	ended := outcome(a, res, runErr)
+	if errors.Is(runErr, context.Canceled) {
+		ended.Error = "interrupted by server shutdown; the container was killed"
+	}
+	if ended.ErrorType == "" {
+		final(ended, res, runErr)
+		return
+	}
+	backoff := min(s.opts.RetryBase<<(it.attempt-1), s.opts.RetryMax)
+	notBefore := time.Now().Add(backoff)
+	switch {
+	case it.attempt >= s.maxAttempts(f):
+		ended.Error = fmt.Sprintf("%s (attempt %d of %d, no retries left)", ended.Error, it.attempt, s.maxAttempts(f))
+		final(ended, res, runErr)
+	case notBefore.Sub(it.created) > s.opts.MaxEventAge:
+		ended.Error = fmt.Sprintf("%s (a retry would pass the maximum event age of %v)", ended.Error, s.opts.MaxEventAge)
+		final(ended, res, runErr)
+	default:
+		e, err := projections.NewInvocationRetried(f.ID, it.id, projections.InvocationRetried{
+			Attempt: it.attempt, Reason: ended.Error, NotBefore: notBefore.UTC(),
+			ErrorType: ended.ErrorType, ExitCode: ended.ExitCode, DurationMS: ended.DurationMS,
+			Result: ended.Result, Logs: ended.Logs,
+		})
+		if err == nil {
+			_, err = s.log.Append(record, e)
+		}
+		if err != nil {
+			s.logger.Error("cannot record a retry", "invocation_id", it.id, "err", err)
+			return
+		}
+		s.metrics.Retries.Inc()
+		s.queue.push(&item{id: it.id, fnID: f.ID, created: it.created, notBefore: notBefore, attempt: it.attempt + 1})
+	}
+}

@@ -1,0 +1,242 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/minilambda/minilambda/eventlog"
+	"github.com/minilambda/minilambda/internal/metrics"
+	"github.com/minilambda/minilambda/projections"
+	"github.com/minilambda/minilambda/runner/engine"
+)
+
+// LabelInstance is the container label naming the server that created a
+// container, so that start-up cleanup removes only its own.
+const LabelInstance = "minilambda.instance"
+
+// Defaults of the settings in Options.
+const (
+	DefaultMaxInFlight   = 64
+	DefaultWorkers       = 4
+	DefaultMaxQueue      = 100000
+	DefaultMaxAttempts   = 3 // as Lambda's two retries
+	DefaultMaxEventAge   = 6 * time.Hour
+	DefaultRetryBase     = 2 * time.Second
+	DefaultRetryMax      = 5 * time.Minute
+	DefaultCallbackTries = 3
+	DefaultHotIdleTTL    = 5 * time.Minute
+)
+
+// Options configure New.
+type Options struct {
+	Log    *eventlog.Log
+	Engine engine.Driver
+	// Logger receives what goes wrong in the background; nil discards.
+	Logger  *slog.Logger
+	Metrics *metrics.Metrics
+	// Instance labels this server's containers (LabelInstance), so that
+	// start-up cleanup removes only its own.
+	Instance string
+	// MaxInFlight bounds the invocations running at once, all functions
+	// together.
+	MaxInFlight int
+	// OutputLimit caps stdout and stderr of an invocation, each;
+	// engine.DefaultOutputLimit when zero.
+	OutputLimit int64
+
+	// Async invocations.
+	Workers     int           // attempts running at once from the queue
+	MaxQueue    int           // queued async invocations before Enqueue says ErrBusy
+	MaxAttempts int           // attempts of an async invocation, unless its function says
+	MaxEventAge time.Duration // an async invocation older than this ends FAILED
+	RetryBase   time.Duration // the wait before the second attempt, doubling after
+	RetryMax    time.Duration // the longest wait between attempts
+	// CallbackHosts are the hosts (host or host:port) callbacks may go to;
+	// none allows no callbacks.
+	CallbackHosts []string
+	// CallbackTries bounds the deliveries of one callback.
+	CallbackTries int
+	// HotIdleTTL is how long an idle hot container, or an unused spare, is
+	// kept.
+	HotIdleTTL time.Duration
+}
+
+// withDefaults fills in the zero settings.
+func (o Options) withDefaults() Options {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&o.MaxInFlight, DefaultMaxInFlight)
+	def(&o.Workers, DefaultWorkers)
+	def(&o.MaxQueue, DefaultMaxQueue)
+	def(&o.MaxAttempts, DefaultMaxAttempts)
+	def(&o.CallbackTries, DefaultCallbackTries)
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defDur(&o.MaxEventAge, DefaultMaxEventAge)
+	defDur(&o.RetryBase, DefaultRetryBase)
+	defDur(&o.RetryMax, DefaultRetryMax)
+	defDur(&o.HotIdleTTL, DefaultHotIdleTTL)
+	if o.OutputLimit == 0 {
+		o.OutputLimit = engine.DefaultOutputLimit
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.New()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Service runs invocations and records functions and invocations in the
+// event log. Its methods are safe for concurrent use.
+type Service struct {
+	log     *eventlog.Log
+	views   *projections.Views
+	engine  engine.Driver
+	logger  *slog.Logger
+	metrics *metrics.Metrics
+	opts    Options
+
+	// life is the context of the work the service does on its own
+	// (prestarting spares, stopping containers, callbacks); Wait ends it.
+	life    context.Context
+	endLife context.CancelFunc
+
+	// sync counts synchronous invocations under way, so that Wait can let
+	// them be recorded.
+	invoking sync.WaitGroup
+
+	limits    limits
+	queue     queue
+	pools     pools
+	spares    spares
+	callbacks callbacks
+
+	// workers run queued attempts and the reaper; attempts is their
+	// context, which Stop cancels when its grace is over.
+	stopWorkers    context.CancelFunc
+	workers        sync.WaitGroup
+	attempts       context.Context
+	cancelAttempts context.CancelFunc
+}
+
+// New returns a service over the log and the engine in opts. It starts
+// nothing: Recover settles what an earlier run left, Start runs the queue.
+func New(opts Options) (*Service, error) {
+	if opts.Log == nil || opts.Engine == nil {
+		return nil, errors.New("runner: a log and an engine are required")
+	}
+	opts = opts.withDefaults()
+	s := &Service{
+		log: opts.Log, views: projections.NewViews(opts.Log), engine: opts.Engine,
+		logger: opts.Logger.With("subsystem", "runner"), metrics: opts.Metrics, opts: opts,
+	}
+	s.life, s.endLife = context.WithCancel(context.Background())
+	s.attempts, s.cancelAttempts = context.WithCancel(s.life)
+	s.limits.init(opts.MaxInFlight)
+	s.queue.init(opts.Metrics.QueueDepth)
+	s.pools.init(s)
+	s.spares.init(s)
+	s.callbacks.init(s)
+	return s, nil
+}
+
+// Views is the read side the service writes through.
+func (s *Service) Views() *projections.Views { return s.views }
+
+// Health reports whether the engine answers.
+func (s *Service) Health(ctx context.Context) error { return s.engine.Ping(ctx) }
+
+// Head returns the event log's head, for operators to keep elsewhere.
+func (s *Service) Head() (uint64, eventlog.Hash) { return s.log.Head() }
+
+// Start launches the async workers and the reaper of idle containers.
+// They stop taking work when ctx ends or Stop is called.
+func (s *Service) Start(ctx context.Context) {
+	ctx, s.stopWorkers = context.WithCancel(ctx)
+	s.workers.Add(1)
+	go func() {
+		defer s.workers.Done()
+		s.reap(ctx)
+	}()
+	for range s.opts.Workers {
+		s.workers.Add(1)
+		go func() {
+			defer s.workers.Done()
+			s.work(ctx)
+		}()
+	}
+}
+
+// reap stops hot containers and spares idle longer than the TTL.
+func (s *Service) reap(ctx context.Context) {
+	tick := time.NewTicker(min(s.opts.HotIdleTTL/2, time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			s.spares.reap(now)
+			s.pools.reap(now)
+		}
+	}
+}
+
+// Stop stops taking queued work, lets attempts under way and callbacks
+// finish until ctx ends, then kills what still runs: those attempts are
+// recorded as failed and retried at the next start, those callbacks as
+// not delivered. It returns once everything is recorded.
+func (s *Service) Stop(ctx context.Context) {
+	if s.stopWorkers != nil {
+		s.stopWorkers()
+	}
+	waitOrCancel(ctx, &s.workers, s.cancelAttempts)
+	s.callbacks.stop(ctx)
+}
+
+// waitOrCancel waits for wg, calling cancel when ctx ends first.
+func waitOrCancel(ctx context.Context, wg *sync.WaitGroup, cancel context.CancelFunc) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		cancel()
+		<-done
+	}
+}
+
+// Wait returns once no synchronous invocation is under way and every hot
+// or prestarted container has stopped. Last, it removes whatever container
+// of this server is still there: one whose removal failed while the engine
+// was unreachable would otherwise wait for the next start.
+func (s *Service) Wait() {
+	s.invoking.Wait()
+	s.pools.stopAll()
+	s.spares.stopAll()
+	s.pools.wg.Wait()
+	s.spares.wg.Wait()
+	defer s.endLife()
+	// Cleanup that must outlive every request: its own deadline.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.life), time.Minute)
+	defer cancel()
+	if n, err := s.engine.RemoveManaged(ctx, map[string]string{LabelInstance: s.opts.Instance}); err != nil {
+		s.logger.Warn("cannot remove leftover containers", "err", err)
+	} else if n > 0 {
+		s.logger.Info("removed leftover containers", "count", n)
+	}
+}

@@ -1,0 +1,141 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/minilambda/minilambda/function"
+	"github.com/minilambda/minilambda/projections"
+	"github.com/minilambda/minilambda/runner/engine"
+)
+
+// An attempt's container comes from one of three sources, chosen in take
+// and nowhere else: a hot function's pool, or, for a cold function, the
+// spare prestarted for it when it has one, else a fresh container created
+// for the attempt.
+
+// container is the container of one attempt, whichever source gave it.
+type container interface {
+	// kind names the source in the starts metric: cold, prestarted or warm.
+	kind() string
+	// prompt reports whether the container takes the event as soon as it
+	// is handed over, with nothing asked of the engine first: then a sync
+	// invocation's queued event can share the commit of its started event.
+	prompt() bool
+	// run delivers the attempt's event, calling started once the
+	// container runs with it, and waits for the outcome.
+	run(ctx context.Context, a *attempt, started engine.OnStart) (engine.Result, error)
+	// release gives the container back, or lets it go, after run.
+	release()
+}
+
+// take returns the container for attempt a.
+func (s *Service) take(ctx context.Context, a *attempt) (container, error) {
+	if a.f.Hot() {
+		line, err := compactEvent(a.event)
+		if err != nil {
+			return nil, err
+		}
+		h, p, warm, err := s.pools.get(ctx, a.f)
+		if err != nil {
+			return nil, err
+		}
+		return &hotContainer{s: s, f: a.f, p: p, h: h, warm: warm, line: line}, nil
+	}
+	if p := s.spares.take(a.f); p != nil {
+		return &coldContainer{s: s, f: a.f, spare: p}, nil
+	}
+	return &coldContainer{s: s, f: a.f}, nil
+}
+
+// containerSpec is the container of function f, for one invocation (cold)
+// or for many (hot, with no invocation id).
+func (s *Service) containerSpec(f projections.Function, invocationID string) engine.Spec {
+	return engine.Spec{
+		FunctionID: f.ID, FunctionName: f.Name, InvocationID: invocationID,
+		Image: f.Image, Env: f.Env,
+		MemoryMB: f.MemoryMB, CPUs: f.CPUs, Network: f.Network, ReadOnly: f.ReadOnly,
+		OutputLimit: s.opts.OutputLimit,
+		Labels:      map[string]string{LabelInstance: s.opts.Instance},
+	}
+}
+
+// coldContainer is a fresh container for one invocation: a spare
+// prestarted for it, or, without one, a container the engine creates and
+// starts in run.
+type coldContainer struct {
+	s     *Service
+	f     projections.Function
+	spare engine.Prestarted
+}
+
+func (c *coldContainer) kind() string {
+	if c.spare != nil {
+		return "prestarted"
+	}
+	return "cold"
+}
+
+func (c *coldContainer) prompt() bool { return false }
+
+func (c *coldContainer) run(ctx context.Context, a *attempt, started engine.OnStart) (engine.Result, error) {
+	if c.spare != nil {
+		return c.spare.Run(ctx, a.event, a.timeout, started)
+	}
+	return c.s.engine.Run(ctx, c.s.containerSpec(c.f, a.id), a.event, a.timeout, started)
+}
+
+// release has a container ready for the function's next invocation,
+// whatever this one did.
+func (c *coldContainer) release() { c.s.spares.prestart(c.f) }
+
+// hotContainer is a container of a hot function's pool.
+type hotContainer struct {
+	s    *Service
+	f    projections.Function
+	p    *pool
+	h    engine.Hot
+	warm bool   // it had answered events before
+	line []byte // the event, compacted onto one line
+	// broken says why the container cannot take another event.
+	broken string
+}
+
+func (c *hotContainer) kind() string {
+	if c.warm {
+		return "warm"
+	}
+	return "cold"
+}
+
+func (c *hotContainer) prompt() bool { return true }
+
+// run sends the event. A container that broke is the function's failure,
+// which the Result describes, not an error.
+func (c *hotContainer) run(ctx context.Context, a *attempt, started engine.OnStart) (engine.Result, error) {
+	if err := started(c.h.ID(), c.h.ImageDigest()); err != nil {
+		return engine.Result{}, err
+	}
+	res, err := c.h.Do(ctx, c.line, a.timeout)
+	if err != nil {
+		c.broken = err.Error()
+	}
+	if errors.Is(err, engine.ErrHotBroken) {
+		return res, nil
+	}
+	return res, err
+}
+
+func (c *hotContainer) release() { c.s.pools.put(c.f, c.p, c.h, c.broken) }
+
+// compactEvent puts a JSON event on one line, as hot containers take it.
+func compactEvent(event json.RawMessage) ([]byte, error) {
+	var line bytes.Buffer
+	if err := json.Compact(&line, event); err != nil {
+		return nil, fmt.Errorf("%w: the event is not JSON: %v", function.ErrInvalid, err)
+	}
+	return line.Bytes(), nil
+}
