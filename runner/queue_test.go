@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -267,6 +268,42 @@ func TestAsync(t *testing.T) {
 			if !errors.Is(err, function.ErrInvalid) {
 				t.Errorf("callback %q: %v", bad, err)
 			}
+		}
+	})
+
+	// A callback waiting for its next try does not hold shutdown up: when
+	// Stop's grace ends it gives up, and its record says so.
+	t.Run("a callback's backoff ends at shutdown", func(t *testing.T) {
+		var hits atomic.Int32
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hits.Add(1)
+			w.WriteHeader(500)
+		}))
+		defer srv.Close()
+		u, _ := url.Parse(srv.URL)
+		f := newService(t, cli, img.Tag, runner.Options{CallbackHosts: []string{u.Host}, CallbackTries: 3, RetryBase: time.Hour})
+		f.register(function.Spec{Name: "fn", MaxAttempts: 1})
+		id := f.enqueue("fn", map[string]string{"name": "cb"}, srv.URL+"/down").InvocationID
+		f.settle(id, time.Minute)
+		deadline := time.Now().Add(30 * time.Second)
+		for hits.Load() == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the callback was never tried")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		begin := time.Now()
+		f.svc.Stop(ctx)
+		if d := time.Since(begin); d > 10*time.Second {
+			t.Errorf("Stop took %v with a callback waiting an hour to retry", d)
+		}
+		evs := f.events(id)
+		last := evs[len(evs)-1]
+		if last.Type != projections.TypeInvocationCallback || !strings.Contains(string(last.Data), `"attempts":1,"status_code":500`) ||
+			!strings.Contains(string(last.Data), "stopped before another try") || hits.Load() != 1 {
+			t.Errorf("callback event %s %s after %d tries", last.Type, last.Data, hits.Load())
 		}
 	})
 }

@@ -1,0 +1,77 @@
+package projections_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minilambda/minilambda/eventlog"
+	"github.com/minilambda/minilambda/function"
+	"github.com/minilambda/minilambda/projections"
+)
+
+// TestConstructors checks that each event type's constructor writes its
+// type, its ids and the current payload version, whatever V the caller
+// left.
+func TestConstructors(t *testing.T) {
+	must := func(e eventlog.Event, err error) eventlog.Event {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	exit := 0
+	for _, tc := range []struct {
+		e        eventlog.Event
+		typ      string
+		fn, inv  string
+		contains string
+	}{
+		{must(projections.NewFunctionRegistered("F", projections.FunctionRegistered{Spec: function.Spec{Name: "n", Image: "i"}, CreatedAt: time.Unix(0, 0)})),
+			projections.TypeFunctionRegistered, "F", "", `"name":"n","image":"i"`},
+		{must(projections.NewFunctionUpdated("F", projections.FunctionUpdated{Version: 2, Spec: function.Spec{Name: "n"}})),
+			projections.TypeFunctionUpdated, "F", "", `"version":2,"name":"n"`},
+		{must(projections.NewFunctionDeleted("F")), projections.TypeFunctionDeleted, "F", "", `{"v":1}`},
+		{must(projections.NewInvocationQueued("F", "I", projections.InvocationQueued{V: 7, Event: json.RawMessage(`{"a":1}`)})),
+			projections.TypeInvocationQueued, "F", "I", `"event":{"a":1}`},
+		{must(projections.NewInvocationStarted("F", "I", projections.InvocationStarted{Attempt: 2, ContainerID: "c"})),
+			projections.TypeInvocationStarted, "F", "I", `"attempt":2,"container_id":"c"`},
+		{must(projections.NewInvocationEnded("F", "I", projections.InvocationEnded{ExitCode: &exit})),
+			projections.TypeInvocationCompleted, "F", "I", `"exit_code":0`},
+		{must(projections.NewInvocationEnded("F", "I", projections.InvocationEnded{ErrorType: function.ErrorTimeout})),
+			projections.TypeInvocationTimedOut, "F", "I", `"error_type":"timeout"`},
+		{must(projections.NewInvocationEnded("F", "I", projections.InvocationEnded{ErrorType: function.ErrorOutOfMemory})),
+			projections.TypeInvocationFailed, "F", "I", `"error_type":"out_of_memory"`},
+		{must(projections.NewInvocationEnded("F", "I", projections.InvocationEnded{ErrorType: function.ErrorPlatform})),
+			projections.TypeInvocationFailed, "F", "I", `"error_type":"platform"`},
+		{must(projections.NewInvocationRetried("F", "I", projections.InvocationRetried{Attempt: 1, Reason: "r"})),
+			projections.TypeInvocationRetried, "F", "I", `"reason":"r"`},
+		{must(projections.NewInvocationCallback("F", "I", projections.InvocationCallback{URL: "http://h/", Attempts: 1})),
+			projections.TypeInvocationCallback, "F", "I", `"url":"http://h/","attempts":1`},
+		{must(projections.NewImageLoaded(projections.ImageLoaded{Loaded: []string{"a:1"}})),
+			projections.TypeImageLoaded, "", "", `"loaded":["a:1"]`},
+		{must(projections.NewHotStarted("F", projections.HotStarted{ContainerID: "c", FunctionVersion: 3})),
+			projections.TypeHotStarted, "F", "", `"function_version":3`},
+		{must(projections.NewHotStopped("F", projections.HotStopped{ContainerID: "c", Reason: "idle"})),
+			projections.TypeHotStopped, "F", "", `"reason":"idle"`},
+		{must(projections.NewRecoveryDecided(projections.RecoveryDecided{Retried: 2})),
+			projections.TypeRecoveryDecided, "", "", `"retried":2`},
+	} {
+		e := tc.e
+		if e.Type != tc.typ || e.FunctionID != tc.fn || e.InvocationID != tc.inv {
+			t.Errorf("%s: type %s, function %q, invocation %q", tc.typ, e.Type, e.FunctionID, e.InvocationID)
+		}
+		var v struct{ V int }
+		if err := json.Unmarshal(e.Data, &v); err != nil || v.V != 1 {
+			t.Errorf("%s: payload version %d (%v) in %s", tc.typ, v.V, err, e.Data)
+		}
+		if !json.Valid(e.Data) || !strings.Contains(string(e.Data), tc.contains) {
+			t.Errorf("%s: payload %s lacks %s", tc.typ, e.Data, tc.contains)
+		}
+	}
+	if _, err := projections.NewInvocationQueued("F", "I", projections.InvocationQueued{Event: json.RawMessage(`{`)}); err == nil {
+		t.Error("a queued event with an event that is not JSON was built")
+	}
+}
