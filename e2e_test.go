@@ -23,7 +23,7 @@ import (
 
 // server is the real binary, started as a user would.
 type server struct {
-	t    *testing.T
+	t    testing.TB
 	cmd  *exec.Cmd
 	addr string
 	out  *bytes.Buffer
@@ -33,7 +33,7 @@ type server struct {
 var buildOnce sync.Once
 var binPath string
 
-func binary(t *testing.T) string {
+func binary(t testing.TB) string {
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "minilambda-bin-")
 		if err != nil {
@@ -47,7 +47,7 @@ func binary(t *testing.T) string {
 	return binPath
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -56,10 +56,16 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func startServer(t *testing.T, db string, args ...string) *server {
+func startServer(t testing.TB, db string, args ...string) *server {
+	t.Helper()
+	return startBinary(t, binary(t), db, args...)
+}
+
+// startBinary starts bin, a minilambda binary, serving the log at db.
+func startBinary(t testing.TB, bin, db string, args ...string) *server {
 	t.Helper()
 	s := &server{t: t, addr: freeAddr(t), out: &bytes.Buffer{}, done: make(chan error, 1)}
-	s.cmd = exec.Command(binary(t), append([]string{"serve", "--addr", s.addr, "--db", db}, args...)...)
+	s.cmd = exec.Command(bin, append([]string{"serve", "--addr", s.addr, "--db", db}, args...)...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -154,51 +160,17 @@ func TestCrashRecovery(t *testing.T) {
 	if code := s.call("POST", "/functions", map[string]any{"name": "fn", "image": img.Tag}, nil); code != 201 {
 		t.Fatalf("register: %d", code)
 	}
-	var ids []string
-	for i := range 8 {
-		var acc struct {
-			InvocationID string `json:"invocation_id"`
-			Status       string
-		}
-		if code := s.call("POST", "/invoke/fn/async", map[string]any{"event": map[string]any{"name": fmt.Sprint(i), "sleep_ms": 1500}}, &acc); code != 202 || acc.Status != "PENDING" {
-			t.Fatalf("enqueue %d: %d %+v", i, code, acc)
-		}
-		ids = append(ids, acc.InvocationID)
-	}
+	ids := s.enqueue("fn", 8, 1500)
 	s.waitRunning()
 	s.stop(syscall.SIGKILL)
 
 	s = startServer(t, db, flags...)
-	deadline := time.Now().Add(3 * time.Minute)
-	for i, id := range ids {
-		for {
-			var inv projections.Invocation
-			s.call("GET", "/invocations/"+id, nil, &inv)
-			if inv.Status == "COMPLETED" {
-				if want := fmt.Sprintf("{\"message\":\"Hello, %d!\"}\n", i); inv.Result != want {
-					t.Errorf("%s: result %q, want %q", id, inv.Result, want)
-				}
-				break
-			}
-			if inv.Status == "FAILED" {
-				if inv.Error == "" {
-					t.Errorf("%s FAILED without a reason", id)
-				}
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("invocation %s stuck in %s", id, inv.Status)
-			}
-			time.Sleep(50 * time.Millisecond)
+	for _, inv := range s.settle(ids) {
+		if inv.Status == "FAILED" && inv.Error == "" {
+			t.Errorf("%s FAILED without a reason", inv.InvocationID)
 		}
 	}
-	var stuck page
-	for _, st := range []string{"PENDING", "RUNNING"} {
-		s.call("GET", "/invocations?status="+st, nil, &stuck)
-		if len(stuck.Invocations) != 0 {
-			t.Errorf("%d invocations still %s", len(stuck.Invocations), st)
-		}
-	}
+	s.noneUnfinished()
 	if err := s.stop(syscall.SIGTERM); err != nil {
 		t.Errorf("server exit after SIGTERM: %v", err)
 	}
@@ -248,4 +220,62 @@ func TestSIGTERMLetsSyncInvocationAnswer(t *testing.T) {
 		t.Error("server still answers after SIGTERM")
 	}
 	dockertest.AssertNoContainers(t, cli, runner.LabelInstance, instanceID(db))
+}
+
+// enqueue queues n async invocations of fn, the i-th with the event
+// {"name": "<i>", "sleep_ms": sleepMS}, and returns their ids.
+func (s *server) enqueue(fn string, n, sleepMS int) []string {
+	s.t.Helper()
+	var ids []string
+	for i := range n {
+		var acc struct {
+			InvocationID string `json:"invocation_id"`
+			Status       string
+		}
+		if code := s.call("POST", "/invoke/"+fn+"/async", map[string]any{"event": map[string]any{"name": fmt.Sprint(i), "sleep_ms": sleepMS}}, &acc); code != 202 || acc.Status != "PENDING" {
+			s.t.Fatalf("enqueue %d: %d %+v", i, code, acc)
+		}
+		ids = append(ids, acc.InvocationID)
+	}
+	return ids
+}
+
+// settle waits until every invocation ids (queued by enqueue) has ended
+// and returns the records; a COMPLETED one must carry its own greeting.
+func (s *server) settle(ids []string) []projections.Invocation {
+	s.t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	var out []projections.Invocation
+	for i, id := range ids {
+		for {
+			var inv projections.Invocation
+			s.call("GET", "/invocations/"+id, nil, &inv)
+			if inv.Status == "COMPLETED" {
+				if want := fmt.Sprintf("{\"message\":\"Hello, %d!\"}\n", i); inv.Result != want {
+					s.t.Errorf("%s: result %q, want %q", id, inv.Result, want)
+				}
+			}
+			if inv.Status == "COMPLETED" || inv.Status == "FAILED" {
+				out = append(out, inv)
+				break
+			}
+			if time.Now().After(deadline) {
+				s.t.Fatalf("invocation %s stuck in %s", id, inv.Status)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return out
+}
+
+// noneUnfinished checks that no invocation is PENDING or RUNNING.
+func (s *server) noneUnfinished() {
+	s.t.Helper()
+	for _, st := range []string{"PENDING", "RUNNING"} {
+		var p page
+		s.call("GET", "/invocations?status="+st, nil, &p)
+		if len(p.Invocations) != 0 {
+			s.t.Errorf("%d invocations still %s", len(p.Invocations), st)
+		}
+	}
 }

@@ -495,22 +495,30 @@ func TestEngineUnavailable(t *testing.T) {
 	}
 }
 
+// throughProxy returns a driver that reaches the engine of realCli through
+// a proxy the test can stop and start.
+func throughProxy(t *testing.T, realCli *client.Client) (*docker.Docker, *dockertest.Proxy) {
+	t.Helper()
+	proxy := dockertest.NewProxy(t, realCli)
+	cli, err := client.NewClientWithOpts(client.WithHost(proxy.Host()), client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	d, err := docker.New(cli, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, proxy
+}
+
 // TestEngineRecovery takes the engine away and brings it back through a
 // proxy socket: the same Docker fails with ErrEngineUnavailable while it is
 // gone, and works again once it is back.
 func TestEngineRecovery(t *testing.T) {
 	_, realCli, spec := setup(t)
 	spec.Image = build(t, realCli, "echo").Tag
-	proxy := dockertest.NewProxy(t, realCli)
-	cli, err := client.NewClientWithOpts(client.WithHost(proxy.Host()), client.WithAPIVersionNegotiation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	d, err := docker.New(cli, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, proxy := throughProxy(t, realCli)
 	ctx := context.Background()
 	run := func() error {
 		res, err := d.Run(ctx, spec, []byte(`{"n": 1}`), 0, nil)
@@ -549,22 +557,13 @@ func TestEngineRecovery(t *testing.T) {
 func TestEngineLostMidRun(t *testing.T) {
 	_, realCli, spec := setup(t)
 	spec.Image = build(t, realCli, "sleep").Tag
-	proxy := dockertest.NewProxy(t, realCli)
-	cli, err := client.NewClientWithOpts(client.WithHost(proxy.Host()), client.WithAPIVersionNegotiation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	d, err := docker.New(cli, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, proxy := throughProxy(t, realCli)
 	onStart := func(string, string) error {
 		time.AfterFunc(300*time.Millisecond, proxy.Stop)
 		return nil
 	}
 	begin := time.Now()
-	_, err = d.Run(context.Background(), spec, nil, 0, onStart)
+	_, err := d.Run(context.Background(), spec, nil, 0, onStart)
 	if !errors.Is(err, engine.ErrEngineUnavailable) {
 		t.Errorf("err = %v, want ErrEngineUnavailable", err)
 	}
