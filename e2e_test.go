@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -278,4 +280,102 @@ func (s *server) noneUnfinished() {
 			s.t.Errorf("%d invocations still %s", len(p.Invocations), st)
 		}
 	}
+}
+
+// dumpTypes counts the events of each type in the log at db.
+func dumpTypes(t *testing.T, db string) map[string]int {
+	t.Helper()
+	out, _, err := runCmd(t, "dump", "--db", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := map[string]int{}
+	for line := range strings.Lines(out) {
+		var e struct{ Type string }
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("dump line %q: %v", line, err)
+		}
+		n[e.Type]++
+	}
+	return n
+}
+
+// TestSIGTERMLeavesQueuedWork queues more than the grace period can run
+// and sends SIGTERM once one attempt runs: that attempt finishes, nothing
+// else starts or fails, and the next start runs the rest, each in its
+// first attempt.
+func TestSIGTERMLeavesQueuedWork(t *testing.T) {
+	cli := dockertest.Client(t)
+	img := dockertest.BuildGoImage(t, cli, "testdata/fn", "minilambda-e2e-fn")
+	db := filepath.Join(t.TempDir(), "events.db")
+	flags := []string{"--workers", "1", "--grace", "5s"}
+	s := startServer(t, db, flags...)
+	if code := s.call("POST", "/functions", map[string]any{"name": "fn", "image": img.Tag, "max_attempts": 1}, nil); code != 201 {
+		t.Fatalf("register: %d", code)
+	}
+	ids := s.enqueue("fn", 8, 1500)
+	s.waitRunning()
+	if err := s.stop(syscall.SIGTERM); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+	n := dumpTypes(t, db)
+	if n["invocation.started"] < 1 || n["invocation.started"] > 2 || n["invocation.completed"] != n["invocation.started"] ||
+		n["invocation.failed"]+n["invocation.timed_out"]+n["invocation.retried"] != 0 {
+		t.Errorf("after SIGTERM the log holds %v: only the attempts under way should have run, and ended", n)
+	}
+	dockertest.AssertNoContainers(t, cli, runner.LabelInstance, instanceID(db))
+
+	s = startServer(t, db, flags...)
+	for _, inv := range s.settle(ids) {
+		if inv.Status != "COMPLETED" || inv.Attempts != 1 {
+			t.Errorf("%s after the restart: %s in %d attempts: %s", inv.InvocationID, inv.Status, inv.Attempts, inv.Error)
+		}
+	}
+	s.noneUnfinished()
+	if err := s.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("exit after SIGTERM: %v", err)
+	}
+	if out, _, err := runCmd(t, "audit", "--db", db); err != nil || !strings.HasPrefix(out, "audit ok") {
+		t.Fatalf("audit: %q %v", out, err)
+	}
+}
+
+// TestServeWithoutItsPort starts a server on a port in use, over a log an
+// earlier run left with work to recover: it exits at once saying so, and
+// records and runs nothing; the next start on a free port recovers all.
+func TestServeWithoutItsPort(t *testing.T) {
+	cli := dockertest.Client(t)
+	img := dockertest.BuildGoImage(t, cli, "testdata/fn", "minilambda-e2e-fn")
+	db := filepath.Join(t.TempDir(), "events.db")
+	s := startServer(t, db, "--workers", "1")
+	if code := s.call("POST", "/functions", map[string]any{"name": "fn", "image": img.Tag}, nil); code != 201 {
+		t.Fatalf("register: %d", code)
+	}
+	ids := s.enqueue("fn", 3, 1000)
+	s.waitRunning()
+	s.stop(syscall.SIGKILL)
+	before := dumpTypes(t, db)
+
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binary(t), "serve", "--addr", taken.Addr().String(), "--db", db).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "address already in use") {
+		t.Fatalf("serve on a port in use: %v\n%s", err, out)
+	}
+	if after := dumpTypes(t, db); !maps.Equal(after, before) {
+		t.Errorf("a server without its port wrote to the log: %v, before %v", after, before)
+	}
+
+	s = startServer(t, db, "--workers", "1")
+	s.settle(ids)
+	s.noneUnfinished()
+	if err := s.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("exit after SIGTERM: %v", err)
+	}
+	dockertest.AssertNoContainers(t, cli, runner.LabelInstance, instanceID(db))
 }

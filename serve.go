@@ -100,17 +100,21 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The port first: a server that cannot have it must not recover, run or
+	// record anything.
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
 	if err := svc.Recover(ctx); err != nil {
 		// The engine may be down now and back later; the server serves what
 		// it can meanwhile.
 		logger.Warn("start-up recovery incomplete", "err", err)
 	}
+	// The signal's context: at SIGTERM the workers take no more queued work.
 	svc.Start(ctx)
 
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return err
-	}
 	srv := &http.Server{
 		Handler: lambdahttp.New(lambdahttp.Options{
 			Functions: svc, Invoker: svc, Images: svc, Status: svc, Views: svc.Views(),
@@ -131,8 +135,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	case <-ctx.Done():
 	}
-	// Stop accepting, let invocations under way answer, then close the
-	// runner and, last, the log they write to.
+	// The queue stopped with ctx. Stop accepting, let invocations under way
+	// answer, then close the runner and, last, the log they write to.
 	logger.Info("shutting down", "grace", grace.String())
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), *grace)
 	defer cancel()

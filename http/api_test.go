@@ -43,6 +43,19 @@ func TestAPIWithoutEngine(t *testing.T) {
 		e, _ := newFakeAPI(t, "", 0)
 		testFunctions(t, e, image)
 	})
+	t.Run("type errors name JSON types", func(t *testing.T) {
+		e, _ := newFakeAPI(t, "", 0)
+		for field, want := range map[string]string{
+			`"mode": 1`:       `field "mode" must be string, not number`,
+			`"timeout": "10"`: `field "timeout" must be int, not string`,
+			`"env": []`:       `field "env" must be map[string]string, not array`,
+		} {
+			var body struct{ Error string }
+			if code := e.do("POST", "/functions", `{"name": "x", "image": "i", `+field+`}`, &body); code != 400 || body.Error != want {
+				t.Errorf("%s: %d %q, want %q", field, code, body.Error, want)
+			}
+		}
+	})
 	t.Run("requests", func(t *testing.T) {
 		e, f := newFakeAPI(t, "", 0)
 		e.do("POST", "/functions", map[string]any{"name": "fn", "image": image}, nil)

@@ -96,6 +96,7 @@ func testFunctions(t *testing.T, e *api, image string) {
 		{"host network", "POST", "/functions", map[string]any{"name": "x", "image": image, "network": "host"}, 400},
 		{"unknown field", "POST", "/functions", map[string]any{"name": "x", "image": image, "memory": 5}, 400},
 		{"wrong type", "POST", "/functions", map[string]any{"name": "x", "image": image, "timeout": "10"}, 400},
+		{"mode of the wrong type", "POST", "/functions", map[string]any{"name": "x", "image": image, "mode": 1}, 400},
 		{"malformed", "POST", "/functions", `{"name": "x",`, 400},
 		{"trailing", "POST", "/functions", `{"name": "x", "image": "y"} {}`, 400},
 		{"empty", "POST", "/functions", ``, 400},

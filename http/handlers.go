@@ -26,7 +26,7 @@ func (s *Server) ref(w http.ResponseWriter, r *http.Request, p httprouter.Params
 	// Ids are 1 to 128 of the characters names may have, so that one check
 	// fits a function's id, its name and an invocation's id.
 	if function.CheckID(id) != nil {
-		s.writeError(w, r, badRequest{fmt.Sprintf("%.40q is not an id or name: use 1 to 128 of A-Z a-z 0-9 _ . -", id)})
+		s.writeError(w, r, badRequest{fmt.Sprintf("%.40q is not an id or name: use 1 to %d of A-Z a-z 0-9 _ . -", id, function.MaxIDLen)})
 		return "", false
 	}
 	return id, true

@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
@@ -275,7 +276,7 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, emptyOK b
 		var typeErr *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &typeErr):
-			return badRequest{fmt.Sprintf("field %q must be %s, not %s", typeErr.Field, typeErr.Type, typeErr.Value)}
+			return badRequest{fmt.Sprintf("field %q must be %s, not %s", typeErr.Field, jsonType(typeErr.Type), typeErr.Value)}
 		case strings.HasPrefix(err.Error(), "json: unknown field"):
 			return badRequest{fmt.Sprintf("request body: %s", strings.TrimPrefix(err.Error(), "json: "))}
 		default:
@@ -283,4 +284,17 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, emptyOK b
 		}
 	}
 	return nil
+}
+
+// jsonType names what a field takes in the words of JSON's Go decoding: a
+// named type of the domain (function.Mode) is the kind it is made of.
+func jsonType(t reflect.Type) string {
+	if t.PkgPath() == "" {
+		return t.String()
+	}
+	switch k := t.Kind(); k {
+	case reflect.String, reflect.Bool, reflect.Int, reflect.Int64, reflect.Float64:
+		return k.String()
+	}
+	return t.String()
 }

@@ -88,6 +88,13 @@ func (c *callbacks) send(id string) {
 		}
 		body, _ := json.Marshal(inv)
 		rec := projections.InvocationCallback{URL: q.CallbackURL}
+		// The operator may have taken the host off the list since the
+		// invocation was accepted (and the server restarted).
+		if err := c.check(q.CallbackURL); err != nil {
+			rec.Error = "not sent: " + strings.TrimPrefix(err.Error(), function.ErrInvalid.Error()+": ")
+			c.record(inv.FunctionID, id, rec)
+			return
+		}
 		for try := 1; try <= c.s.opts.CallbackTries; try++ {
 			rec.Attempts = try
 			rec.StatusCode, rec.Error = c.post(q.CallbackURL, id, body)
@@ -99,14 +106,19 @@ func (c *callbacks) send(id string) {
 				break
 			}
 		}
-		e, err := projections.NewInvocationCallback(inv.FunctionID, id, rec)
-		if err == nil {
-			_, err = c.s.log.Append(context.WithoutCancel(c.ctx), e)
-		}
-		if err != nil {
-			c.s.logger.Warn("cannot record a callback", "invocation_id", id, "err", err)
-		}
+		c.record(inv.FunctionID, id, rec)
 	}()
+}
+
+// record appends how a callback went.
+func (c *callbacks) record(functionID, id string, rec projections.InvocationCallback) {
+	e, err := projections.NewInvocationCallback(functionID, id, rec)
+	if err == nil {
+		_, err = c.s.log.Append(context.WithoutCancel(c.ctx), e)
+	}
+	if err != nil {
+		c.s.logger.Warn("cannot record a callback", "invocation_id", id, "err", err)
+	}
 }
 
 // sleep waits d, or less when the callbacks are stopped; it reports

@@ -281,3 +281,47 @@ func TestOverheadMetric(t *testing.T) {
 		}
 	}
 }
+
+// TestNoSpareForAGoneVersion deletes (and, in a second round, updates) a
+// cold function while its invocation runs: no spare of the version that
+// ran is prestarted after it, since none could ever serve.
+func TestNoSpareForAGoneVersion(t *testing.T) {
+	cli := dockertest.Client(t)
+	img := dockertest.BuildGoImage(t, cli, "../testdata/fn", "minilambda-runner-gone")
+	f := newService(t, cli, img.Tag, runner.Options{})
+	for _, change := range []string{"delete", "update"} {
+		t.Run(change, func(t *testing.T) {
+			fn := f.register(function.Spec{Name: "fn-" + change})
+			done := make(chan projections.Invocation, 1)
+			go func() {
+				inv, err := f.svc.Invoke(context.Background(), fn.ID, function.Request{Event: json.RawMessage(`{"sleep_ms": 1500}`)})
+				if err != nil {
+					t.Error(err)
+				}
+				done <- inv
+			}()
+			f.waitRunning(fn.ID)
+			var err error
+			if change == "delete" {
+				err = f.svc.Delete(context.Background(), fn.ID)
+			} else {
+				env := map[string]string{"V": "2"}
+				_, err = f.svc.Update(context.Background(), fn.ID, function.Patch{Env: &env})
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if inv := <-done; inv.Status != "COMPLETED" {
+				t.Fatalf("the invocation under way: %+v", inv)
+			}
+			// A spare takes well under a second to prestart here; give one
+			// three seconds to appear.
+			for range 30 {
+				if n := f.containers(fn.ID); n != 0 {
+					t.Fatalf("%d containers of function %s after its invocation ended", n, fn.ID)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
+	}
+}

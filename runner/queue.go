@@ -100,12 +100,13 @@ func (s *Service) Enqueue(ctx context.Context, ref string, req function.Request)
 	return projections.Record(events...)
 }
 
-// work runs queued attempts until ctx ends.
+// work runs queued attempts until ctx ends. From that moment it takes no
+// more: shutdown leaves what has not started in the queue, untouched.
 func (s *Service) work(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		it, f, reserved, wait := s.next()
+		it, f, reserved, wait := s.next(ctx)
 		if it != nil {
 			s.queue.wakeOne() // there may be more for another worker
 			s.runAsync(it, f)
@@ -126,13 +127,17 @@ func (s *Service) work(ctx context.Context) {
 
 // next takes the oldest queued item that may run now and whose function
 // has room, and reserves that room; an item of a deleted function needs
-// none. Otherwise it says how long to wait.
-func (s *Service) next() (it *item, f projections.Function, reserved bool, wait time.Duration) {
+// none. Otherwise it says how long to wait. Once ctx has ended it takes
+// nothing.
+func (s *Service) next(ctx context.Context) (it *item, f projections.Function, reserved bool, wait time.Duration) {
 	now := time.Now()
 	wait = time.Minute
 	fns := map[string]*projections.Function{}
 	s.queue.mu.Lock()
 	defer s.queue.mu.Unlock()
+	if ctx.Err() != nil {
+		return nil, f, false, wait
+	}
 	for i, it := range s.queue.items {
 		if d := it.notBefore.Sub(now); d > 0 {
 			wait = min(wait, d)
@@ -202,7 +207,12 @@ func (s *Service) runAsync(it *item, f projections.Function) {
 	if len(a.event) == 0 {
 		a.event = []byte("{}")
 	}
-	_, res, runErr := s.run(s.attempts, a)
+	started, res, runErr := s.run(s.attempts, a)
+	if errors.Is(runErr, context.Canceled) && len(started) == 0 {
+		// Shutdown cut the attempt before it started: nothing ran, so
+		// nothing is recorded, and the next start runs it as this attempt.
+		return
+	}
 	ended := outcome(a, res, runErr)
 	if errors.Is(runErr, context.Canceled) {
 		ended.Error = "interrupted by server shutdown; the container was killed"

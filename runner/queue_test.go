@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 	"github.com/minilambda/minilambda/eventlog"
 	"github.com/minilambda/minilambda/function"
@@ -28,10 +30,12 @@ import (
 // cleanup it stops, audits its log and checks that no container of its is
 // left.
 type fixture struct {
-	t     testing.TB
-	svc   *runner.Service
-	log   *eventlog.Log
-	image string
+	t        testing.TB
+	svc      *runner.Service
+	log      *eventlog.Log
+	cli      *client.Client
+	instance string
+	image    string
 }
 
 func newService(t testing.TB, cli *client.Client, image string, opts runner.Options) *fixture {
@@ -73,7 +77,7 @@ func newServiceLog(t testing.TB, cli *client.Client, image string, opts runner.O
 		log.Close()
 		dockertest.AssertNoContainers(t, cli, runner.LabelInstance, instance)
 	})
-	return &fixture{t: t, svc: svc, log: log, image: image}
+	return &fixture{t: t, svc: svc, log: log, cli: cli, instance: instance, image: image}
 }
 
 func (f *fixture) register(spec function.Spec) projections.Function {
@@ -118,6 +122,75 @@ func (f *fixture) settle(id string, within time.Duration) projections.Invocation
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
+}
+
+// restart stops f's service, letting attempts under way run for grace,
+// and starts another on the same log and engine, as a server restart does:
+// recovery first, then the workers.
+func (f *fixture) restart(grace time.Duration, opts runner.Options) *fixture {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	f.svc.Stop(ctx)
+	f.svc.Wait()
+	driver, err := docker.New(f.cli, nil)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	opts.Log, opts.Engine, opts.Instance = f.log, driver, f.instance
+	if opts.RetryBase == 0 {
+		opts.RetryBase = 100 * time.Millisecond
+	}
+	svc, err := runner.New(opts)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if err := svc.Recover(context.Background()); err != nil {
+		f.t.Fatal(err)
+	}
+	svc.Start(context.Background())
+	f.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		svc.Stop(ctx)
+		svc.Wait()
+	})
+	next := *f
+	next.svc = svc
+	return &next
+}
+
+// waitRunning returns once an invocation of function fnID is RUNNING.
+func (f *fixture) waitRunning(fnID string) {
+	f.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		page, _, err := f.svc.Views().Invocations(projections.InvocationQuery{FunctionID: fnID, Status: projections.StatusRunning})
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		if len(page) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("no invocation of %s started running", fnID)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// containers counts the containers, in any state, of function fnID that
+// this fixture's service created.
+func (f *fixture) containers(fnID string) int {
+	f.t.Helper()
+	list, err := f.cli.ContainerList(context.Background(), container.ListOptions{All: true, Filters: filters.NewArgs(
+		filters.Arg("label", runner.LabelInstance+"="+f.instance),
+		filters.Arg("label", docker.LabelFunction+"="+fnID),
+	)})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return len(list)
 }
 
 func (f *fixture) events(id string) []eventlog.Event {
@@ -268,6 +341,31 @@ func TestAsync(t *testing.T) {
 			if !errors.Is(err, function.ErrInvalid) {
 				t.Errorf("callback %q: %v", bad, err)
 			}
+		}
+	})
+
+	// The operator's allow-list is checked again when a callback is sent:
+	// a host allowed when the invocation was accepted but not after a
+	// restart is not called.
+	t.Run("callbacks follow the allow-list of the server that sends them", func(t *testing.T) {
+		var hits atomic.Int32
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+		defer srv.Close()
+		u, _ := url.Parse(srv.URL)
+		f := newService(t, cli, img.Tag, runner.Options{CallbackHosts: []string{u.Host}})
+		fn := f.register(function.Spec{Name: "fn"})
+		id := f.enqueue("fn", map[string]any{"sleep_ms": 2000}, srv.URL+"/hook").InvocationID
+		f.waitRunning(fn.ID)
+		// Cut the attempt under way: it is retried after the restart.
+		f = f.restart(100*time.Millisecond, runner.Options{})
+		if inv := f.settle(id, time.Minute); inv.Status != "COMPLETED" || inv.Attempts != 2 {
+			t.Fatalf("after the restart: %+v", inv)
+		}
+		f.svc.Stop(context.Background()) // waits for callbacks
+		evs := f.events(id)
+		last := evs[len(evs)-1]
+		if last.Type != projections.TypeInvocationCallback || !strings.Contains(string(last.Data), "not sent: callbacks are off") || hits.Load() != 0 {
+			t.Errorf("callback event %s %s, %d deliveries", last.Type, last.Data, hits.Load())
 		}
 	})
 

@@ -112,8 +112,8 @@ type Service struct {
 	life    context.Context
 	endLife context.CancelFunc
 
-	// sync counts synchronous invocations under way, so that Wait can let
-	// them be recorded.
+	// invoking counts synchronous invocations under way, so that Wait can
+	// let them be recorded.
 	invoking sync.WaitGroup
 
 	limits    limits
@@ -161,7 +161,9 @@ func (s *Service) Health(ctx context.Context) error { return s.engine.Ping(ctx) 
 func (s *Service) Head() (uint64, eventlog.Hash) { return s.log.Head() }
 
 // Start launches the async workers and the reaper of idle containers.
-// They stop taking work when ctx ends or Stop is called.
+// The workers stop taking queued work the moment ctx ends or Stop is
+// called; a server passes the context its shutdown signal ends, so that
+// no queued invocation starts once shutdown has begun.
 func (s *Service) Start(ctx context.Context) {
 	ctx, s.stopWorkers = context.WithCancel(ctx)
 	s.workers.Add(1)

@@ -70,6 +70,7 @@ type coldContainer struct {
 	s     *Service
 	f     projections.Function
 	spare engine.Prestarted
+	ran   bool
 }
 
 func (c *coldContainer) kind() string {
@@ -82,15 +83,22 @@ func (c *coldContainer) kind() string {
 func (c *coldContainer) prompt() bool { return false }
 
 func (c *coldContainer) run(ctx context.Context, a *attempt, started engine.OnStart) (engine.Result, error) {
+	c.ran = true
 	if c.spare != nil {
 		return c.spare.Run(ctx, a.event, a.timeout, started)
 	}
 	return c.s.engine.Run(ctx, c.s.containerSpec(c.f, a.id), a.event, a.timeout, started)
 }
 
-// release has a container ready for the function's next invocation,
-// whatever this one did.
-func (c *coldContainer) release() { c.s.spares.prestart(c.f) }
+// release lets go of a spare the attempt took but never ran (its queued
+// event could not be appended), and has a container ready for the
+// function's next invocation, whatever this one did.
+func (c *coldContainer) release() {
+	if c.spare != nil && !c.ran {
+		c.s.spares.discard(c.spare)
+	}
+	c.s.spares.prestart(c.f)
+}
 
 // hotContainer is a container of a hot function's pool.
 type hotContainer struct {

@@ -53,11 +53,14 @@ func (sp *spares) take(f projections.Function) engine.Prestarted {
 }
 
 // prestart prepares a spare for f in the background, unless it has one or
-// one is on its way.
+// one is on its way, or f is no longer the function's live version.
 func (sp *spares) prestart(f projections.Function) {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	if sp.stopped || sp.preparing[f.ID] {
+		return
+	}
+	if cur, err := sp.s.views.Function(f.ID); err != nil || cur.Version != f.Version {
 		return
 	}
 	if s := sp.byFn[f.ID]; s != nil && s.version == f.Version {
@@ -75,7 +78,9 @@ func (sp *spares) prestart(f projections.Function) {
 			sp.s.logger.Debug("cannot prestart a container", "function", f.Name, "err", err)
 			return
 		}
-		if sp.stopped {
+		// The function may have changed or gone while the spare started: a
+		// spare never outlives its function's version.
+		if cur, err := sp.s.views.Function(f.ID); sp.stopped || err != nil || cur.Version != f.Version {
 			sp.discardLocked(p)
 			return
 		}
@@ -84,6 +89,13 @@ func (sp *spares) prestart(f projections.Function) {
 		}
 		sp.byFn[f.ID] = &spare{version: f.Version, p: p, since: time.Now()}
 	}()
+}
+
+// discard removes a spare in the background.
+func (sp *spares) discard(p engine.Prestarted) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	sp.discardLocked(p)
 }
 
 func (sp *spares) discardLocked(p engine.Prestarted) {

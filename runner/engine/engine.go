@@ -27,7 +27,9 @@ import (
 	"github.com/minilambda/minilambda/function"
 )
 
-// Errors a driver reports, wrapped with what it was doing.
+// Errors a driver reports, wrapped with what it was doing. Their texts
+// reach API clients inside error messages, and are kept as they were
+// before engines had a package of their own.
 var (
 	// ErrEngineUnavailable means the engine could not be reached: its
 	// socket is missing, refuses connections or stopped answering. It is
