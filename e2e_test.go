@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -378,4 +380,80 @@ func TestServeWithoutItsPort(t *testing.T) {
 		t.Errorf("exit after SIGTERM: %v", err)
 	}
 	dockertest.AssertNoContainers(t, cli, runner.LabelInstance, instanceID(db))
+}
+
+// TestSlowClientsCannotStarveTheServer runs the server with 256 file
+// descriptors and sends it 300 strangers that trickle request bodies a byte
+// a second: each is answered 401 and cut off at once, and a client with
+// the token is served meanwhile, without the server running out of
+// descriptors.
+func TestSlowClientsCannotStarveTheServer(t *testing.T) {
+	dockertest.Client(t)
+	dir := t.TempDir()
+	limited := filepath.Join(dir, "limited")
+	script := "#!/bin/sh\nulimit -n 256 && exec " + binary(t) + " \"$@\"\n"
+	if err := os.WriteFile(limited, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const token = "slow-clients-token"
+	s := startBinary(t, limited, filepath.Join(dir, "events.db"), "--token", token)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stop()
+	var answered atomic.Int32
+	for range 300 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := net.Dial("tcp", s.addr)
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			go func() {
+				<-ctx.Done()
+				conn.Close()
+			}()
+			io.WriteString(conn, "POST /functions HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+			go func() {
+				for ctx.Err() == nil {
+					if _, err := conn.Write([]byte("x")); err != nil {
+						return
+					}
+					time.Sleep(time.Second)
+				}
+			}()
+			if resp, err := http.ReadResponse(bufio.NewReader(conn), nil); err == nil && resp.StatusCode == 401 {
+				answered.Add(1)
+			}
+		}()
+	}
+	time.Sleep(2 * time.Second)
+	for i := range 5 {
+		req, _ := http.NewRequest("GET", "http://"+s.addr+"/functions", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		client := &http.Client{Timeout: 5 * time.Second}
+		begin := time.Now()
+		resp, err := client.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("request %d with the token among 300 slow strangers: %v %v", i, resp, err)
+		}
+		resp.Body.Close()
+		if d := time.Since(begin); d > 2*time.Second {
+			t.Errorf("request %d with the token took %v", i, d)
+		}
+	}
+	stop()
+	wg.Wait()
+	if n := answered.Load(); n < 250 {
+		t.Errorf("only %d of 300 strangers were answered 401", n)
+	}
+	if err := s.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("exit after SIGTERM: %v", err)
+	}
+	if strings.Contains(s.out.String(), "too many open files") {
+		t.Errorf("the server ran out of descriptors:\n%s", s.out)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/minilambda/minilambda/eventlog"
@@ -23,6 +24,7 @@ import (
 	"github.com/minilambda/minilambda/runner"
 	"github.com/minilambda/minilambda/runner/docker"
 	"github.com/minilambda/minilambda/runner/engine"
+	"golang.org/x/net/netutil"
 )
 
 func envInt(name string, def int) int {
@@ -58,6 +60,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	insecure := fs.Bool("insecure-no-auth", env("INSECURE_NO_AUTH", "") == "true", "listen beyond loopback without a token: anyone who reaches the port can run any image")
 	openMetrics := fs.Bool("metrics-open", env("METRICS_OPEN", "") == "true", "serve /metrics without the token")
 	callbackHosts := fs.String("callback-hosts", env("CALLBACK_HOSTS", ""), "comma-separated hosts (or host:port) completion callbacks may go to; empty allows none")
+	maxConns := fs.Int("max-connections", envInt("MAX_CONNECTIONS", 0), "client connections served at once; 0: half the process's open-file limit")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -107,6 +110,16 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer ln.Close()
+	// Past the limit, connections wait in the kernel's backlog: the other
+	// half of the descriptors stays for the engine, the log and uploads.
+	if *maxConns <= 0 {
+		*maxConns = defaultMaxConnections()
+	}
+	ln = netutil.LimitListener(ln, *maxConns)
+	spool, err := cleanSpool(instanceID(*db))
+	if err != nil {
+		return err
+	}
 	if err := svc.Recover(ctx); err != nil {
 		// The engine may be down now and back later; the server serves what
 		// it can meanwhile.
@@ -118,15 +131,18 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	srv := &http.Server{
 		Handler: lambdahttp.New(lambdahttp.Options{
 			Functions: svc, Invoker: svc, Images: svc, Status: svc, Views: svc.Views(),
-			Logger: logger, Registry: m.Registry, MaxImageBytes: *maxImage,
+			Logger: logger, Registry: m.Registry, MaxImageBytes: *maxImage, SpoolDir: spool,
 			Token: *token, OpenMetrics: *openMetrics,
 		}),
+		// Bodies are paced by the handler (at least 64 KiB/s), headers
+		// here; an idle connection closes after two minutes.
 		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	head, hash := log.Head()
-	logger.Info("serving", "addr", ln.Addr().String(), "db", *db, "events", head, "head", hash.String())
+	logger.Info("serving", "addr", ln.Addr().String(), "db", *db, "events", head, "head", hash.String(), "max_connections", *maxConns)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
@@ -188,4 +204,29 @@ func instanceID(db string) string {
 	}
 	sum := sha256.Sum256([]byte(abs))
 	return hex.EncodeToString(sum[:6])
+}
+
+// defaultMaxConnections is half the process's open-file limit (Go raises
+// the soft limit to the hard one at start), and at least 16.
+func defaultMaxConnections() int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur > 1<<20 {
+		return 1 << 19
+	}
+	return max(16, int(lim.Cur/2))
+}
+
+// cleanSpool returns the directory where this server spools image
+// uploads, emptied of what an earlier run left (one killed mid-upload).
+// It is this server's own, named after its instance, so that two servers
+// on one machine never remove each other's uploads.
+func cleanSpool(instance string) (string, error) {
+	dir := filepath.Join(os.TempDir(), "minilambda-spool-"+instance)
+	if err := os.RemoveAll(dir); err != nil {
+		return "", fmt.Errorf("spool directory: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("spool directory: %w", err)
+	}
+	return dir, nil
 }

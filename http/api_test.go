@@ -1,17 +1,26 @@
 package http_test
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/minilambda/minilambda/eventlog"
 	"github.com/minilambda/minilambda/function"
 	lambdahttp "github.com/minilambda/minilambda/http"
+	"github.com/minilambda/minilambda/internal/disktest"
 	"github.com/minilambda/minilambda/projections"
 	"github.com/minilambda/minilambda/runner/engine"
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,11 +29,16 @@ import (
 // newFakeAPI is the API over a fake runner: no engine, no log.
 func newFakeAPI(t *testing.T, token string, maxImageBytes int64) (*api, *fake) {
 	t.Helper()
+	return newFakeAPIWith(t, lambdahttp.Options{Token: token, MaxImageBytes: maxImageBytes})
+}
+
+// newFakeAPIWith is newFakeAPI with more options.
+func newFakeAPIWith(t *testing.T, opts lambdahttp.Options) (*api, *fake) {
+	t.Helper()
 	f := newFake()
-	h := lambdahttp.New(lambdahttp.Options{
-		Functions: f, Invoker: f, Images: f, Status: f, Views: f,
-		Registry: prometheus.NewRegistry(), Token: token, MaxImageBytes: maxImageBytes,
-	})
+	opts.Functions, opts.Invoker, opts.Images, opts.Status, opts.Views = f, f, f, f, f
+	opts.Registry = prometheus.NewRegistry()
+	h := lambdahttp.New(opts)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &api{t: t, srv: srv, writes: func() uint64 {
@@ -180,4 +194,131 @@ func TestAPIWithoutEngine(t *testing.T) {
 			t.Errorf("metrics: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 		}
 	})
+}
+
+// rawRequest writes head (request line and headers, without the blank
+// line) and then body on a connection of its own, and returns it.
+func rawRequest(t *testing.T, e *api, head, body string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if _, err := io.WriteString(conn, head+"\r\n\r\n"+body); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// answer reads the response on conn, within d, and reports whether the
+// server then closed the connection (waiting until d for it to).
+func answer(t *testing.T, conn net.Conn, d time.Duration) (*http.Response, string, bool) {
+	t.Helper()
+	conn.SetReadDeadline(time.Now().Add(d))
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no answer within %v: %v", d, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	_, err = br.ReadByte()
+	return resp, string(body), errors.Is(err, io.EOF)
+}
+
+// TestSlowAndStrangeClients: a body that trickles is cut with 408 and its
+// connection closed; a steady one passes; a request without the token is
+// answered at once, its body unread, and its connection closed.
+func TestSlowAndStrangeClients(t *testing.T) {
+	e, f := newFakeAPIWith(t, lambdahttp.Options{MinBodyRate: 1 << 10, BodyWindow: 300 * time.Millisecond, Token: authToken})
+	auth := "Authorization: Bearer " + authToken
+	// Once the body is in, the pace no longer counts: an invocation may run
+	// for many windows.
+	t.Run("long invocation", func(t *testing.T) {
+		f.mu.Lock()
+		f.delay = time.Second
+		f.mu.Unlock()
+		defer func() {
+			f.mu.Lock()
+			f.delay = 0
+			f.mu.Unlock()
+		}()
+		req, _ := http.NewRequest("POST", e.srv.URL+"/functions", strings.NewReader(`{"name": "long", "image": "i"}`))
+		req.Header.Set("Authorization", "Bearer "+authToken)
+		if resp, err := e.srv.Client().Do(req); err != nil || resp.StatusCode != 201 {
+			t.Fatalf("register: %v %v", resp, err)
+		}
+		req, _ = http.NewRequest("POST", e.srv.URL+"/invoke/long", strings.NewReader(`{"event": {}}`))
+		req.Header.Set("Authorization", "Bearer "+authToken)
+		resp, err := e.srv.Client().Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("an invocation longer than the window: %v %v", resp, err)
+		}
+		resp.Body.Close()
+	})
+	t.Run("trickle", func(t *testing.T) {
+		begin := time.Now()
+		conn := rawRequest(t, e, "POST /functions HTTP/1.1\r\nHost: x\r\n"+auth+"\r\nContent-Length: 100", `{"na`)
+		resp, body, closed := answer(t, conn, 5*time.Second)
+		if resp.StatusCode != 408 || !strings.Contains(body, "slower than 1024 bytes a second") || !closed {
+			t.Errorf("a trickling body: %d %s, closed %v", resp.StatusCode, body, closed)
+		}
+		if d := time.Since(begin); d > 3*time.Second {
+			t.Errorf("cut after %v", d)
+		}
+	})
+	t.Run("steady", func(t *testing.T) {
+		// 1 KiB a second is met by 512 bytes every 200 ms, over two seconds.
+		event := strings.Repeat("x", 5000)
+		body := `{"name": "steady", "image": "i", "env": {"E": "` + event + `"}}`
+		conn := rawRequest(t, e, fmt.Sprintf("POST /functions HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Length: %d", auth, len(body)), "")
+		for chunk := range slices.Chunk([]byte(body), 512) {
+			if _, err := conn.Write(chunk); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if resp, body, closed := answer(t, conn, time.Second); resp.StatusCode != 201 || closed {
+			t.Errorf("a steady body: %d %s, connection closed %v", resp.StatusCode, body, closed)
+		}
+	})
+	t.Run("stranger", func(t *testing.T) {
+		begin := time.Now()
+		conn := rawRequest(t, e, "POST /functions HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000", "{")
+		resp, _, closed := answer(t, conn, 5*time.Second)
+		if resp.StatusCode != 401 || !closed || time.Since(begin) > time.Second {
+			t.Errorf("a request without the token: %d, closed %v, after %v", resp.StatusCode, closed, time.Since(begin))
+		}
+	})
+}
+
+// TestSpoolFailures: an upload the server cannot store is the server's
+// failure, 507 on a full disk and 503 otherwise, with no path in the
+// answer; once there is room it works.
+func TestSpoolFailures(t *testing.T) {
+	disk := disktest.Small(t, 256<<10)
+	var logged bytes.Buffer
+	e, _ := newFakeAPIWith(t, lambdahttp.Options{SpoolDir: disk, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	filler := disktest.Fill(t, disk)
+	code, out := upload(t, e, "image", makeSaveTar())
+	if code != 507 || strings.Contains(fmt.Sprint(out), disk) {
+		t.Errorf("upload to a full disk: %d %v", code, out)
+	}
+	if !strings.Contains(logged.String(), "no space left on device") {
+		t.Errorf("the server's log lacks the cause: %q", logged.String())
+	}
+	disktest.Free(t, filler)
+	if code, out := upload(t, e, "image", makeSaveTar()); code != 201 {
+		t.Errorf("upload once there is room: %d %v", code, out)
+	}
+	if entries, _ := os.ReadDir(disk); len(entries) != 0 {
+		t.Errorf("spool files left behind: %v", entries)
+	}
+
+	gone := filepath.Join(t.TempDir(), "gone")
+	e, _ = newFakeAPIWith(t, lambdahttp.Options{SpoolDir: gone})
+	if code, out := upload(t, e, "image", makeSaveTar()); code != 503 || strings.Contains(fmt.Sprint(out), gone) {
+		t.Errorf("upload with no spool directory: %d %v", code, out)
+	}
 }

@@ -32,6 +32,9 @@ type fake struct {
 	lastRequest function.Request
 	// record, when set, is what every sync invocation answers.
 	record *projections.Invocation
+	// delay is how long a sync invocation takes, unless its context ends
+	// first.
+	delay time.Duration
 }
 
 var (
@@ -159,7 +162,15 @@ func (f *fake) invoke(ref string, req function.Request, async bool) (projections
 	return inv, nil
 }
 
-func (f *fake) Invoke(_ context.Context, ref string, req function.Request) (projections.Invocation, error) {
+func (f *fake) Invoke(ctx context.Context, ref string, req function.Request) (projections.Invocation, error) {
+	f.mu.Lock()
+	delay := f.delay
+	f.mu.Unlock()
+	select {
+	case <-time.After(delay):
+	case <-ctx.Done():
+		return projections.Invocation{}, ctx.Err()
+	}
 	return f.invoke(ref, req, false)
 }
 

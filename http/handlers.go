@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -248,12 +250,17 @@ func (s *Server) loadImage(w http.ResponseWriter, r *http.Request, _ httprouter.
 		// Spool to disk: the engine may read slowly, and an archive can be
 		// far larger than what we want in memory.
 		if spool, err = os.CreateTemp(s.opts.SpoolDir, "minilambda-image-*.tar"); err != nil {
-			s.writeError(w, r, err)
+			s.writeError(w, r, spoolError(err))
 			return
 		}
 		defer os.Remove(spool.Name())
 		defer spool.Close()
-		n, err := io.Copy(spool, io.LimitReader(part, s.opts.MaxImageBytes+1))
+		sw := &spoolWriter{f: spool}
+		n, err := io.Copy(sw, io.LimitReader(part, s.opts.MaxImageBytes+1))
+		if sw.err != nil {
+			s.writeError(w, r, spoolError(sw.err))
+			return
+		}
 		if err != nil {
 			s.writeError(w, r, wrapBody(err))
 			return
@@ -290,13 +297,39 @@ func (s *Server) loadImage(w http.ResponseWriter, r *http.Request, _ httprouter.
 	}{res.Loaded, append([]projections.ReplacedTag{}, res.Replaced...)})
 }
 
-// wrapBody keeps a body over the bound recognisable, and calls any other
-// read error the client's.
+// wrapBody keeps a body over the bound, or one that came too slowly,
+// recognisable, and calls any other read error the client's.
 func wrapBody(err error) error {
-	if _, ok := err.(*http.MaxBytesError); ok {
+	if _, ok := err.(*http.MaxBytesError); ok || errors.Is(err, os.ErrDeadlineExceeded) {
 		return err
 	}
 	return badRequest{fmt.Sprintf("reading the upload: %v", err)}
+}
+
+// spoolWriter keeps the error of writing the spool file apart from those
+// of reading the upload: the first is the server's, the second the
+// client's.
+type spoolWriter struct {
+	f   *os.File
+	err error
+}
+
+func (w *spoolWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if err != nil {
+		w.err = err
+	}
+	return n, err
+}
+
+// spoolError is the server's failure to store an upload: 507 when its disk
+// is full, 503 otherwise, and the details (paths among them) only in the
+// server's log.
+func spoolError(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return internalError{err: err, status: http.StatusInsufficientStorage, msg: "the server has no room to store the upload; try again later"}
+	}
+	return internalError{err: err, status: http.StatusServiceUnavailable, msg: "the server cannot store the upload right now; try again later"}
 }
 
 func (s *Server) listImages(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {

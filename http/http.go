@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"reflect"
 	"strings"
 	"time"
@@ -80,6 +81,12 @@ type Options struct {
 	MaxBodyBytes int64
 	// MaxImageBytes bounds an image upload; 2 GiB when zero.
 	MaxImageBytes int64
+	// MinBodyRate and BodyWindow bound how slowly a request body may come:
+	// at least MinBodyRate bytes a second, counted over each BodyWindow
+	// (64 KiB/s over 10 s when zero), or the request gets 408 and its
+	// connection is closed. A slow client cannot hold a connection.
+	MinBodyRate int64
+	BodyWindow  time.Duration
 	// SpoolDir holds uploads while the engine loads them; the system's
 	// temporary directory when empty.
 	SpoolDir string
@@ -104,6 +111,12 @@ func New(opts Options) *Server {
 	}
 	if opts.MaxImageBytes == 0 {
 		opts.MaxImageBytes = 2 << 30
+	}
+	if opts.MinBodyRate == 0 {
+		opts.MinBodyRate = 64 << 10
+	}
+	if opts.BodyWindow == 0 {
+		opts.BodyWindow = 10 * time.Second
 	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
@@ -151,8 +164,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	if s.authorized(r) {
+		s.paceBody(w, r)
 		s.router.ServeHTTP(rec, r)
 	} else {
+		// Its body is never read: close the connection after the answer,
+		// rather than let the server drain what a stranger sends.
+		rec.Header().Set("Connection", "close")
 		rec.Header().Set("WWW-Authenticate", `Bearer realm="minilambda"`)
 		writeJSON(rec, http.StatusUnauthorized, errorBody{"missing or wrong API token: send Authorization: Bearer <token>"})
 	}
@@ -206,6 +223,17 @@ type badRequest struct{ msg string }
 
 func (e badRequest) Error() string { return e.msg }
 
+// internalError is the server's own failure, found by this package: the
+// client gets status and msg, the server's log gets err.
+type internalError struct {
+	err    error
+	status int
+	msg    string
+}
+
+func (e internalError) Error() string { return e.err.Error() }
+func (e internalError) Unwrap() error { return e.err }
+
 // statuses maps the errors callers return to status codes: the one table
 // of them, consulted in order.
 var statuses = []struct {
@@ -234,6 +262,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		status, err = http.StatusRequestEntityTooLarge, fmt.Errorf("request body is larger than %d bytes", tooBig.Limit)
 	case errors.As(err, &br):
 		status = http.StatusBadRequest
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		w.Header().Set("Connection", "close")
+		status, err = http.StatusRequestTimeout, fmt.Errorf("the request body came slower than %d bytes a second", s.opts.MinBodyRate)
 	case errors.Is(err, eventlog.ErrClosed):
 		status, err = http.StatusServiceUnavailable, errors.New("the server is shutting down")
 	default:
@@ -245,7 +276,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		}
 	}
 	msg := err.Error()
-	if status == http.StatusInternalServerError {
+	var ie internalError
+	switch {
+	case errors.As(err, &ie):
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", ie.status, "err", err)
+		status, msg = ie.status, ie.msg
+	case status == http.StatusInternalServerError:
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		msg = "internal error; the server's log has the details"
 	}

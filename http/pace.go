@@ -1,0 +1,47 @@
+package http
+
+import (
+	"io"
+	"net/http"
+	"time"
+)
+
+// paceBody makes the body of r arrive at Options.MinBodyRate or fail: the
+// connection's read deadline stays one BodyWindow ahead for as long as
+// each window brings a window's worth of bytes, and is lifted once the
+// body has been read. A fixed total would cut a large upload on a slow
+// but honest link; a rate cuts only clients that trickle.
+func (s *Server) paceBody(w http.ResponseWriter, r *http.Request) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return
+	}
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Now().Add(s.opts.BodyWindow)) != nil {
+		return // not a connection this server can pace
+	}
+	quota := max(1, s.opts.MinBodyRate*int64(s.opts.BodyWindow)/int64(time.Second))
+	r.Body = &pacedBody{ReadCloser: r.Body, rc: rc, window: s.opts.BodyWindow, quota: quota}
+}
+
+type pacedBody struct {
+	io.ReadCloser
+	rc     *http.ResponseController
+	window time.Duration
+	quota  int64 // bytes each window must bring
+	got    int64 // bytes since the deadline last moved
+}
+
+func (b *pacedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.got += int64(n)
+	switch {
+	case err == io.EOF:
+		// The pace is the body's, not the handler's: lift it. (net/http
+		// lifts it too when it starts watching for the client to leave.)
+		b.rc.SetReadDeadline(time.Time{})
+	case b.got >= b.quota:
+		b.got = 0
+		b.rc.SetReadDeadline(time.Now().Add(b.window))
+	}
+	return n, err
+}
