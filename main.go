@@ -4,7 +4,11 @@
 //	minilambda [serve] [--addr ADDR] [--db FILE]   run the server
 //	minilambda dump    --db FILE [--from SEQ] [--type T] [--function ID]
 //	minilambda audit   --db FILE
+//	minilambda rebuild --db FILE
 //	minilambda migrate --db FILE --from functions.json
+//
+// Exit status: 0 done, 1 failed, 2 a mistake in the command line, 3 the
+// event log file is damaged or is not an event log.
 package main
 
 import (
@@ -29,20 +33,33 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	var u usageError
-	switch {
-	case err == nil:
-	case errors.As(err, &u):
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "minilambda:", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "minilambda:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }
 
 // usageError is a mistake in the command line: exit code 2.
 type usageError struct{ error }
+
+// errViewsUnreadable means the stored views do not decode: the rebuild
+// command makes them again from the events.
+var errViewsUnreadable = errors.New("the stored views do not decode")
+
+// exitCode is the exit status for err: 2 for a usage error, 3 when the
+// event log file is damaged or is not an event log, 1 for anything else.
+func exitCode(err error) int {
+	var u usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &u):
+		return 2
+	case errors.Is(err, eventlog.ErrCorrupt), errors.Is(err, eventlog.ErrViewsDiffer), errors.Is(err, errViewsUnreadable):
+		return 3
+	}
+	return 1
+}
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := "serve"
@@ -56,6 +73,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return dump(ctx, args, stdout, stderr)
 	case "audit":
 		return audit(ctx, args, stdout, stderr)
+	case "rebuild":
+		return rebuild(ctx, args, stdout, stderr)
 	case "migrate":
 		return migrateCmd(ctx, args, stdout, stderr)
 	case "help", "-h", "--help":
@@ -68,9 +87,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 const usage = `usage:
   minilambda [serve] [--addr 127.0.0.1:8300] [--db FILE]   run the server
   minilambda dump    --db FILE [--from SEQ] [--type T] [--function ID]
-  minilambda audit   --db FILE
+  minilambda audit   --db FILE                            check the file, the hash chain and the views
+  minilambda rebuild --db FILE                            rebuild the views from the events
   minilambda migrate --db FILE --from functions.json
 Every flag can also be set as MINILAMBDA_<FLAG> (MINILAMBDA_DB, MINILAMBDA_ADDR, ...).
+Exit status: 0 done, 1 failed, 2 usage error, 3 the event log file is damaged
+or is not an event log (audit names the page or seq; rebuild repairs the views).
 `
 
 // env returns MINILAMBDA_<name> or def.
@@ -141,7 +163,13 @@ func dump(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	err = l.Read(ctx, *from, eventlog.Filter{Type: *typ, FunctionID: *fn}, func(e eventlog.Event) error {
-		return enc.Encode(e)
+		err := enc.Encode(e)
+		var bad *json.MarshalerError
+		if errors.As(err, &bad) {
+			// Only data that is not JSON fails to encode: appends refuse it.
+			return fmt.Errorf("%w: seq %d: data is not JSON: %v", eventlog.ErrCorrupt, e.Seq, err)
+		}
+		return err
 	})
 	if ferr := w.Flush(); err == nil {
 		err = ferr
@@ -149,7 +177,10 @@ func dump(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if errors.Is(err, syscall.EPIPE) {
 		return nil // the reader went away (| head): not our failure
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("dump %s: %w", *db, err)
+	}
+	return nil
 }
 
 // isTerminal reports whether w is a terminal, where progress is shown.
@@ -188,9 +219,91 @@ func audit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if progress != nil {
 			fmt.Fprintln(stderr)
 		}
-		return fmt.Errorf("audit failed: %w", err)
+		return fmt.Errorf("audit of %s failed: %w", *db, err)
 	}
 	fmt.Fprintf(stdout, "audit ok: %d events, hash chain intact, head %s, %d view entries equal a rebuild\n", sum.Events, sum.Head, sum.Keys)
+	return nil
+}
+
+// rebuild drops the views and makes them again from the events, once the
+// pages and the hash chain are known to be sound: the repair for views that
+// do not decode or differ from the events.
+func rebuild(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("rebuild", stderr)
+	db := fs.String("db", env("DB", defaultDB()), "the event log file")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if _, err := os.Stat(*db); err != nil {
+		return fmt.Errorf("event log %s: %w", *db, err)
+	}
+	defer tuneGC()()
+	var progress func(done, total uint64)
+	if isTerminal(stderr) {
+		progress = func(done, total uint64) {
+			fmt.Fprintf(stderr, "\rrebuild: %d/%d events checked", done, total)
+			if done == total {
+				fmt.Fprintln(stderr)
+			}
+		}
+	}
+	// Read-only first: a rebuild refused leaves the file as it was.
+	l, err := eventlog.Open(*db, eventlog.Options{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	sum, err := l.VerifyChain(ctx, progress)
+	l.Close()
+	if err != nil {
+		return fmt.Errorf("rebuild of %s refused: the events themselves are damaged, and the views can only be rebuilt from sound ones: %w", *db, err)
+	}
+	// No projector: opening must not read the views it is to replace.
+	if l, err = eventlog.Open(*db, eventlog.Options{}); err != nil {
+		return err
+	}
+	defer l.Close()
+	if err := l.Rebuild(ctx, projections.Projector{}); err != nil {
+		return fmt.Errorf("rebuild of %s: %w", *db, err)
+	}
+	fmt.Fprintf(stdout, "rebuild ok: %d events, hash chain intact, head %s, views rebuilt\n", sum.Events, sum.Head)
+	return nil
+}
+
+// openLog opens the log for serve and reads what the API reads first, as
+// it would: the newest invocations with the events that ended them, and
+// the functions. A server that refuses to start says what to run; one that
+// starts would answer 500.
+func openLog(path string, opts eventlog.Options) (*eventlog.Log, error) {
+	l, err := eventlog.Open(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := sampleViews(projections.NewViews(l)); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("event log %s: %w (%v); run `minilambda rebuild --db %s`, which checks the hash chain and rebuilds the views from the events", path, errViewsUnreadable, err, path)
+	}
+	return l, nil
+}
+
+// sampleViews decodes a bounded sample of the views: the newest
+// invocations (one page of the largest size), their ending events, and the
+// live functions with their versions.
+func sampleViews(v *projections.Views) error {
+	if _, _, err := v.Invocations(projections.InvocationQuery{Limit: projections.MaxLimit}); err != nil {
+		return err
+	}
+	fns, err := v.Functions()
+	if err != nil {
+		return err
+	}
+	for i, f := range fns {
+		if i == projections.MaxLimit {
+			break
+		}
+		if _, err := v.FunctionVersions(f.ID); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -84,7 +84,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	tuneGC()
 	m := metrics.New()
-	log, err := eventlog.Open(*db, eventlog.Options{Projector: projections.Projector{}, Logger: logger, OnCommit: m.Commit})
+	log, err := openLog(*db, eventlog.Options{Projector: projections.Projector{}, Logger: logger, OnCommit: m.Commit})
 	if err != nil {
 		return err
 	}

@@ -54,6 +54,30 @@
 // transactions so that they never hold back the writer's remapping of a
 // growing file.
 //
+// # Damaged files
+//
+// bbolt trusts the file it maps: a damaged page header or element count
+// makes it panic, or read outside the map and fault, and opening a file
+// for writing walks every page and panics, at a key out of order, in a
+// goroutine no recover reaches. So [Open] first reads an existing file
+// itself, with every read bounds-checked: the meta pages, then every page
+// reachable from them (ids inside the file and reached once, flags,
+// element counts and offsets inside the page, keys in order, bucket
+// headers), and every event's envelope, seqs from 1 without gaps and the
+// events bucket's sequence. That is one more pass over the pages, with
+// the top-level buckets checked in parallel: on two cores it takes about
+// half as long as the walk bbolt makes when it opens the file for writing
+// (a log of a million events, 490 MB, opens in 0.35 s instead of 0.24 s).
+// An empty file (a new log is made only where no file exists), a file that
+// is not bbolt's, a bbolt file with other buckets and no events, and a
+// damaged one are all [ErrCorrupt], naming the page or seq.
+//
+// What the envelope cannot show, such as a changed byte in an event's
+// data, is [Log.Verify]'s to find: it runs bbolt's own consistency check,
+// then the hash chain and the views. Every method that reads the file
+// turns a panic or a memory fault inside bbolt into ErrCorrupt, in case
+// the file is damaged while open.
+//
 // A second process may open the file read-only while a server holds it
 // (bbolt's flock): it waits at most [Options.Timeout] and then fails with
 // [ErrLocked].

@@ -10,8 +10,11 @@ var (
 	// it locked for writing, so offline commands must wait until it stops.
 	ErrLocked = errors.New("event log is held by another process (is the server running?)")
 
-	// ErrCorrupt means stored bytes do not decode, are out of order, or break
-	// the hash chain. The message names the first bad seq.
+	// ErrCorrupt means the file is damaged or is not an event log: it is
+	// empty, it is not a bbolt file, its pages do not hold together, or
+	// stored bytes do not decode, are out of order, or break the hash chain.
+	// The message names the first bad page or seq where it is known. A
+	// panic or memory fault inside bbolt is returned as ErrCorrupt too.
 	ErrCorrupt = errors.New("event log is corrupt")
 
 	// ErrInvalid is returned by Append for an event that cannot be stored.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -120,53 +121,76 @@ func (in interner) str(b []byte) string {
 
 func decode(v []byte, in interner) (Event, error) {
 	var e Event
+	s, err := parse(v)
+	if err != nil {
+		return e, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	e.Seq = s.seq
+	e.Time = time.Unix(0, int64(s.nanos)).UTC()
+	copy(e.ID[:], s.id)
+	e.Type = in.str(s.typ)
+	e.FunctionID = in.str(s.functionID)
+	e.InvocationID = string(s.invocationID)
+	if len(s.data) > 0 {
+		e.Data = append(json.RawMessage(nil), s.data...)
+	}
+	copy(e.Hash[:], s.hash)
+	return e, nil
+}
+
+// stored is a stored event value taken apart: its fields share the
+// value's memory.
+type stored struct {
+	seq, nanos                        uint64
+	id, typ, functionID, invocationID []byte
+	data, hash                        []byte
+}
+
+// parse takes a stored event value apart without copying it, checking its
+// structure: decode's work without the allocations, which lets Open check
+// every event of a large log.
+func parse(v []byte) (stored, error) {
+	var s stored
 	if len(v) < 1+8+8+16+4+HashSize {
-		return e, fmt.Errorf("%w: event of %d bytes is too short", ErrCorrupt, len(v))
+		return s, fmt.Errorf("event of %d bytes is too short", len(v))
 	}
 	if v[0] != formatV1 {
-		return e, fmt.Errorf("%w: unknown event format %d", ErrCorrupt, v[0])
+		return s, fmt.Errorf("unknown event format %d", v[0])
 	}
-	body, sum := v[:len(v)-HashSize], v[len(v)-HashSize:]
+	body := v[:len(v)-HashSize]
+	s.hash = v[len(v)-HashSize:]
 	p := body[1:]
-	e.Seq = binary.BigEndian.Uint64(p)
-	e.Time = time.Unix(0, int64(binary.BigEndian.Uint64(p[8:]))).UTC()
-	copy(e.ID[:], p[16:32])
+	s.seq = binary.BigEndian.Uint64(p)
+	s.nanos = binary.BigEndian.Uint64(p[8:])
+	s.id = p[16:32]
 	p = p[32:]
 	var err error
-	var s []byte
-	if s, p, err = field(p); err != nil {
-		return e, err
+	if s.typ, p, err = field(p); err != nil {
+		return s, err
 	}
-	e.Type = in.str(s)
-	if s, p, err = field(p); err != nil {
-		return e, err
+	if s.functionID, p, err = field(p); err != nil {
+		return s, err
 	}
-	e.FunctionID = in.str(s)
-	if s, p, err = field(p); err != nil {
-		return e, err
+	if s.invocationID, p, err = field(p); err != nil {
+		return s, err
 	}
-	e.InvocationID = string(s)
-	if s, p, err = field(p); err != nil {
-		return e, err
-	}
-	if len(s) > 0 {
-		e.Data = append(json.RawMessage(nil), s...)
+	if s.data, p, err = field(p); err != nil {
+		return s, err
 	}
 	if len(p) != 0 {
-		return e, fmt.Errorf("%w: %d stray bytes after the event", ErrCorrupt, len(p))
+		return s, fmt.Errorf("%d stray bytes after the event", len(p))
 	}
-	if e.Type == "" {
-		return e, fmt.Errorf("%w: event has no type", ErrCorrupt)
+	if len(s.typ) == 0 {
+		return s, errors.New("event has no type")
 	}
-	copy(e.Hash[:], sum)
-	return e, nil
+	return s, nil
 }
 
 func field(p []byte) (val, rest []byte, err error) {
 	n, k := binary.Uvarint(p)
 	// Lengths must be minimal, so that an event has one stored form.
 	if k <= 0 || (k > 1 && p[k-1] == 0) || n > maxField || n > uint64(len(p)-k) {
-		return nil, nil, fmt.Errorf("%w: bad field length", ErrCorrupt)
+		return nil, nil, errors.New("bad field length")
 	}
 	end := k + int(n)
 	return p[k:end], p[end:], nil

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -75,6 +77,11 @@ type request struct {
 }
 
 // Open opens or creates the log at path and brings its views up to date.
+//
+// A new log is made only where no file exists. An existing file is checked
+// before bbolt reads it (see "Damaged files" in the package doc): one that
+// is empty, not a bbolt file, not an event log, or damaged is an error
+// wrapping ErrCorrupt that names the page or the seq at fault.
 func Open(path string, opts Options) (*Log, error) {
 	if opts.LockTimeout == 0 {
 		opts.LockTimeout = 2 * time.Second
@@ -86,12 +93,24 @@ func Open(path string, opts Options) (*Log, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:        opts.LockTimeout,
-		ReadOnly:       opts.ReadOnly,
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-		NoSync:         opts.NoSync,
+	switch _, err := os.Stat(path); {
+	case err == nil:
+		if err := checkFile(path, true, opts.LockTimeout); err != nil {
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+	case opts.ReadOnly || !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	var db *bolt.DB
+	err := guard("opening the file", func() (err error) {
+		db, err = bolt.Open(path, 0o600, &bolt.Options{
+			Timeout:        opts.LockTimeout,
+			ReadOnly:       opts.ReadOnly,
+			NoFreelistSync: true,
+			FreelistType:   bolt.FreelistMapType,
+			NoSync:         opts.NoSync,
+		})
+		return err
 	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
@@ -110,7 +129,7 @@ func Open(path string, opts Options) (*Log, error) {
 		stopped: make(chan struct{}),
 		entropy: ulid.Monotonic(rand.Reader, 0),
 	}
-	if err := l.init(); err != nil {
+	if err := guard("reading the head", l.init); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -120,7 +139,8 @@ func Open(path string, opts Options) (*Log, error) {
 		return l, nil
 	}
 	if opts.Projector != nil {
-		if err := l.catchUp(opts.Projector); err != nil {
+		err := guard("bringing the views up to date", func() error { return l.catchUp(opts.Projector) })
+		if err != nil {
 			db.Close()
 			return nil, fmt.Errorf("open %s: views: %w", path, err)
 		}
@@ -263,7 +283,7 @@ func (l *Log) commit(batch []*request) {
 	start := time.Now()
 	seq, head := l.Head()
 	var appended int
-	err := l.db.Update(func(tx *bolt.Tx) error {
+	err := update(l.db, "appending", func(tx *bolt.Tx) error {
 		appended = 0
 		for _, r := range batch {
 			r.err = nil
@@ -365,9 +385,22 @@ func (l *Log) writeGroup(tx *bolt.Tx, r *request, seq uint64, head Hash) (int, e
 
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), seq) }
 
-// View runs fn with a consistent read of the views.
+// View runs fn with a consistent read of the views. A panic while it runs,
+// which is how bbolt meets a damaged page, is an error wrapping
+// ErrCorrupt.
 func (l *Log) View(fn func(ViewReader) error) error {
-	return l.db.View(func(tx *bolt.Tx) error {
+	return view(l.db, "reading the views", func(tx *bolt.Tx) error {
 		return fn(newViewTx(tx))
 	})
+}
+
+// view runs fn in a read transaction of db, and update in a write
+// transaction, with a panic or a memory fault inside bbolt turned into an
+// error: see guard. what names what fn reads, for the error.
+func view(db *bolt.DB, what string, fn func(*bolt.Tx) error) error {
+	return guard(what, func() error { return db.View(fn) })
+}
+
+func update(db *bolt.DB, what string, fn func(*bolt.Tx) error) error {
+	return guard(what, func() error { return db.Update(fn) })
 }

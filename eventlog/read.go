@@ -33,7 +33,7 @@ func (l *Log) Read(ctx context.Context, from uint64, f Filter, fn func(Event) er
 	// views among them) a moment before the writer moves Head, and a reader
 	// that saw a view change must find the event that made it.
 	var head uint64
-	err := l.db.View(func(tx *bolt.Tx) error {
+	err := view(l.db, "reading the head", func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketEvents); b != nil {
 			if k, _ := b.Cursor().Last(); len(k) == 8 {
 				head = binary.BigEndian.Uint64(k)
@@ -60,7 +60,7 @@ func (l *Log) readRange(ctx context.Context, from, to uint64, f Filter, fn func(
 		}
 		buf = buf[:0]
 		next := from
-		err := l.db.View(func(tx *bolt.Tx) error {
+		err := view(l.db, fmt.Sprintf("reading seq %d and on", from), func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketEvents)
 			if b == nil {
 				return nil

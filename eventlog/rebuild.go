@@ -12,7 +12,7 @@ import (
 
 // Rebuild drops the views and replays the whole log through p.
 func (l *Log) Rebuild(ctx context.Context, p Projector) error {
-	err := l.db.Update(func(tx *bolt.Tx) error {
+	err := update(l.db, "dropping the views", func(tx *bolt.Tx) error {
 		var names [][]byte
 		c := tx.Cursor()
 		for k, _ := c.Seek(viewPrefix); k != nil && bytes.HasPrefix(k, viewPrefix); k, _ = c.Next() {
@@ -41,7 +41,7 @@ func (l *Log) projectAll(ctx context.Context, p Projector, from uint64) error {
 	if err := l.project(ctx, l.db, p, from, nil); err != nil {
 		return err
 	}
-	return l.db.Update(func(tx *bolt.Tx) error {
+	return update(l.db, "marking the views in step", func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMeta).Delete(keyViewsSeq)
 	})
 }
@@ -105,7 +105,7 @@ func (l *Log) project(ctx context.Context, dst *bolt.DB, p Projector, from uint6
 		in := make(interner)
 		for next := from; next <= head; {
 			c := chunk{events: make([]Event, 0, projectChunk)}
-			c.err = l.db.View(func(tx *bolt.Tx) error {
+			c.err = view(l.db, fmt.Sprintf("reading seq %d and on", next), func(tx *bolt.Tx) error {
 				cur := tx.Bucket(bucketEvents).Cursor()
 				for k, v := cur.Seek(seqKey(next)); k != nil && len(c.events) < projectChunk; k, v = cur.Next() {
 					e, err := decode(v, in)
@@ -155,7 +155,7 @@ func (l *Log) project(ctx context.Context, dst *bolt.DB, p Projector, from uint6
 			return err
 		}
 		events := c.events
-		err := dst.Update(func(tx *bolt.Tx) error {
+		err := update(dst, "writing the views", func(tx *bolt.Tx) error {
 			batch := p.Begin(newViewTx(tx))
 			pb, _ := batch.(PreparedBatch)
 			for i := range events {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -18,14 +19,18 @@ type Summary struct {
 	Keys   uint64 // view entries compared
 }
 
-// Verify replays the whole log: seqs must run from 1 without gaps, every
-// event must decode and extend the hash chain, and the stored views must
-// equal what p rebuilds from the events into a scratch file. It works on a
-// read-only Log. progress, when set, is called now and then with the events
-// checked so far and the total. The error names the first bad seq, or the
-// first view entry that differs.
+// Verify checks the whole file. First the pages: Open's check again, and
+// on a read-only Log bbolt's own consistency check. Then it replays the
+// log: seqs must run from 1 without gaps, every event must decode and
+// extend the hash chain, and the stored views must equal what p rebuilds
+// from the events into a scratch file. It works on a read-only Log. progress, when set, is called now and then with the
+// events checked so far and the total. The error names the first bad page
+// or seq, or the first view entry that differs.
 func (l *Log) Verify(ctx context.Context, p Projector, progress func(done, total uint64)) (Summary, error) {
 	var sum Summary
+	if err := l.checkPages(); err != nil {
+		return sum, err
+	}
 	head, headHash := l.Head()
 	dir, err := os.MkdirTemp("", "minilambda-verify-")
 	if err != nil {
@@ -47,34 +52,17 @@ func (l *Log) Verify(ctx context.Context, p Projector, progress func(done, total
 		return sum, err
 	}
 
-	var prev Hash
-	want := uint64(1)
-	check := func(k, v []byte, e *Event) error {
-		if len(k) != 8 || binary.BigEndian.Uint64(k) != want || e.Seq != want {
-			return fmt.Errorf("%w: seq %d: expected seq %d here", ErrCorrupt, e.Seq, want)
-		}
-		if got := chain(prev, v[:len(v)-HashSize]); got != e.Hash {
-			return fmt.Errorf("%w: seq %d: hash chain broken (stored %s, computed %s)", ErrCorrupt, e.Seq, e.Hash, got)
-		}
-		prev = e.Hash
-		if progress != nil && want%65536 == 0 {
-			progress(want, head)
-		}
-		want++
-		return nil
-	}
+	c := chainCheck{want: 1, head: head, progress: progress}
+	check := func(k, v []byte, e *Event) error { return c.next(k, v, e.Seq, e.Hash) }
 	if err := l.project(ctx, scratch, p, 1, check); err != nil {
 		return sum, err
 	}
-	if want-1 != head || prev != headHash {
-		return sum, fmt.Errorf("%w: seq %d: the log ends at seq %d, short of its head", ErrCorrupt, head, want-1)
-	}
-	if progress != nil {
-		progress(head, head)
+	if err := c.end(headHash); err != nil {
+		return sum, err
 	}
 	sum.Events, sum.Head = head, headHash
 
-	err = l.db.View(func(tx *bolt.Tx) error {
+	err = view(l.db, "comparing the views", func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
 			if head == 0 {
@@ -95,6 +83,119 @@ func (l *Log) Verify(ctx context.Context, p Projector, progress func(done, total
 		})
 	})
 	return sum, err
+}
+
+// VerifyChain is Verify without the views: the pages, then seqs from 1
+// without gaps, every event decoding and extending the hash chain. It is
+// what must hold before the views can be rebuilt from the events.
+func (l *Log) VerifyChain(ctx context.Context, progress func(done, total uint64)) (Summary, error) {
+	var sum Summary
+	if err := l.checkPages(); err != nil {
+		return sum, err
+	}
+	head, headHash := l.Head()
+	c := chainCheck{want: 1, head: head, progress: progress}
+	for c.want <= head {
+		if err := ctx.Err(); err != nil {
+			return sum, err
+		}
+		from := c.want
+		err := view(l.db, fmt.Sprintf("reading seq %d and on", from), func(tx *bolt.Tx) error {
+			cur := tx.Bucket(bucketEvents).Cursor()
+			for k, v := cur.Seek(seqKey(from)); k != nil && c.want-from < projectChunk; k, v = cur.Next() {
+				s, err := parse(v)
+				if err != nil {
+					return fmt.Errorf("%w: seq %d: %v", ErrCorrupt, c.want, err)
+				}
+				if err := c.next(k, v, s.seq, Hash(s.hash)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return sum, err
+		}
+		if c.want == from {
+			break // nothing past from: end names the gap
+		}
+	}
+	if err := c.end(headHash); err != nil {
+		return sum, err
+	}
+	sum.Events, sum.Head = head, headHash
+	return sum, nil
+}
+
+// chainCheck follows the log from seq 1: each event must have the next
+// seq and extend the hash chain.
+type chainCheck struct {
+	prev     Hash
+	want     uint64
+	head     uint64
+	progress func(done, total uint64)
+}
+
+func (c *chainCheck) next(k, v []byte, seq uint64, hash Hash) error {
+	if len(k) != 8 || binary.BigEndian.Uint64(k) != c.want || seq != c.want {
+		return fmt.Errorf("%w: seq %d: expected seq %d here", ErrCorrupt, seq, c.want)
+	}
+	if got := chain(c.prev, v[:len(v)-HashSize]); got != hash {
+		return fmt.Errorf("%w: seq %d: hash chain broken (stored %s, computed %s)", ErrCorrupt, seq, hash, got)
+	}
+	c.prev = hash
+	if c.progress != nil && c.want%65536 == 0 {
+		c.progress(c.want, c.head)
+	}
+	c.want++
+	return nil
+}
+
+func (c *chainCheck) end(headHash Hash) error {
+	if c.want-1 != c.head || c.prev != headHash {
+		return fmt.Errorf("%w: seq %d: the log ends at seq %d, short of its head", ErrCorrupt, c.head, c.want-1)
+	}
+	if c.progress != nil {
+		c.progress(c.head, c.head)
+	}
+	return nil
+}
+
+// checkPages checks every page of the file again, as Open did, since the
+// file may have been damaged since; then, on a read-only Log, it runs
+// bbolt's own consistency check and returns an error wrapping ErrCorrupt
+// with the first few things it reports. bbolt checks in a goroutine of its
+// own, beyond the reach of a recover, so it must only meet a file that can
+// be read without a panic or a fault; and its check is not safe alongside
+// a writer, hence read-only only. The read transaction around both keeps
+// the pages they walk from being reused meanwhile.
+func (l *Log) checkPages() error {
+	var found []string
+	n := 0
+	err := view(l.db, "checking the pages", func(tx *bolt.Tx) error {
+		if err := checkFile(l.Path(), false, 0); err != nil {
+			return err
+		}
+		if !l.opts.ReadOnly {
+			return nil
+		}
+		for err := range tx.Check() {
+			// Drain the channel, or bbolt's goroutine never ends.
+			if n++; len(found) < 3 {
+				found = append(found, err.Error())
+			}
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return err
+	case n > len(found):
+		return fmt.Errorf("%w: bbolt's check: %s (and %d more)", ErrCorrupt, strings.Join(found, "; "), n-len(found))
+	case n > 0:
+		return fmt.Errorf("%w: bbolt's check: %s", ErrCorrupt, strings.Join(found, "; "))
+	}
+	return nil
 }
 
 // compareViews compares the views of two files entry by entry and names
