@@ -191,3 +191,149 @@ func procCPU(b *testing.B, pid int) time.Duration {
 	const ticks = 100 // USER_HZ, fixed at 100 on Linux
 	return time.Duration(utime+stime) * time.Second / ticks
 }
+
+var settle = flag.Duration("settle", time.Minute, "how long BenchmarkBigEvents waits after the load before it reads the server's resident memory")
+
+// BenchmarkBigEvents measures the server's resident memory under events of
+// the API's largest size, 6 MiB, as its own process: at rest, at the peak
+// of 64 concurrent sync invocations, at the peak of 150 concurrent async
+// enqueues (and their runs), and -settle after the load. With -baseline it
+// measures that binary the same way. Run it with -benchtime 1x.
+func BenchmarkBigEvents(b *testing.B) {
+	cli := dockertest.Client(b)
+	img := dockertest.BuildGoImage(b, cli, "testdata/fn", "minilambda-bench-big")
+	bins := [][2]string{{"this", binary(b)}}
+	if *baseline != "" {
+		bins = append(bins, [2]string{"baseline", *baseline})
+	}
+	for _, bin := range bins {
+		bigEvents(b, bin[0], bin[1], img.Tag)
+	}
+}
+
+func bigEvents(b *testing.B, label, bin, image string) {
+	db := filepath.Join(b.TempDir(), "events.db")
+	s := startBinary(b, bin, db)
+	if code := s.call("POST", "/functions", map[string]any{"name": "big", "image": image, "memory_mb": 64}, nil); code != 201 {
+		b.Fatalf("register: %d", code)
+	}
+	pid := s.cmd.Process.Pid
+	pad := strings.Repeat("x", 6<<20-200)
+	body := []byte(`{"event": {"name": "big", "pad": "` + pad + `"}}`)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 150}}
+	post := func(path string) int {
+		resp, err := client.Post("http://"+s.addr+path, "application/json", bytes.NewReader(body))
+		if err != nil {
+			b.Error(err)
+			return 0
+		}
+		defer resp.Body.Close()
+		var inv projections.Invocation
+		json.NewDecoder(resp.Body).Decode(&inv)
+		return resp.StatusCode
+	}
+	burst := func(n int, path string) map[int]int {
+		var mu sync.Mutex
+		codes := map[int]int{}
+		var wg sync.WaitGroup
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				code := post(path)
+				mu.Lock()
+				codes[code]++
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		return codes
+	}
+	time.Sleep(time.Second)
+	idle := procMem(b, pid, "VmRSS")
+	resetPeak(b, pid)
+	anon := sampleMax(b, pid, "RssAnon")
+	syncCodes := burst(64, "/invoke/big")
+	syncPeak, syncAnon := procMem(b, pid, "VmHWM"), anon()
+	resetPeak(b, pid)
+	anon = sampleMax(b, pid, "RssAnon")
+	asyncCodes := burst(150, "/invoke/big/async")
+	// Wait for the queue to run dry.
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		var p page
+		s.call("GET", "/invocations?status=PENDING&limit=1", nil, &p)
+		var r page
+		s.call("GET", "/invocations?status=RUNNING&limit=1", nil, &r)
+		if len(p.Invocations)+len(r.Invocations) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	asyncPeak, asyncAnon := procMem(b, pid, "VmHWM"), anon()
+	time.Sleep(*settle)
+	after, afterAnon := procMem(b, pid, "VmRSS"), procMem(b, pid, "RssAnon")
+	fmt.Printf("%-8s RSS at rest %s; 64 sync calls of 6 MiB (answers %v): peak %s (anonymous %s); 150 async enqueues of 6 MiB and their runs (answers %v): peak %s (anonymous %s); %v after: %s (anonymous %s)\n",
+		label, mib(idle), syncCodes, mib(syncPeak), mib(syncAnon), asyncCodes, mib(asyncPeak), mib(asyncAnon), *settle, mib(after), mib(afterAnon))
+	if err := s.stop(syscall.SIGTERM); err != nil {
+		b.Errorf("%s: exit after SIGTERM: %v", label, err)
+	}
+	assertAudit(b, db)
+	if label == "this" {
+		b.ReportMetric(float64(syncPeak)/(1<<20), "sync-peak-MiB")
+		b.ReportMetric(float64(asyncPeak)/(1<<20), "async-peak-MiB")
+		b.ReportMetric(float64(after)/(1<<20), "after-MiB")
+	}
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20)) }
+
+// procMem reads a memory figure of process pid from /proc, in bytes.
+func procMem(b *testing.B, pid int, field string) int64 {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.Lines(string(status)) {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, _ := strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
+			return kb << 10
+		}
+	}
+	b.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
+}
+
+// resetPeak starts VmHWM of process pid over from its current RSS.
+func resetPeak(b *testing.B, pid int) {
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// sampleMax samples a memory figure of process pid every 20 ms until the
+// returned function is called, which says the largest value seen.
+func sampleMax(b *testing.B, pid int, field string) func() int64 {
+	stop := make(chan struct{})
+	done := make(chan int64)
+	go func() {
+		var peak int64
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if v := procMem(b, pid, field); v > peak {
+				peak = v
+			}
+			select {
+			case <-stop:
+				done <- peak
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() int64 {
+		close(stop)
+		return <-done
+	}
+}

@@ -380,6 +380,15 @@ func TestServeWithoutItsPort(t *testing.T) {
 		t.Errorf("exit after SIGTERM: %v", err)
 	}
 	dockertest.AssertNoContainers(t, cli, runner.LabelInstance, instanceID(db))
+	assertAudit(t, db)
+}
+
+// assertAudit runs the audit command on the log at db.
+func assertAudit(t testing.TB, db string) {
+	t.Helper()
+	if out, _, err := runCmd(t, "audit", "--db", db); err != nil || !strings.HasPrefix(out, "audit ok") {
+		t.Errorf("audit: %q %v", out, err)
+	}
 }
 
 // TestSlowClientsCannotStarveTheServer runs the server with 256 file
@@ -456,4 +465,5 @@ func TestSlowClientsCannotStarveTheServer(t *testing.T) {
 	if strings.Contains(s.out.String(), "too many open files") {
 		t.Errorf("the server ran out of descriptors:\n%s", s.out)
 	}
+	assertAudit(t, filepath.Join(dir, "events.db"))
 }

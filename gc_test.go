@@ -10,12 +10,12 @@ func TestTuneGC(t *testing.T) {
 	t.Setenv("GOMEMLIMIT", "")
 	before := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(before)
-	restore := tuneGC()
+	restore := tuneServeGC(300 << 20)
 	if got := debug.SetGCPercent(gcPercent); got != gcPercent {
 		t.Errorf("GC percent %d, want %d", got, gcPercent)
 	}
-	if got := debug.SetMemoryLimit(-1); got != memoryLimit {
-		t.Errorf("memory limit %d, want %d", got, memoryLimit)
+	if got := debug.SetMemoryLimit(-1); got != 600<<20 {
+		t.Errorf("memory limit %d, want twice the budget, %d", got, 600<<20)
 	}
 	restore()
 	if got := debug.SetGCPercent(100); got != 100 {

@@ -61,6 +61,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	openMetrics := fs.Bool("metrics-open", env("METRICS_OPEN", "") == "true", "serve /metrics without the token")
 	callbackHosts := fs.String("callback-hosts", env("CALLBACK_HOSTS", ""), "comma-separated hosts (or host:port) completion callbacks may go to; empty allows none")
 	maxConns := fs.Int("max-connections", envInt("MAX_CONNECTIONS", 0), "client connections served at once; 0: half the process's open-file limit")
+	memBudget := fs.Int64("memory-budget", int64(envInt("MEMORY_BUDGET", runner.DefaultMemoryBudget)), "bytes of request bodies, async events under way and invocation outputs held at once; past it, requests get 429 and queued work waits")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -82,9 +83,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := os.MkdirAll(filepath.Dir(*db), 0o700); err != nil {
 		return err
 	}
-	tuneGC()
+	tuneServeGC(*memBudget)
 	m := metrics.New()
-	log, err := openLog(*db, eventlog.Options{Projector: projections.Projector{}, Logger: logger, OnCommit: m.Commit})
+	log, err := openLog(*db, eventlog.Options{Projector: projections.Projector{}, Logger: logger, OnCommit: m.Commit, OnUnwritable: m.CommitRefused})
 	if err != nil {
 		return err
 	}
@@ -99,6 +100,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		Instance: instanceID(*db), MaxInFlight: *maxInFlight, OutputLimit: *outputLimit,
 		Workers: *workers, MaxQueue: *maxQueue, MaxAttempts: *maxAttempts, MaxEventAge: *maxAge,
 		RetryBase: *retryBase, CallbackHosts: splitList(*callbackHosts), HotIdleTTL: *hotTTL,
+		MemoryBudget: *memBudget,
 	})
 	if err != nil {
 		return err
@@ -127,10 +129,16 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	// The signal's context: at SIGTERM the workers take no more queued work.
 	svc.Start(ctx)
+	memoryReturned := make(chan struct{})
+	go func() {
+		defer close(memoryReturned)
+		returnMemory(ctx, log.DropMapped)
+	}()
+	defer func() { <-memoryReturned }()
 
 	srv := &http.Server{
 		Handler: lambdahttp.New(lambdahttp.Options{
-			Functions: svc, Invoker: svc, Images: svc, Status: svc, Views: svc.Views(),
+			Functions: svc, Invoker: svc, Images: svc, Status: svc, Views: svc.Views(), Budget: svc,
 			Logger: logger, Registry: m.Registry, MaxImageBytes: *maxImage, SpoolDir: spool,
 			Token: *token, OpenMetrics: *openMetrics,
 		}),

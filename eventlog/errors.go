@@ -20,6 +20,11 @@ var (
 	// ErrInvalid is returned by Append for an event that cannot be stored.
 	ErrInvalid = errors.New("invalid event")
 
+	// ErrUnwritable means the file refused a commit: the disk is full, or
+	// an I/O error. Nothing of the commit was written; the same append
+	// succeeds once the file takes writes again (see Log.Writable).
+	ErrUnwritable = errors.New("the event log cannot be written")
+
 	// ErrReadOnly is returned by writes to a Log opened read-only.
 	ErrReadOnly = errors.New("event log is open read-only")
 

@@ -10,7 +10,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -27,6 +29,8 @@ var (
 
 	keyViewsSeq     = []byte("views_seq")
 	keyViewsVersion = []byte("views_version")
+	// keyProbe is what Writable writes to see whether the file takes writes.
+	keyProbe = []byte("probe")
 )
 
 // Options configure Open. The zero value opens the file for writing with no
@@ -43,8 +47,14 @@ type Options struct {
 	Logger *slog.Logger
 	// MaxBatch caps the events of one group commit; 8192 when zero.
 	MaxBatch int
+	// MaxBatchBytes caps the bytes of events of one group commit (a group
+	// is never split); 32 MiB when zero. A commit holds its events two or
+	// three times over until it is on disk: large events must not pile up.
+	MaxBatchBytes int
 	// OnCommit, when set, is told the size and latency of each commit.
 	OnCommit func(events int, latency time.Duration)
+	// OnUnwritable, when set, is told of each commit the file refused.
+	OnUnwritable func(err error)
 	// NoSync skips fsync. Only for scratch files and tests: an append that
 	// returned may be lost.
 	NoSync bool
@@ -56,13 +66,19 @@ type Log struct {
 	opts Options
 	log  *slog.Logger
 
-	// mu guards closed, head and changed; the writer goroutine alone moves
-	// the head.
+	// mu guards closed, head, changed and unwritable; the writer goroutine
+	// alone moves the head.
 	mu       sync.RWMutex
 	closed   bool
 	headSeq  uint64
 	headHash Hash
 	changed  chan struct{}
+	// unwritable is the error of the last commit when the file refused
+	// it, nil once a commit or a probe succeeds; need is the bytes of
+	// events that commit held; probed is when Writable last tried the file.
+	unwritable error
+	need       int
+	probed     time.Time
 
 	reqs    chan *request
 	stopped chan struct{}
@@ -88,6 +104,9 @@ func Open(path string, opts Options) (*Log, error) {
 	}
 	if opts.MaxBatch == 0 {
 		opts.MaxBatch = 8192
+	}
+	if opts.MaxBatchBytes == 0 {
+		opts.MaxBatchBytes = 32 << 20
 	}
 	logger := opts.Logger
 	if logger == nil {
@@ -259,21 +278,24 @@ func (l *Log) writer() {
 	batch := make([]*request, 0, 64)
 	for r := range l.reqs {
 		batch = append(batch[:0], r)
-		n := len(r.events)
+		n, size := len(r.events), r.size()
 	drain:
-		for n < l.opts.MaxBatch {
+		for n < l.opts.MaxBatch && size < l.opts.MaxBatchBytes {
 			select {
 			case r, ok := <-l.reqs:
 				if !ok {
 					break drain
 				}
 				batch = append(batch, r)
-				n += len(r.events)
+				n, size = n+len(r.events), size+r.size()
 			default:
 				break drain
 			}
 		}
 		l.commit(batch)
+		// The backing array outlives the batch: let go of its requests,
+		// whose events can be megabytes.
+		clear(batch)
 	}
 }
 
@@ -283,12 +305,14 @@ func (l *Log) commit(batch []*request) {
 	start := time.Now()
 	seq, head := l.Head()
 	var appended int
+	var groupErr error // a group's own events failed, not the file
 	err := update(l.db, "appending", func(tx *bolt.Tx) error {
-		appended = 0
+		appended, groupErr = 0, nil
 		for _, r := range batch {
 			r.err = nil
 			n, err := l.writeGroup(tx, r, seq, head)
 			if err != nil {
+				groupErr = err
 				return err
 			}
 			if n > 0 {
@@ -308,18 +332,31 @@ func (l *Log) commit(batch []*request) {
 		before, _ := l.Head()
 		return meta.Put(keyViewsSeq, seqKey(before))
 	})
-	if err != nil && len(batch) > 1 {
+	switch {
+	case err != nil && groupErr == nil && !errors.Is(err, ErrCorrupt):
+		// The file refused the commit (a full disk, an I/O error): every
+		// group fails alike, and tells its caller so.
+		l.log.Error("commit failed: the event log cannot be written", "events", len(batch), "err", err)
+		l.setUnwritable(err, batchSize(batch))
+		if l.opts.OnUnwritable != nil {
+			l.opts.OnUnwritable(err)
+		}
+		for _, r := range batch {
+			r.err = fmt.Errorf("append: %w: %w", ErrUnwritable, err)
+		}
+	case err != nil && len(batch) > 1:
+		// One group's events failed: try each alone, so the others land.
 		for _, r := range batch {
 			l.commit([]*request{r})
 		}
 		return
-	}
-	if err != nil {
+	case err != nil:
 		l.log.Error("commit failed", "events", len(batch[0].events), "err", err)
 		batch[0].err = fmt.Errorf("append: %w", err)
-	} else if appended > 0 {
+	case appended > 0:
 		l.mu.Lock()
 		l.headSeq, l.headHash = seq, head
+		l.unwritable = nil
 		close(l.changed)
 		l.changed = make(chan struct{})
 		l.mu.Unlock()
@@ -381,6 +418,80 @@ func (l *Log) writeGroup(tx *bolt.Tx, r *request, seq uint64, head Hash) (int, e
 		}
 	}
 	return len(r.events), nil
+}
+
+// size is the bytes of a request's events.
+func (r *request) size() int {
+	n := 0
+	for i := range r.events {
+		n += len(r.events[i].Data)
+	}
+	return n
+}
+
+func batchSize(batch []*request) int {
+	n := 0
+	for _, r := range batch {
+		n += r.size()
+	}
+	return n
+}
+
+func (l *Log) setUnwritable(err error, need int) {
+	l.mu.Lock()
+	l.unwritable, l.need = err, need
+	l.mu.Unlock()
+}
+
+// probeEvery bounds how often Writable tries the file; roomSlack is the
+// room beyond a refused commit's events that a full disk must have again
+// (new pages are written before old ones are freed, and the file grows in
+// steps).
+const (
+	probeEvery = time.Second
+	roomSlack  = 16 << 20
+)
+
+// Writable reports whether the log can take appends: nil, or, after a
+// commit the file refused, an error wrapping ErrUnwritable until a commit
+// succeeds again, or until Writable finds by itself that the file would
+// take it. After a full disk it asks the file system for the room the
+// refused commit needed; after another error it tries the file with a write
+// that changes nothing the log holds (one meta key, rewritten). Either
+// happens at most once a second.
+func (l *Log) Writable() error {
+	l.mu.Lock()
+	err, need, due := l.unwritable, l.need, time.Since(l.probed) >= probeEvery
+	if err != nil && due {
+		l.probed = time.Now()
+	}
+	l.mu.Unlock()
+	if err == nil || !due {
+		return wrapUnwritable(err)
+	}
+	var perr error
+	if free, ferr := freeBytes(filepath.Dir(l.Path())); ferr == nil && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) {
+		if free < uint64(need+roomSlack) {
+			perr = err
+		}
+	} else {
+		perr = update(l.db, "probing", func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketMeta).Put(keyProbe, []byte("writable"))
+		})
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if perr == nil {
+		l.unwritable = nil
+	}
+	return wrapUnwritable(l.unwritable)
+}
+
+func wrapUnwritable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrUnwritable, err)
 }
 
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), seq) }

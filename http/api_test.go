@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -108,10 +109,11 @@ func TestAPIWithoutEngine(t *testing.T) {
 			{projections.StatusFailed, function.ErrorPlatform, 502},
 			{projections.StatusFailed, function.ErrorTimeout, 504},
 		} {
-			f.record = &projections.Invocation{InvocationID: "01J", Status: tc.status, ErrorType: tc.errorType}
+			rec := &projections.Invocation{InvocationID: "01J", Status: tc.status, ErrorType: tc.errorType}
 			if tc.errorType != "" {
-				f.record.Error = "it went wrong"
+				rec.Error = "it went wrong"
 			}
+			f.set(func() { f.record = rec })
 			var inv projections.Invocation
 			if code := e.do("POST", "/invoke/fn", nil, &inv); code != tc.want || inv.Status != tc.status || inv.ErrorType != tc.errorType {
 				t.Errorf("%s %s: %d %+v, want %d and the record", tc.status, tc.errorType, code, inv, tc.want)
@@ -133,15 +135,16 @@ func TestAPIWithoutEngine(t *testing.T) {
 			{fmt.Errorf("%w: no manifest", engine.ErrBadImage), 400, "no manifest"},
 			{fmt.Errorf("%w: ping: refused", engine.ErrEngineUnavailable), 503, "unavailable"},
 			{fmt.Errorf("append: %w", eventlog.ErrClosed), 503, "shutting down"},
+			{fmt.Errorf("append: %w: write /var/lib/secret/events.db: no space left on device", eventlog.ErrUnwritable), 507, "cannot be written"},
 			{errors.New("disk on fire at /var/lib/secret"), 500, "internal error"},
 		} {
-			f.fail = tc.err
+			f.set(func() { f.fail = tc.err })
 			var body struct{ Error string }
 			if code := e.do("POST", "/functions", map[string]any{"name": "x", "image": image}, &body); code != tc.want || !strings.Contains(body.Error, tc.says) {
 				t.Errorf("%v: %d %q, want %d saying %q", tc.err, code, body.Error, tc.want, tc.says)
 			}
-			if tc.want == 500 && strings.Contains(body.Error, "secret") {
-				t.Errorf("a 500 leaks the error: %q", body.Error)
+			if strings.Contains(body.Error, "secret") {
+				t.Errorf("a %d leaks the server's paths: %q", tc.want, body.Error)
 			}
 		}
 	})
@@ -174,7 +177,7 @@ func TestAPIWithoutEngine(t *testing.T) {
 		if code := e.do("GET", "/healthz", nil, &health); code != 200 || health["docker"] != "ok" || health["event_log_seq"] != 1.0 || len(fmt.Sprint(health["event_log_head"])) != 64 {
 			t.Errorf("healthz: %d %v", code, health)
 		}
-		f.engineDown = true
+		f.set(func() { f.engineDown = true })
 		for _, path := range []string{"/healthz", "/health"} {
 			clear(health)
 			if code := e.do("GET", path, nil, &health); code != 503 || health["docker"] != "unreachable" || health["event_log_seq"] != 1.0 {
@@ -184,6 +187,17 @@ func TestAPIWithoutEngine(t *testing.T) {
 		// What needs no engine keeps working.
 		if code := e.do("GET", "/functions/fn", nil, nil); code != 200 {
 			t.Errorf("function with the engine down: %d", code)
+		}
+		f.set(func() { f.engineDown, f.logFull = false, true })
+		clear(health)
+		if code := e.do("GET", "/healthz", nil, &health); code != 503 || health["event_log"] != "unwritable" || health["docker"] != "ok" ||
+			strings.Contains(fmt.Sprint(health["error"]), "/var/lib") {
+			t.Errorf("healthz with the log unwritable: %d %v", code, health)
+		}
+		f.set(func() { f.logFull = false })
+		clear(health)
+		if code := e.do("GET", "/healthz", nil, &health); code != 200 || health["event_log"] != "ok" {
+			t.Errorf("healthz once the log takes writes: %d %v", code, health)
 		}
 		resp, err := http.Get(e.srv.URL + "/metrics")
 		if err != nil {
@@ -236,14 +250,8 @@ func TestSlowAndStrangeClients(t *testing.T) {
 	// Once the body is in, the pace no longer counts: an invocation may run
 	// for many windows.
 	t.Run("long invocation", func(t *testing.T) {
-		f.mu.Lock()
-		f.delay = time.Second
-		f.mu.Unlock()
-		defer func() {
-			f.mu.Lock()
-			f.delay = 0
-			f.mu.Unlock()
-		}()
+		f.set(func() { f.delay = time.Second })
+		defer f.set(func() { f.delay = 0 })
 		req, _ := http.NewRequest("POST", e.srv.URL+"/functions", strings.NewReader(`{"name": "long", "image": "i"}`))
 		req.Header.Set("Authorization", "Bearer "+authToken)
 		if resp, err := e.srv.Client().Do(req); err != nil || resp.StatusCode != 201 {
@@ -320,5 +328,79 @@ func TestSpoolFailures(t *testing.T) {
 	e, _ = newFakeAPIWith(t, lambdahttp.Options{SpoolDir: gone})
 	if code, out := upload(t, e, "image", makeSaveTar()); code != 503 || strings.Contains(fmt.Sprint(out), gone) {
 		t.Errorf("upload with no spool directory: %d %v", code, out)
+	}
+}
+
+// fakeBudget refuses what does not fit in max bytes.
+type fakeBudget struct {
+	mu        sync.Mutex
+	used, max int64
+}
+
+func (b *fakeBudget) Reserve(n int64) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used+n > b.max {
+		return fmt.Errorf("%w: the memory budget is in use", function.ErrBusy)
+	}
+	b.used += n
+	return nil
+}
+
+func (b *fakeBudget) Release(n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.used -= n
+}
+
+// TestBodiesCountAgainstTheBudget: a request body is reserved before it is
+// read and given back when the request ends; one that does not fit is 429
+// with Retry-After, and its body is never read.
+func TestBodiesCountAgainstTheBudget(t *testing.T) {
+	budget := &fakeBudget{max: 1 << 20}
+	e, f := newFakeAPIWith(t, lambdahttp.Options{Budget: budget})
+	e.do("POST", "/functions", map[string]any{"name": "fn", "image": "i"}, nil)
+	f.set(func() { f.delay = 500 * time.Millisecond })
+	event := `{"event": "` + strings.Repeat("x", 700<<10) + `"}`
+	first := make(chan int)
+	go func() { first <- e.do("POST", "/invoke/fn", event, nil) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		budget.mu.Lock()
+		used := budget.used
+		budget.mu.Unlock()
+		if used > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first request never reserved its body")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	resp, err := e.srv.Client().Post(e.srv.URL+"/invoke/fn", "application/json", strings.NewReader(event))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("a second body past the budget: %d %v", resp.StatusCode, resp.Header)
+	}
+	if code := <-first; code != 200 {
+		t.Errorf("the first: %d", code)
+	}
+	// The reservation ends with the handler, a moment after the answer.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		budget.mu.Lock()
+		used := budget.used
+		budget.mu.Unlock()
+		if used == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d bytes still reserved after the requests ended", used)
+		}
+	}
+	if code := e.do("POST", "/invoke/fn", event, nil); code != 200 {
+		t.Errorf("once the budget is free again: %d", code)
 	}
 }

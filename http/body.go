@@ -45,3 +45,20 @@ func (b *pacedBody) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// reserveBody counts the body of r against the memory budget, before it
+// is read: its declared length, or the most a body may be when it declares
+// none. Uploads are spooled to disk and do not count.
+func (s *Server) reserveBody(r *http.Request) (release func(), err error) {
+	if s.opts.Budget == nil || r.Body == nil || r.Body == http.NoBody || r.URL.Path == "/images" {
+		return func() {}, nil
+	}
+	n := r.ContentLength
+	if n < 0 || n > s.opts.MaxBodyBytes {
+		n = s.opts.MaxBodyBytes
+	}
+	if err := s.opts.Budget.Reserve(n); err != nil {
+		return nil, err
+	}
+	return func() { s.opts.Budget.Release(n) }, nil
+}

@@ -28,6 +28,7 @@ type fake struct {
 	invs        []projections.Invocation        // oldest first
 	images      []string
 	engineDown  bool
+	logFull     bool
 	fail        error // when set, every call that may fail returns it
 	lastRequest function.Request
 	// record, when set, is what every sync invocation answers.
@@ -46,6 +47,13 @@ var (
 )
 
 func newFake() *fake { return &fake{fns: map[string]projections.Function{}} }
+
+// set changes the fake's settings under its lock.
+func (f *fake) set(change func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	change()
+}
 
 // find returns the live function whose id or name is ref.
 func (f *fake) find(ref string) (projections.Function, error) {
@@ -206,6 +214,15 @@ func (f *fake) Health(context.Context) error {
 	defer f.mu.Unlock()
 	if f.engineDown {
 		return fmt.Errorf("%w: ping: no such socket", engine.ErrEngineUnavailable)
+	}
+	return nil
+}
+
+func (f *fake) LogHealth() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.logFull {
+		return fmt.Errorf("%w: write /var/lib/minilambda/events.db: no space left on device", eventlog.ErrUnwritable)
 	}
 	return nil
 }

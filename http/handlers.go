@@ -1,7 +1,6 @@
 package http
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,8 +17,6 @@ import (
 	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/projections"
 )
-
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
 // ref returns the {id} of the path, or answers 400 when it cannot be an id
 // or a name.
@@ -104,9 +101,9 @@ func (s *Server) deleteFunction(w http.ResponseWriter, r *http.Request, p httpro
 // invokeBody is the body of POST /invoke/{id} and of its async form;
 // every field is optional.
 type invokeBody struct {
-	Event       json.RawMessage `json:"event"`
-	Timeout     int             `json:"timeout"`
-	CallbackURL string          `json:"callback_url"`
+	Event       rawJSON `json:"event"`
+	Timeout     int     `json:"timeout"`
+	CallbackURL string  `json:"callback_url"`
 }
 
 func (s *Server) decodeInvoke(w http.ResponseWriter, r *http.Request) (function.Request, error) {
@@ -117,7 +114,7 @@ func (s *Server) decodeInvoke(w http.ResponseWriter, r *http.Request) (function.
 		}
 		return function.Request{}, err
 	}
-	return function.Request{Event: body.Event, Timeout: body.Timeout, CallbackURL: body.CallbackURL}, nil
+	return function.Request{Event: json.RawMessage(body.Event), Timeout: body.Timeout, CallbackURL: body.CallbackURL}, nil
 }
 
 // accepted is the answer to an async invocation.
@@ -241,7 +238,7 @@ func (s *Server) loadImage(w http.ResponseWriter, r *http.Request, _ httprouter.
 			return
 		}
 		if err != nil {
-			s.writeError(w, r, wrapBody(err))
+			s.writeError(w, r, wrapBody("the upload", err))
 			return
 		}
 		if part.FormName() != "image" {
@@ -262,7 +259,7 @@ func (s *Server) loadImage(w http.ResponseWriter, r *http.Request, _ httprouter.
 			return
 		}
 		if err != nil {
-			s.writeError(w, r, wrapBody(err))
+			s.writeError(w, r, wrapBody("the upload", err))
 			return
 		}
 		if n > s.opts.MaxImageBytes {
@@ -298,12 +295,13 @@ func (s *Server) loadImage(w http.ResponseWriter, r *http.Request, _ httprouter.
 }
 
 // wrapBody keeps a body over the bound, or one that came too slowly,
-// recognisable, and calls any other read error the client's.
-func wrapBody(err error) error {
+// recognisable, and calls any other error reading what (the request body,
+// the upload) the client's.
+func wrapBody(what string, err error) error {
 	if _, ok := err.(*http.MaxBytesError); ok || errors.Is(err, os.ErrDeadlineExceeded) {
 		return err
 	}
-	return badRequest{fmt.Sprintf("reading the upload: %v", err)}
+	return badRequest{fmt.Sprintf("reading %s: %v", what, err)}
 }
 
 // spoolWriter keeps the error of writing the spool file apart from those
@@ -341,12 +339,13 @@ func (s *Server) listImages(w http.ResponseWriter, r *http.Request, _ httprouter
 	writeJSON(w, http.StatusOK, tags)
 }
 
-// healthBody is the answer of /healthz: the engine's state and the event
-// log's head, which an operator can keep outside the file to check later
-// that the log was not rewritten.
+// healthBody is the answer of /healthz: the engine's state, whether the
+// event log takes writes, and the log's head, which an operator can keep
+// outside the file to check later that the log was not rewritten.
 type healthBody struct {
 	Status   string `json:"status"`
 	Docker   string `json:"docker"`
+	EventLog string `json:"event_log"`
 	Error    string `json:"error,omitempty"`
 	EventSeq uint64 `json:"event_log_seq"`
 	HeadHash string `json:"event_log_head"`
@@ -356,11 +355,20 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
 	seq, head := s.opts.Status.Head()
-	body := healthBody{Status: "ok", Docker: "ok", EventSeq: seq, HeadHash: head.String()}
-	status := http.StatusOK
+	body := healthBody{Status: "ok", Docker: "ok", EventLog: "ok", EventSeq: seq, HeadHash: head.String()}
+	var problems []string
 	if err := s.opts.Status.Health(ctx); err != nil {
-		status = http.StatusServiceUnavailable
-		body.Status, body.Docker, body.Error = "unavailable", "unreachable", fmt.Sprintf("the Docker engine does not answer: %v", err)
+		body.Docker = "unreachable"
+		problems = append(problems, fmt.Sprintf("the Docker engine does not answer: %v", err))
+	}
+	if err := s.opts.Status.LogHealth(); err != nil {
+		body.EventLog = "unwritable"
+		s.log.Warn("health: the event log cannot be written", "err", err)
+		problems = append(problems, "the event log cannot be written (is its disk full?)")
+	}
+	status := http.StatusOK
+	if len(problems) > 0 {
+		status, body.Status, body.Error = http.StatusServiceUnavailable, "unavailable", strings.Join(problems, "; ")
 	}
 	writeJSON(w, status, body)
 }

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -51,10 +52,19 @@ type Images interface {
 	ListImages(ctx context.Context) ([]string, error)
 }
 
-// Status says whether the engine answers, and where the log's head is.
+// Status says whether the engine answers and the log takes writes, and
+// where the log's head is.
 type Status interface {
 	Health(ctx context.Context) error
+	LogHealth() error
 	Head() (uint64, eventlog.Hash)
+}
+
+// Budget is the server's memory budget: a request's body counts against
+// it while the request is handled (for a sync invocation, until it ends).
+type Budget interface {
+	Reserve(n int64) error
+	Release(n int64)
 }
 
 // Views reads functions and invocations.
@@ -74,8 +84,10 @@ type Options struct {
 	Images    Images
 	Status    Status
 	Views     Views
-	Logger    *slog.Logger
-	Registry  *prometheus.Registry // served on /metrics
+	// Budget, when set, bounds the request bodies held at once.
+	Budget   Budget
+	Logger   *slog.Logger
+	Registry *prometheus.Registry // served on /metrics
 	// MaxBodyBytes bounds JSON request bodies; 6 MiB (Lambda's payload
 	// limit) when zero.
 	MaxBodyBytes int64
@@ -164,8 +176,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	if s.authorized(r) {
-		s.paceBody(w, r)
-		s.router.ServeHTTP(rec, r)
+		release, err := s.reserveBody(r)
+		if err != nil {
+			// Read the body past, into nothing: a client sends it whole
+			// before it reads the answer, and one cut off mid-body sees a
+			// reset connection instead of the 429.
+			s.paceBody(w, r)
+			io.Copy(io.Discard, http.MaxBytesReader(rec, r.Body, s.opts.MaxBodyBytes))
+			rec.Header().Set("Retry-After", "1")
+			s.writeError(rec, r, err)
+		} else {
+			defer release()
+			s.paceBody(w, r)
+			s.router.ServeHTTP(rec, r)
+		}
 	} else {
 		// Its body is never read: close the connection after the answer,
 		// rather than let the server drain what a stranger sends.
@@ -267,6 +291,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		status, err = http.StatusRequestTimeout, fmt.Errorf("the request body came slower than %d bytes a second", s.opts.MinBodyRate)
 	case errors.Is(err, eventlog.ErrClosed):
 		status, err = http.StatusServiceUnavailable, errors.New("the server is shutting down")
+	case errors.Is(err, eventlog.ErrUnwritable):
+		err = internalError{err: err, status: http.StatusInsufficientStorage,
+			msg: "the server's event log cannot be written right now (is its disk full?); try again later"}
 	default:
 		for _, e := range statuses {
 			if errors.Is(err, e.err) {
@@ -290,12 +317,13 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 
 // decode reads one JSON value from the body into v, refusing unknown
 // fields, trailing data and bodies over the bound. An empty body is
-// allowed when emptyOK.
+// allowed when emptyOK. A large body is held once: read into a buffer of
+// its exact size, and a json.RawMessage-like field (rawJSON) keeps a slice
+// of that buffer instead of a copy.
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) error {
-	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
-	data, err := io.ReadAll(body)
+	data, err := readBody(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes), r.ContentLength, s.opts.MaxBodyBytes)
 	if err != nil {
-		return err
+		return wrapBody("the request body", err)
 	}
 	if len(data) == 0 && emptyOK {
 		return nil
@@ -306,20 +334,76 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, emptyOK b
 	if err := checkJSON(data); err != nil {
 		return err
 	}
-	dec := json.NewDecoder(bytesReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := json.Unmarshal(data, v); err != nil {
 		var typeErr *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &typeErr):
+		if errors.As(err, &typeErr) {
 			return badRequest{fmt.Sprintf("field %q must be %s, not %s", typeErr.Field, jsonType(typeErr.Type), typeErr.Value)}
-		case strings.HasPrefix(err.Error(), "json: unknown field"):
-			return badRequest{fmt.Sprintf("request body: %s", strings.TrimPrefix(err.Error(), "json: "))}
-		default:
-			return badRequest{fmt.Sprintf("request body: %v", err)}
+		}
+		return badRequest{fmt.Sprintf("request body: %v", err)}
+	}
+	return checkFields(data, v)
+}
+
+// readBody reads a body of the length its request declares into a buffer
+// of that size, or, when the length is unknown, as it comes.
+func readBody(r io.Reader, length, limit int64) ([]byte, error) {
+	if length < 0 || length > limit {
+		return io.ReadAll(r)
+	}
+	data := make([]byte, length)
+	if _, err := io.ReadFull(r, data); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+// rawJSON is a JSON value kept as it is, as a slice of the body it came in
+// (json.Unmarshal hands UnmarshalJSON a slice of its input).
+type rawJSON []byte
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (r *rawJSON) UnmarshalJSON(b []byte) error {
+	*r = b
+	return nil
+}
+
+// skipJSON reads nothing of a value.
+type skipJSON struct{}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (*skipJSON) UnmarshalJSON([]byte) error { return nil }
+
+// checkFields refuses a member of the body's object that no field of v,
+// a pointer to a struct, takes; names match without regard to case, as
+// encoding/json matches them.
+func checkFields(data []byte, v any) error {
+	var members map[string]skipJSON
+	if json.Unmarshal(data, &members) != nil {
+		return nil // not an object: Unmarshal into v said what was wrong
+	}
+	t := reflect.TypeOf(v).Elem()
+	for name := range members {
+		if !slices.ContainsFunc(jsonNames(t), func(n string) bool { return strings.EqualFold(n, name) }) {
+			return badRequest{fmt.Sprintf("request body: unknown field %q", name)}
 		}
 	}
 	return nil
+}
+
+// jsonNames lists the members a struct type takes, by their json tags.
+func jsonNames(t reflect.Type) []string {
+	var names []string
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case name == "-":
+		case name != "":
+			names = append(names, name)
+		case f.IsExported():
+			names = append(names, f.Name)
+		}
+	}
+	return names
 }
 
 // jsonType names what a field takes in the words of JSON's Go decoding: a

@@ -3,6 +3,7 @@ package projections
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/minilambda/minilambda/eventlog"
@@ -197,9 +198,41 @@ func NewFunctionDeleted(functionID string) (eventlog.Event, error) {
 }
 
 // NewInvocationQueued is the invocation.queued event of a new invocation.
+// Its payload holds the event as the client sent it, copied once: encoding
+// it with the rest (encoding/json compacts a raw message into a buffer of
+// its own, and copies that again) would hold a large event three times.
 func NewInvocationQueued(functionID, invocationID string, p InvocationQueued) (eventlog.Event, error) {
 	p.V = payloadV
-	return newEvent(TypeInvocationQueued, functionID, invocationID, p)
+	if len(p.Event) > 0 && !json.Valid(p.Event) {
+		return eventlog.Event{}, fmt.Errorf("encode %s: the event is not JSON", TypeInvocationQueued)
+	}
+	name, err := json.Marshal(p.FunctionName)
+	if err != nil {
+		return eventlog.Event{}, fmt.Errorf("encode %s: %w", TypeInvocationQueued, err)
+	}
+	callback, err := json.Marshal(p.CallbackURL)
+	if err != nil {
+		return eventlog.Event{}, fmt.Errorf("encode %s: %w", TypeInvocationQueued, err)
+	}
+	// The members of InvocationQueued in order, with their omitempty.
+	b := make([]byte, 0, 96+len(name)+len(p.Event)+len(callback))
+	b = strconv.AppendInt(append(b, `{"v":`...), int64(p.V), 10)
+	b = append(append(b, `,"function_name":`...), name...)
+	b = strconv.AppendInt(append(b, `,"function_version":`...), int64(p.FunctionVersion), 10)
+	if p.Async {
+		b = append(b, `,"async":true`...)
+	}
+	if len(p.Event) > 0 {
+		b = append(append(b, `,"event":`...), p.Event...)
+	}
+	if p.Timeout != 0 {
+		b = strconv.AppendInt(append(b, `,"timeout":`...), int64(p.Timeout), 10)
+	}
+	if p.CallbackURL != "" {
+		b = append(append(b, `,"callback_url":`...), callback...)
+	}
+	b = append(b, '}')
+	return eventlog.Event{Type: TypeInvocationQueued, FunctionID: functionID, InvocationID: invocationID, Data: b}, nil
 }
 
 // NewInvocationStarted is the invocation.started event of an attempt.

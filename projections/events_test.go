@@ -1,6 +1,7 @@
 package projections_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -73,5 +74,38 @@ func TestConstructors(t *testing.T) {
 	}
 	if _, err := projections.NewInvocationQueued("F", "I", projections.InvocationQueued{Event: json.RawMessage(`{`)}); err == nil {
 		t.Error("a queued event with an event that is not JSON was built")
+	}
+}
+
+// TestQueuedPayload checks the hand-built invocation.queued payload against
+// encoding/json's, member for member, and that the event is stored and read
+// back as sent, without copying it on the way out.
+func TestQueuedPayload(t *testing.T) {
+	for _, p := range []projections.InvocationQueued{
+		{FunctionName: "fn", FunctionVersion: 3, Event: json.RawMessage(`{"a":[1,2,{"b":"c"}]}`)},
+		{FunctionName: "f\"n\\\u00e9", FunctionVersion: 1, Async: true, Event: json.RawMessage(`"x"`), Timeout: 9, CallbackURL: "http://h:1/p?q=1"},
+		{FunctionName: "empty"},
+	} {
+		e, err := projections.NewInvocationQueued("F", "I", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.V = 1
+		want, _ := json.Marshal(p)
+		if string(e.Data) != string(want) {
+			t.Errorf("payload\n got %s\nwant %s", e.Data, want)
+		}
+	}
+	event := json.RawMessage("{\n  \"html\": \"<b>&</b>\",\n  \"n\": 1\n}")
+	e, err := projections.NewInvocationQueued("F", "I", projections.InvocationQueued{FunctionName: "fn", Event: event})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := projections.DecodeQueued(&e)
+	if err != nil || string(q.Event) != string(event) || q.FunctionName != "fn" {
+		t.Fatalf("read back: %q %+v %v", q.Event, q, err)
+	}
+	if &q.Event[0] != &e.Data[bytes.Index(e.Data, event)] {
+		t.Error("the event read back is a copy, not the payload's bytes")
 	}
 }

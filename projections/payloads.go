@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"github.com/minilambda/minilambda/eventlog"
@@ -60,14 +61,27 @@ func scanInto[T any](e *eventlog.Event, f fields[T], p *T) error {
 	return nil
 }
 
+// rawField keeps a member's JSON as it is, sharing the payload's bytes.
+func rawField[T any](at func(*T) *json.RawMessage) func(*T, jsonValue) error {
+	return func(p *T, v jsonValue) error {
+		*at(p) = v.raw
+		return nil
+	}
+}
+
 var queuedFields = fields[InvocationQueued]{
 	"v":                intField(func(p *InvocationQueued) *int { return &p.V }),
 	"function_name":    stringField(func(p *InvocationQueued) *string { return &p.FunctionName }),
 	"function_version": intField(func(p *InvocationQueued) *int { return &p.FunctionVersion }),
 	"async":            boolField(func(p *InvocationQueued) *bool { return &p.Async }),
+	"event":            rawField(func(p *InvocationQueued) *json.RawMessage { return &p.Event }),
+	"timeout":          intField(func(p *InvocationQueued) *int { return &p.Timeout }),
+	"callback_url":     stringField(func(p *InvocationQueued) *string { return &p.CallbackURL }),
 }
 
-func decodeQueued(e *eventlog.Event) (p InvocationQueued, err error) {
+// DecodeQueued reads the payload of an invocation.queued event. Its Event
+// shares e's bytes rather than copying them: an event can be megabytes.
+func DecodeQueued(e *eventlog.Event) (p InvocationQueued, err error) {
 	err = scanInto(e, queuedFields, &p)
 	return p, err
 }

@@ -81,7 +81,7 @@ func (b *batch) Apply(e *eventlog.Event) error {
 func (Projector) Prepare(e *eventlog.Event) (any, error) {
 	switch e.Type {
 	case TypeInvocationQueued:
-		return decodeQueued(e)
+		return DecodeQueued(e)
 	case TypeInvocationStarted:
 		return decodeStarted(e)
 	case TypeInvocationCompleted, TypeInvocationFailed, TypeInvocationTimedOut:

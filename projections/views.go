@@ -224,7 +224,8 @@ func (s *Views) Invocation(id string) (inv Invocation, err error) {
 }
 
 // Queued returns what an invocation was queued with: the event, the
-// timeout and the callback, for running it again after a restart.
+// timeout and the callback, for running it again after a restart. The
+// event is read from the log once, not copied again.
 func (s *Views) Queued(id string) (q InvocationQueued, err error) {
 	err = s.v.View(func(r eventlog.ViewReader) error {
 		v := r.Get(viewInvocations, recordKey(id))
@@ -239,7 +240,8 @@ func (s *Views) Queued(id string) (q InvocationQueued, err error) {
 		if err != nil {
 			return fmt.Errorf("invocation %s: %w", id, err)
 		}
-		return json.Unmarshal(e.Data, &q)
+		q, err = DecodeQueued(&e)
+		return err
 	})
 	return q, err
 }

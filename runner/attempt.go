@@ -118,6 +118,8 @@ func outcome(a *attempt, res engine.Result, runErr error) projections.Invocation
 			ended.Error = fmt.Sprintf("%v: load it with POST /images or docker load, or fix the function's image", runErr)
 		case errors.Is(runErr, engine.ErrEngineUnavailable):
 			ended.Error = "the Docker engine is unreachable"
+		case errors.Is(runErr, eventlog.ErrUnwritable):
+			ended.Error = "the event log could not record the start (is its disk full?); the container was removed"
 		default:
 			ended.Error = runErr.Error()
 		}
@@ -141,13 +143,20 @@ func outcome(a *attempt, res engine.Result, runErr error) projections.Invocation
 
 // end records the event that ends invocation id, counts it, and returns
 // the event as appended. runErr and res are the last attempt's, for the
-// duration metric.
-func (s *Service) end(ctx context.Context, f projections.Function, id string, ended projections.InvocationEnded, res engine.Result, runErr error) (eventlog.Event, error) {
+// duration metric. An async invocation's end (wait) is appended however
+// long the log refuses it; a sync one's, when the log refuses it, is
+// appended in the background while the caller hears why.
+func (s *Service) end(ctx context.Context, f projections.Function, id string, ended projections.InvocationEnded, res engine.Result, runErr error, wait bool) (eventlog.Event, error) {
 	e, err := projections.NewInvocationEnded(f.ID, id, ended)
 	if err != nil {
 		return e, err
 	}
-	got, err := s.log.Append(ctx, e)
+	var got []eventlog.Event
+	if wait {
+		got, err = s.persist(ctx, e)
+	} else if got, err = s.log.Append(ctx, e); errors.Is(err, eventlog.ErrUnwritable) {
+		s.persistLater(e)
+	}
 	if err != nil {
 		return e, fmt.Errorf("record the end of invocation %s: %w", id, err)
 	}

@@ -45,7 +45,7 @@ func BenchmarkWarm(b *testing.B) {
 			committing.Add(int64(took))
 			committed.Add(int64(events))
 		},
-	}).svc
+	}, "").svc
 	ctx := context.Background()
 	for _, spec := range []function.Spec{
 		{Name: "cold", Image: cold.Tag},

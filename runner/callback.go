@@ -114,7 +114,7 @@ func (c *callbacks) send(id string) {
 func (c *callbacks) record(functionID, id string, rec projections.InvocationCallback) {
 	e, err := projections.NewInvocationCallback(functionID, id, rec)
 	if err == nil {
-		_, err = c.s.log.Append(context.WithoutCancel(c.ctx), e)
+		_, err = c.s.persist(c.ctx, e)
 	}
 	if err != nil {
 		c.s.logger.Warn("cannot record a callback", "invocation_id", id, "err", err)

@@ -34,18 +34,28 @@ func (s *Service) Invoke(ctx context.Context, ref string, req function.Request) 
 		return inv, err
 	}
 	defer s.release(f)
+	if err := s.Reserve(s.outputRoom()); err != nil {
+		return inv, err
+	}
+	defer s.Release(s.outputRoom())
 	s.invoking.Add(1)
 	defer s.invoking.Done()
 	q, err := queuedEvent(f, ulid.Make().String(), req, false)
 	if err != nil {
 		return inv, err
 	}
-	a := &attempt{f: f, id: q.InvocationID, n: 1, event: req.Event, timeout: f.TimeoutFor(req.Timeout), queued: &q}
+	// From here on the event is held once, in the queued payload: the
+	// attempt delivers that copy, and the request's can go.
+	event, timeout := req.Event, f.TimeoutFor(req.Timeout)
+	if p, err := projections.DecodeQueued(&q); err == nil {
+		event = p.Event
+	}
+	a := &attempt{f: f, id: q.InvocationID, n: 1, event: event, timeout: timeout, queued: &q}
 	events, res, runErr := s.run(ctx, a)
 	if len(events) == 0 {
 		return inv, runErr
 	}
-	e, err := s.end(context.WithoutCancel(ctx), f, a.id, outcome(a, res, runErr), res, runErr)
+	e, err := s.end(context.WithoutCancel(ctx), f, a.id, outcome(a, res, runErr), res, runErr, false)
 	if err != nil {
 		return inv, err
 	}

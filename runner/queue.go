@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/minilambda/minilambda/eventlog"
 	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/projections"
 	"github.com/minilambda/minilambda/runner/engine"
@@ -20,6 +21,13 @@ import (
 // durable before the client hears 202, and a restart finds every PENDING
 // async invocation in the views again (Recover). In memory the queue keeps
 // only the ids in order of arrival, with when each may next run.
+
+// How long an async attempt waits when the memory budget has no room for
+// it, or when the log could not record its start.
+const (
+	budgetWait     = 200 * time.Millisecond
+	unwritableWait = time.Second
+)
 
 type item struct {
 	id, fnID  string
@@ -175,11 +183,11 @@ func (s *Service) maxAttempts(f projections.Function) int {
 // runAsync runs one attempt of a queued invocation and records what comes
 // of it: the end, or a retry.
 func (s *Service) runAsync(it *item, f projections.Function) {
-	// Records outlive the attempt: a shutdown that cuts it still records
-	// how it ended.
-	record := context.WithoutCancel(s.attempts)
+	// Records are appended even when shutdown has cut the attempt, and
+	// tried while the log refuses them until shutdown's grace ends; after
+	// that, the next start's recovery settles the invocation.
 	final := func(ended projections.InvocationEnded, res engine.Result, runErr error) {
-		if _, err := s.end(record, f, it.id, ended, res, runErr); err != nil {
+		if _, err := s.end(s.attempts, f, it.id, ended, res, runErr, true); err != nil {
 			s.logger.Error("cannot record the end of an async invocation", "invocation_id", it.id, "err", err)
 			return
 		}
@@ -203,14 +211,29 @@ func (s *Service) runAsync(it *item, f projections.Function) {
 		platform(fmt.Sprintf("cannot read the queued event: %v", err))
 		return
 	}
+	// The event, read from the log, and the attempt's outputs count
+	// against the memory budget: one that does not fit waits, untouched.
+	room := int64(len(q.Event)) + s.outputRoom()
+	if !s.budget.take(room) {
+		s.queue.push(&item{id: it.id, fnID: it.fnID, created: it.created, notBefore: time.Now().Add(budgetWait), attempt: it.attempt})
+		return
+	}
+	defer s.budget.give(room)
 	a := &attempt{f: f, id: it.id, n: it.attempt, event: q.Event, timeout: f.TimeoutFor(q.Timeout)}
 	if len(a.event) == 0 {
 		a.event = []byte("{}")
 	}
 	started, res, runErr := s.run(s.attempts, a)
-	if errors.Is(runErr, context.Canceled) && len(started) == 0 {
+	switch {
+	case len(started) > 0:
+	case errors.Is(runErr, context.Canceled):
 		// Shutdown cut the attempt before it started: nothing ran, so
 		// nothing is recorded, and the next start runs it as this attempt.
+		return
+	case errors.Is(runErr, eventlog.ErrUnwritable):
+		// Its start could not be recorded, so it did not start: it waits
+		// in the queue, as this attempt, for the log to take writes.
+		s.queue.push(&item{id: it.id, fnID: it.fnID, created: it.created, notBefore: time.Now().Add(unwritableWait), attempt: it.attempt})
 		return
 	}
 	ended := outcome(a, res, runErr)
@@ -237,7 +260,7 @@ func (s *Service) runAsync(it *item, f projections.Function) {
 			Result: ended.Result, Logs: ended.Logs,
 		})
 		if err == nil {
-			_, err = s.log.Append(record, e)
+			_, err = s.persist(s.attempts, e)
 		}
 		if err != nil {
 			s.logger.Error("cannot record a retry", "invocation_id", it.id, "err", err)

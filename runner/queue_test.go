@@ -40,15 +40,19 @@ type fixture struct {
 
 func newService(t testing.TB, cli *client.Client, image string, opts runner.Options) *fixture {
 	t.Helper()
-	return newServiceLog(t, cli, image, opts, eventlog.Options{})
+	return newServiceLog(t, cli, image, opts, eventlog.Options{}, "")
 }
 
-// newServiceLog is newService with options for its log; the projector is
-// always the real one.
-func newServiceLog(t testing.TB, cli *client.Client, image string, opts runner.Options, logOpts eventlog.Options) *fixture {
+// newServiceLog is newService with options for its log, and the log at
+// path (in a fresh directory when empty); the projector is always the
+// real one.
+func newServiceLog(t testing.TB, cli *client.Client, image string, opts runner.Options, logOpts eventlog.Options, path string) *fixture {
 	t.Helper()
 	logOpts.Projector = projections.Projector{}
-	log, err := eventlog.Open(filepath.Join(t.TempDir(), "events.db"), logOpts)
+	if path == "" {
+		path = filepath.Join(t.TempDir(), "events.db")
+	}
+	log, err := eventlog.Open(path, logOpts)
 	if err != nil {
 		t.Fatal(err)
 	}

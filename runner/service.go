@@ -62,6 +62,9 @@ type Options struct {
 	// HotIdleTTL is how long an idle hot container, or an unused spare, is
 	// kept.
 	HotIdleTTL time.Duration
+	// MemoryBudget bounds the bytes of request bodies, async events under
+	// way and invocation outputs held at once (see budget.go).
+	MemoryBudget int64
 }
 
 // withDefaults fills in the zero settings.
@@ -88,6 +91,9 @@ func (o Options) withDefaults() Options {
 	if o.OutputLimit == 0 {
 		o.OutputLimit = engine.DefaultOutputLimit
 	}
+	if o.MemoryBudget == 0 {
+		o.MemoryBudget = DefaultMemoryBudget
+	}
 	if o.Metrics == nil {
 		o.Metrics = metrics.New()
 	}
@@ -113,10 +119,13 @@ type Service struct {
 	endLife context.CancelFunc
 
 	// invoking counts synchronous invocations under way, so that Wait can
-	// let them be recorded.
-	invoking sync.WaitGroup
+	// let them be recorded; recording counts events persistLater has yet to
+	// land.
+	invoking  sync.WaitGroup
+	recording sync.WaitGroup
 
 	limits    limits
+	budget    budget
 	queue     queue
 	pools     pools
 	spares    spares
@@ -144,6 +153,7 @@ func New(opts Options) (*Service, error) {
 	s.life, s.endLife = context.WithCancel(context.Background())
 	s.attempts, s.cancelAttempts = context.WithCancel(s.life)
 	s.limits.init(opts.MaxInFlight)
+	s.budget.init(opts.MemoryBudget, opts.Metrics.BudgetUsed, opts.Metrics.BudgetRefused)
 	s.queue.init(opts.Metrics.QueueDepth)
 	s.pools.init(s)
 	s.spares.init(s)
@@ -232,6 +242,8 @@ func (s *Service) Wait() {
 	s.spares.stopAll()
 	s.pools.wg.Wait()
 	s.spares.wg.Wait()
+	// What the log would still not take is settled by the next start.
+	defer s.recording.Wait()
 	defer s.endLife()
 	// Cleanup that must outlive every request: its own deadline.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.life), time.Minute)

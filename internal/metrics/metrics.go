@@ -24,6 +24,9 @@ type Metrics struct {
 	Retries       prometheus.Counter
 	HotContainers *prometheus.GaugeVec
 	Overhead      *prometheus.HistogramVec // by mode: cold or hot
+	BudgetUsed    prometheus.Gauge         // bytes of the memory budget reserved
+	BudgetRefused prometheus.Counter       // reservations that did not fit
+	Unwritable    prometheus.Counter       // commits the log's file refused
 }
 
 // New registers the metrics, plus Go runtime and process collectors.
@@ -77,7 +80,20 @@ func New() *Metrics {
 		// 100 µs to 3.3 s.
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 	}, []string{"mode"})
+	m.BudgetUsed = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "minilambda_memory_budget_used_bytes",
+		Help: "Bytes of the memory budget reserved: request bodies being handled, async events being run, room for running invocations' outputs.",
+	})
+	m.BudgetRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "minilambda_memory_budget_refusals_total",
+		Help: "Requests answered 429, and async attempts put off, because the memory budget was in use.",
+	})
+	m.Unwritable = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "minilambda_eventlog_append_failures_total",
+		Help: "Commits of the event log that its file refused (a full disk, an I/O error); what they held is appended again once it can be.",
+	})
 	m.Registry.MustRegister(m.Invocations, m.Duration, m.InFlight, m.Starts, m.CommitLatency, m.CommitEvents, m.QueueDepth, m.Retries, m.HotContainers, m.Overhead,
+		m.BudgetUsed, m.BudgetRefused, m.Unwritable,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -87,3 +103,7 @@ func (m *Metrics) Commit(events int, latency time.Duration) {
 	m.CommitLatency.Observe(latency.Seconds())
 	m.CommitEvents.Observe(float64(events))
 }
+
+// CommitRefused counts a commit the log's file refused; it fits
+// eventlog.Options.OnUnwritable.
+func (m *Metrics) CommitRefused(error) { m.Unwritable.Inc() }

@@ -1,0 +1,90 @@
+package runner_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minilambda/minilambda/eventlog"
+	"github.com/minilambda/minilambda/function"
+	"github.com/minilambda/minilambda/internal/disktest"
+	"github.com/minilambda/minilambda/internal/dockertest"
+	"github.com/minilambda/minilambda/projections"
+	"github.com/minilambda/minilambda/runner"
+)
+
+// TestFullDisk fills the log's file system while work runs and waits:
+// nothing acknowledged is lost or left without an end, a sync caller whose
+// request cannot be recorded hears so, the log reports itself unwritable,
+// and once there is room everything runs and is recorded, without a
+// restart. Each invocation writes 1 MiB to stdout and to stderr, so that
+// its end is an event the full disk cannot take.
+func TestFullDisk(t *testing.T) {
+	cli := dockertest.Client(t)
+	img := dockertest.BuildGoImage(t, cli, "../testdata/fn", "minilambda-runner-disk")
+	dir := disktest.Small(t, 64<<20)
+	f := newServiceLog(t, cli, img.Tag, runner.Options{OutputLimit: 4 << 20}, eventlog.Options{}, filepath.Join(dir, "events.db"))
+	queued := f.register(function.Spec{Name: "queued", Concurrency: 1})
+	direct := f.register(function.Spec{Name: "direct"})
+	ctx := context.Background()
+	flood := map[string]any{"sleep_ms": 1500, "flood_bytes": 1 << 20}
+
+	// A sync invocation under way, and async ones: one running, two
+	// waiting for it.
+	syncErr := make(chan error, 1)
+	go func() {
+		b, _ := json.Marshal(flood)
+		_, err := f.svc.Invoke(ctx, "direct", function.Request{Event: b})
+		syncErr <- err
+	}()
+	var ids []string
+	for range 3 {
+		ids = append(ids, f.enqueue("queued", flood, "").InvocationID)
+	}
+	f.waitRunning(direct.ID)
+	f.waitRunning(queued.ID)
+	filler := disktest.Fill(t, dir)
+
+	// A request the log cannot take is refused, and says why.
+	big, _ := json.Marshal(map[string]string{"pad": strings.Repeat("x", 2<<20)})
+	if _, err := f.svc.Invoke(ctx, "direct", function.Request{Event: big}); !errors.Is(err, eventlog.ErrUnwritable) {
+		t.Errorf("a sync call on a full disk: %v", err)
+	}
+	if _, err := f.svc.Enqueue(ctx, "queued", function.Request{Event: big}); !errors.Is(err, eventlog.ErrUnwritable) {
+		t.Errorf("an async call on a full disk: %v", err)
+	}
+	// The invocations under way end, and their ends cannot be written.
+	if err := <-syncErr; !errors.Is(err, eventlog.ErrUnwritable) {
+		t.Errorf("the sync caller whose end could not be recorded: %v", err)
+	}
+	if err := f.svc.LogHealth(); !errors.Is(err, eventlog.ErrUnwritable) {
+		t.Errorf("the log's health on a full disk: %v", err)
+	}
+	time.Sleep(2 * time.Second)
+
+	disktest.Free(t, filler)
+	for i, id := range ids {
+		if inv := f.settle(id, 2*time.Minute); inv.Status != "COMPLETED" || inv.Attempts != 1 || len(inv.Result) < 1<<20 {
+			t.Errorf("async invocation %d after the disk had room: %s in %d attempts, %d bytes of result: %s", i, inv.Status, inv.Attempts, len(inv.Result), inv.Error)
+		}
+	}
+	// The sync invocation whose caller heard 507 has its end recorded.
+	page, _, err := f.svc.Views().Invocations(projections.InvocationQuery{FunctionID: direct.ID})
+	if err != nil || len(page) != 1 {
+		t.Fatalf("the sync invocations recorded: %v %+v", err, page)
+	}
+	if inv := f.settle(page[0].InvocationID, time.Minute); inv.Status != "COMPLETED" || len(inv.Result) < 1<<20 {
+		t.Errorf("the sync invocation: %s, %d bytes of result: %s", inv.Status, len(inv.Result), inv.Error)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for f.svc.LogHealth() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("the log still unwritable with room on the disk: %v", f.svc.LogHealth())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
