@@ -355,14 +355,7 @@ func TestUndamagedCopy(t *testing.T) {
 // the rebuild command; rebuild repairs it; then audit passes and serve's
 // check lets the log open.
 func TestRebuildRepairsViews(t *testing.T) {
-	s := buildSample(t)
-	var d damage
-	for _, d = range damages {
-		if d.name == "view-record-garbage" {
-			break
-		}
-	}
-	path := d.copyOf(t, s)
+	path := damageNamed(t, "view-record-garbage").copyOf(t, buildSample(t))
 	_, err := openLog(path, eventlog.Options{Projector: projections.Projector{}})
 	if want := "run `minilambda rebuild --db " + path + "`"; err == nil || !strings.Contains(err.Error(), want) || exitCode(err) != 3 {
 		t.Fatalf("serve's open of damaged views: %v, want exit status 3 and %q", err, want)
@@ -387,14 +380,7 @@ func TestRebuildRepairsViews(t *testing.T) {
 // TestRebuildRefusesDamagedEvents: views cannot be made from events that
 // do not chain; rebuild says so, names the seq, and changes nothing.
 func TestRebuildRefusesDamagedEvents(t *testing.T) {
-	s := buildSample(t)
-	var d damage
-	for _, d = range damages {
-		if d.name == "event-data-garbage" {
-			break
-		}
-	}
-	path := d.copyOf(t, s)
+	path := damageNamed(t, "event-data-garbage").copyOf(t, buildSample(t))
 	before, _ := os.ReadFile(path)
 	_, _, err := runCmd(t, "rebuild", "--db", path)
 	if exitCode(err) != 3 || !strings.Contains(err.Error(), "seq 301: hash chain broken") || !strings.Contains(err.Error(), path) {
@@ -486,4 +472,16 @@ func BenchmarkOpenLog1M(b *testing.B) {
 		}
 		l.Close()
 	}
+}
+
+// damageNamed is the damage of that name.
+func damageNamed(t *testing.T, name string) damage {
+	t.Helper()
+	for _, d := range damages {
+		if d.name == name {
+			return d
+		}
+	}
+	t.Fatalf("no damage named %q", name)
+	return damage{}
 }

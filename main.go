@@ -183,6 +183,20 @@ func dump(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// progressTo shows a command's progress through the log on w, when w is a
+// terminal; nil otherwise.
+func progressTo(w io.Writer, command string) func(done, total uint64) {
+	if !isTerminal(w) {
+		return nil
+	}
+	return func(done, total uint64) {
+		fmt.Fprintf(w, "\r%s: %d/%d events checked", command, done, total)
+		if done == total {
+			fmt.Fprintln(w)
+		}
+	}
+}
+
 // isTerminal reports whether w is a terminal, where progress is shown.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
@@ -205,15 +219,7 @@ func audit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer l.Close()
 	defer tuneGC()()
-	var progress func(done, total uint64)
-	if isTerminal(stderr) {
-		progress = func(done, total uint64) {
-			fmt.Fprintf(stderr, "\raudit: %d/%d events checked", done, total)
-			if done == total {
-				fmt.Fprintln(stderr)
-			}
-		}
-	}
+	progress := progressTo(stderr, "audit")
 	sum, err := l.Verify(ctx, projections.Projector{}, progress)
 	if err != nil {
 		if progress != nil {
@@ -238,15 +244,7 @@ func rebuild(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("event log %s: %w", *db, err)
 	}
 	defer tuneGC()()
-	var progress func(done, total uint64)
-	if isTerminal(stderr) {
-		progress = func(done, total uint64) {
-			fmt.Fprintf(stderr, "\rrebuild: %d/%d events checked", done, total)
-			if done == total {
-				fmt.Fprintln(stderr)
-			}
-		}
-	}
+	progress := progressTo(stderr, "rebuild")
 	// Read-only first: a rebuild refused leaves the file as it was.
 	l, err := eventlog.Open(*db, eventlog.Options{ReadOnly: true})
 	if err != nil {

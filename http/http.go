@@ -19,6 +19,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -381,17 +382,23 @@ func checkFields(data []byte, v any) error {
 	if json.Unmarshal(data, &members) != nil {
 		return nil // not an object: Unmarshal into v said what was wrong
 	}
-	t := reflect.TypeOf(v).Elem()
+	names := jsonNames(reflect.TypeOf(v).Elem())
 	for name := range members {
-		if !slices.ContainsFunc(jsonNames(t), func(n string) bool { return strings.EqualFold(n, name) }) {
+		if !slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, name) }) {
 			return badRequest{fmt.Sprintf("request body: unknown field %q", name)}
 		}
 	}
 	return nil
 }
 
+// fieldNames caches jsonNames by type.
+var fieldNames sync.Map
+
 // jsonNames lists the members a struct type takes, by their json tags.
 func jsonNames(t reflect.Type) []string {
+	if names, ok := fieldNames.Load(t); ok {
+		return names.([]string)
+	}
 	var names []string
 	for f := range t.Fields() {
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
@@ -403,6 +410,7 @@ func jsonNames(t reflect.Type) []string {
 			names = append(names, f.Name)
 		}
 	}
+	fieldNames.Store(t, names)
 	return names
 }
 

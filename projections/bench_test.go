@@ -13,47 +13,11 @@ import (
 	"time"
 
 	"github.com/minilambda/minilambda/eventlog"
-	"github.com/minilambda/minilambda/function"
+	"github.com/minilambda/minilambda/internal/logtest"
 	"github.com/minilambda/minilambda/projections"
 	"github.com/oklog/ulid/v2"
 	bolt "go.etcd.io/bbolt"
 )
-
-// lifecycle returns the three events of one completed invocation, about
-// 320 bytes each once stored, as the server writes them.
-func lifecycle(t testing.TB, fnID, invID string) []eventlog.Event {
-	exit := 0
-	q, err := projections.NewInvocationQueued(fnID, invID, projections.InvocationQueued{
-		FunctionName: "hello", FunctionVersion: 1,
-		Event: []byte(`{"name":"world","request":{"path":"/orders/12345","items":[1,2,3]},"trace":"abcdef0123456789abcdef0123456789"}`),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _ := projections.NewInvocationStarted(fnID, invID, projections.InvocationStarted{
-		Attempt:     1,
-		ContainerID: "4f1c0f2ab6d1e5c3b2a1908f7e6d5c4b3a29180f7e6d5c4b3a29180f7e6d5c4b",
-		ImageDigest: "sha256:9b1a7c3d5e7f9a1b3c5d7e9f1a3b5c7d9e1f3a5b7c9d1e3f5a7b9c1d3e5f7a9b",
-	})
-	c, _ := projections.NewInvocationEnded(fnID, invID, projections.InvocationEnded{
-		Attempt: 1, Result: `{"message":"Hello, world!","handled_at":"2026-11-26T12:00:00Z","ok":true}` + "\n",
-		Logs: "handling event for world\nfinished in 3 ms\n", ExitCode: &exit, DurationMS: 412,
-	})
-	return []eventlog.Event{q, s, c}
-}
-
-func register(t testing.TB, l *eventlog.Log, id, name string) {
-	e, err := projections.NewFunctionRegistered(id, projections.FunctionRegistered{
-		Spec:      function.Spec{Name: name, Image: name + ":latest", Timeout: 30, MemoryMB: 256},
-		CreatedAt: time.Now().UTC(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Append(context.Background(), e); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // BenchmarkAppend measures durable appends per second: every commit is
 // fsynced before its appends return, and the real projector runs in the
@@ -66,10 +30,10 @@ func BenchmarkAppend(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer l.Close()
-			register(b, l, "fn1", "hello")
+			mustRegister(b, l, "fn1", "hello")
 			events := make([][]eventlog.Event, b.N)
 			for i := range events {
-				events[i] = lifecycle(b, "fn1", ulid.Make().String())
+				events[i] = logtest.Lifecycle("fn1", ulid.Make().String())
 			}
 			var next atomic.Int64
 			var wg sync.WaitGroup
@@ -121,25 +85,7 @@ func fixture1M(b *testing.B) string {
 			return
 		}
 		defer l.Close()
-		register(b, l, "fn1", "hello")
-		register(b, l, "fn2", "world")
-		const invocations = 333334
-		const perAppend = 300
-		var group []eventlog.Event
-		for i := range invocations {
-			fn := "fn1"
-			if i%2 == 1 {
-				fn = "fn2"
-			}
-			group = append(group, lifecycle(b, fn, ulid.Make().String())...)
-			if len(group) >= perAppend || i == invocations-1 {
-				if _, err := l.Append(context.Background(), group...); err != nil {
-					fixtureErr = err
-					return
-				}
-				group = group[:0]
-			}
-		}
+		fixtureErr = logtest.Fill1M(l)
 	})
 	if fixtureErr != nil {
 		b.Fatal(fixtureErr)
@@ -245,4 +191,10 @@ func BenchmarkBaselineBoltUpdate(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+}
+
+func mustRegister(b *testing.B, l *eventlog.Log, id, name string) {
+	if err := logtest.Register(l, id, name); err != nil {
+		b.Fatal(err)
+	}
 }
