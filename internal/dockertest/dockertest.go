@@ -38,6 +38,8 @@ import (
 const (
 	TestLabel    = "minilambda.test"
 	TestRunLabel = "minilambda.test.run"
+	// TestBuildLabel carries the tag an image was built for.
+	TestBuildLabel = "minilambda.test.build"
 )
 
 // timeout bounds each engine call a helper makes.
@@ -182,7 +184,10 @@ func BuildImage(t testing.TB, cli *client.Client, name string, files, executable
 		Dockerfile:  "Dockerfile",
 		Remove:      true,
 		ForceRemove: true,
-		Labels:      map[string]string{TestLabel: "true"},
+		// The tag as a label too: every build is an image of its own, so
+		// that one test removing its image never takes another's (two
+		// builds of the same files would otherwise share one image ID).
+		Labels: map[string]string{TestLabel: "true", TestBuildLabel: tag},
 	})
 	if err != nil {
 		t.Fatalf("build image %s: %v", tag, err)
