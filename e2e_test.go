@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"mime/multipart"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minilambda/minilambda/internal/disktest"
 	"github.com/minilambda/minilambda/internal/dockertest"
 	"github.com/minilambda/minilambda/projections"
 	"github.com/minilambda/minilambda/runner"
@@ -68,8 +71,15 @@ func startServer(t testing.TB, db string, args ...string) *server {
 // startBinary starts bin, a minilambda binary, serving the log at db.
 func startBinary(t testing.TB, bin, db string, args ...string) *server {
 	t.Helper()
+	return startBinaryEnv(t, bin, db, nil, args...)
+}
+
+// startBinaryEnv is startBinary with more environment variables.
+func startBinaryEnv(t testing.TB, bin, db string, env []string, args ...string) *server {
+	t.Helper()
 	s := &server{t: t, addr: freeAddr(t), out: &bytes.Buffer{}, done: make(chan error, 1)}
 	s.cmd = exec.Command(bin, append([]string{"serve", "--addr", s.addr, "--db", db}, args...)...)
+	s.cmd.Env = append(os.Environ(), env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -466,4 +476,68 @@ func TestSlowClientsCannotStarveTheServer(t *testing.T) {
 		t.Errorf("the server ran out of descriptors:\n%s", s.out)
 	}
 	assertAudit(t, filepath.Join(dir, "events.db"))
+}
+
+// TestSpoolOnAFullDisk serves with its temporary directory on a small file
+// system: a spool file an upload cut by kill -9 left is gone at start; an
+// upload the full disk cannot hold is 507, naming no path; once there is
+// room the same upload loads, and nothing is left in the spool.
+func TestSpoolOnAFullDisk(t *testing.T) {
+	cli := dockertest.Client(t)
+	img := dockertest.BuildGoImage(t, cli, "testdata/fn", "minilambda-e2e-spool")
+	rc, err := cli.ImageSave(context.Background(), []string{img.Tag})
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := disktest.Small(t, int64(len(archive))+(4<<20))
+	db := filepath.Join(t.TempDir(), "events.db")
+	spool := filepath.Join(tmp, "minilambda-spool-"+instanceID(db))
+	leftover := filepath.Join(spool, "minilambda-image-1234.tar")
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(leftover, []byte("an upload cut short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startBinaryEnv(t, binary(t), db, []string{"TMPDIR=" + tmp})
+	if _, err := os.Stat(leftover); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the spool file an earlier run left: %v", err)
+	}
+	upload := func() (int, string) {
+		var body bytes.Buffer
+		mw := multipart.NewWriter(&body)
+		w, _ := mw.CreateFormFile("image", "image.tar")
+		w.Write(archive)
+		mw.Close()
+		resp, err := http.Post("http://"+s.addr+"/images", mw.FormDataContentType(), &body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		answer, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(answer)
+	}
+	filler := disktest.Fill(t, tmp)
+	if code, answer := upload(); code != 507 || strings.Contains(answer, tmp) {
+		t.Errorf("an upload to a full disk: %d %s", code, answer)
+	}
+	disktest.Free(t, filler)
+	if code, answer := upload(); code != 201 || !strings.Contains(answer, img.Tag) {
+		t.Errorf("the upload once there is room: %d %s", code, answer)
+	}
+	if entries, err := os.ReadDir(spool); err != nil || len(entries) != 0 {
+		t.Errorf("the spool after the uploads: %v %v", entries, err)
+	}
+	if err := s.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("exit after SIGTERM: %v", err)
+	}
+	if !strings.Contains(s.out.String(), "no space left on device") {
+		t.Errorf("the server's log lacks the cause of the 507:\n%s", s.out)
+	}
+	assertAudit(t, db)
 }

@@ -18,8 +18,9 @@
 //     end an invocation;
 //   - source.go: where an attempt's container comes from, chosen once;
 //   - hot.go: hot pools; spare.go: prestarted spares; limits.go: the
-//     concurrency limits; callback.go: callbacks; recover.go: restart
-//     recovery.
+//     concurrency limits; budget.go: the memory budget; callback.go:
+//     callbacks; record.go: records that must land while the log refuses
+//     writes; recover.go: restart recovery.
 //
 // # One attempt
 //
