@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/projections"
@@ -107,7 +108,7 @@ type hotContainer struct {
 	p    *pool
 	h    engine.Hot
 	warm bool   // it had answered events before
-	line []byte // the event, compacted onto one line
+	line []byte // the event on one line
 	// broken says why the container cannot take another event.
 	broken string
 }
@@ -139,8 +140,13 @@ func (c *hotContainer) run(ctx context.Context, a *attempt, started engine.OnSta
 
 func (c *hotContainer) release() { c.s.pools.put(c.f, c.p, c.h, c.broken) }
 
-// compactEvent puts a JSON event on one line, as hot containers take it.
+// compactEvent puts a JSON event on one line, as hot containers take it:
+// as it is when it is one line already (a newline can only be white space
+// between its tokens), compacted into a copy when it spans lines.
 func compactEvent(event json.RawMessage) ([]byte, error) {
+	if bytes.IndexByte(event, '\n') < 0 {
+		return slices.Clip(event), nil
+	}
 	var line bytes.Buffer
 	if err := json.Compact(&line, event); err != nil {
 		return nil, fmt.Errorf("%w: the event is not JSON: %v", function.ErrInvalid, err)

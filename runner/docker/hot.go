@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -16,6 +17,8 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/minilambda/minilambda/runner/engine"
 )
+
+var newline = []byte{'\n'}
 
 // LabelHot marks a long-lived hot container.
 const LabelHot = "minilambda.hot"
@@ -175,7 +178,9 @@ func (h *hot) Do(ctx context.Context, event []byte, timeout time.Duration) (engi
 		res.CompletedAt = time.Now()
 		res.Duration = res.CompletedAt.Sub(res.StartedAt)
 	}
-	if _, err := h.hj.Conn.Write(append(event, '\n')); err != nil {
+	// The event and its newline in one write, without appending to the
+	// caller's slice (whose array may go on past it).
+	if _, err := (&net.Buffers{event, newline}).WriteTo(h.hj.Conn); err != nil {
 		h.broken = true
 		take()
 		h.exitState(ctx, &res)
