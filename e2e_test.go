@@ -478,10 +478,10 @@ func TestSlowClientsCannotStarveTheServer(t *testing.T) {
 	assertAudit(t, filepath.Join(dir, "events.db"))
 }
 
-// TestSpoolOnAFullDisk serves with its temporary directory on a small file
-// system: a spool file an upload cut by kill -9 left is gone at start; an
-// upload the full disk cannot hold is 507, naming no path; once there is
-// room the same upload loads, and nothing is left in the spool.
+// TestSpoolOnAFullDisk serves a log on a small file system, where uploads
+// spool too: a spool file an upload cut by kill -9 left is gone at start;
+// an upload the full disk cannot hold is 507, naming no path; once there
+// is room the same upload loads, and nothing is left in the spool.
 func TestSpoolOnAFullDisk(t *testing.T) {
 	cli := dockertest.Client(t)
 	img := dockertest.BuildGoImage(t, cli, "testdata/fn", "minilambda-e2e-spool")
@@ -495,8 +495,8 @@ func TestSpoolOnAFullDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	tmp := disktest.Small(t, int64(len(archive))+(4<<20))
-	db := filepath.Join(t.TempDir(), "events.db")
-	spool := filepath.Join(tmp, "minilambda-spool-"+instanceID(db))
+	db := filepath.Join(tmp, "events.db")
+	spool := filepath.Join(tmp, "spool-"+instanceID(db))
 	leftover := filepath.Join(spool, "minilambda-image-1234.tar")
 	if err := os.MkdirAll(spool, 0o700); err != nil {
 		t.Fatal(err)
@@ -504,7 +504,7 @@ func TestSpoolOnAFullDisk(t *testing.T) {
 	if err := os.WriteFile(leftover, []byte("an upload cut short"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := startBinaryEnv(t, binary(t), db, []string{"TMPDIR=" + tmp})
+	s := startServer(t, db)
 	if _, err := os.Stat(leftover); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the spool file an earlier run left: %v", err)
 	}

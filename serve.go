@@ -118,7 +118,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		*maxConns = defaultMaxConnections()
 	}
 	ln = netutil.LimitListener(ln, *maxConns)
-	spool, err := cleanSpool(instanceID(*db))
+	spool, err := cleanSpool(*db)
 	if err != nil {
 		return err
 	}
@@ -224,12 +224,14 @@ func defaultMaxConnections() int {
 	return max(16, int(lim.Cur/2))
 }
 
-// cleanSpool returns the directory where this server spools image
-// uploads, emptied of what an earlier run left (one killed mid-upload).
-// It is this server's own, named after its instance, so that two servers
-// on one machine never remove each other's uploads.
-func cleanSpool(instance string) (string, error) {
-	dir := filepath.Join(os.TempDir(), "minilambda-spool-"+instance)
+// cleanSpool returns the directory where the server of the log at db
+// spools image uploads, emptied of what an earlier run left (one killed
+// mid-upload). It sits beside the log, on the disk the operator chose for
+// the server's state, as a 0700 directory of its own named after the
+// instance: no other user can read the uploads, and two servers with their
+// logs in one directory never remove each other's.
+func cleanSpool(db string) (string, error) {
+	dir := filepath.Join(filepath.Dir(db), "spool-"+instanceID(db))
 	if err := os.RemoveAll(dir); err != nil {
 		return "", fmt.Errorf("spool directory: %w", err)
 	}

@@ -460,6 +460,13 @@ const (
 // that changes nothing the log holds (one meta key, rewritten). Either
 // happens at most once a second.
 func (l *Log) Writable() error {
+	// The common case, on every invocation's path: nothing to probe.
+	l.mu.RLock()
+	err := l.unwritable
+	l.mu.RUnlock()
+	if err == nil {
+		return nil
+	}
 	l.mu.Lock()
 	err, need, due := l.unwritable, l.need, time.Since(l.probed) >= probeEvery
 	if err != nil && due {

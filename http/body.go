@@ -1,8 +1,10 @@
 package http
 
 import (
+	"errors"
 	"io"
 	"net/http"
+	"os"
 	"time"
 )
 
@@ -33,6 +35,9 @@ type pacedBody struct {
 
 func (b *pacedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = errTooSlow{err}
+	}
 	b.got += int64(n)
 	switch {
 	case err == io.EOF:
@@ -50,7 +55,9 @@ func (b *pacedBody) Read(p []byte) (int, error) {
 // is read: its declared length, or the most a body may be when it declares
 // none. Uploads are spooled to disk and do not count.
 func (s *Server) reserveBody(r *http.Request) (release func(), err error) {
-	if s.opts.Budget == nil || r.Body == nil || r.Body == http.NoBody || r.URL.Path == "/images" {
+	// Only the routes that read a JSON body: POST and PUT, which need the
+	// token when one is set, so a stranger cannot hold the budget.
+	if s.opts.Budget == nil || r.Method != http.MethodPost && r.Method != http.MethodPut || r.URL.Path == "/images" {
 		return func() {}, nil
 	}
 	n := r.ContentLength
@@ -62,3 +69,9 @@ func (s *Server) reserveBody(r *http.Request) (release func(), err error) {
 	}
 	return func() { s.opts.Budget.Release(n) }, nil
 }
+
+// errTooSlow is a body read cut by the pace's deadline.
+type errTooSlow struct{ err error }
+
+func (e errTooSlow) Error() string { return e.err.Error() }
+func (e errTooSlow) Unwrap() error { return e.err }

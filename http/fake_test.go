@@ -36,6 +36,9 @@ type fake struct {
 	// delay is how long a sync invocation takes, unless its context ends
 	// first.
 	delay time.Duration
+	// hold, when set, keeps every sync invocation waiting until it is
+	// closed, for tests that need a request in flight.
+	hold chan struct{}
 }
 
 var (
@@ -172,12 +175,19 @@ func (f *fake) invoke(ref string, req function.Request, async bool) (projections
 
 func (f *fake) Invoke(ctx context.Context, ref string, req function.Request) (projections.Invocation, error) {
 	f.mu.Lock()
-	delay := f.delay
+	delay, hold := f.delay, f.hold
 	f.mu.Unlock()
 	select {
 	case <-time.After(delay):
 	case <-ctx.Done():
 		return projections.Invocation{}, ctx.Err()
+	}
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return projections.Invocation{}, ctx.Err()
+		}
 	}
 	return f.invoke(ref, req, false)
 }

@@ -246,6 +246,13 @@ func (s *Server) loadImage(w http.ResponseWriter, r *http.Request, _ httprouter.
 		}
 		// Spool to disk: the engine may read slowly, and an archive can be
 		// far larger than what we want in memory.
+		// Made again if something swept it away since the server started.
+		if s.opts.SpoolDir != "" {
+			if err := os.MkdirAll(s.opts.SpoolDir, 0o700); err != nil {
+				s.writeError(w, r, spoolError(err))
+				return
+			}
+		}
 		if spool, err = os.CreateTemp(s.opts.SpoolDir, "minilambda-image-*.tar"); err != nil {
 			s.writeError(w, r, spoolError(err))
 			return
@@ -361,9 +368,9 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		body.Docker = "unreachable"
 		problems = append(problems, fmt.Sprintf("the Docker engine does not answer: %v", err))
 	}
-	if err := s.opts.Status.LogHealth(); err != nil {
+	// The cause is in the server's log already, from the refused commit.
+	if s.opts.Status.LogHealth() != nil {
 		body.EventLog = "unwritable"
-		s.log.Warn("health: the event log cannot be written", "err", err)
 		problems = append(problems, "the event log cannot be written (is its disk full?)")
 	}
 	status := http.StatusOK

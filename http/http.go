@@ -15,7 +15,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -179,9 +178,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.authorized(r) {
 		release, err := s.reserveBody(r)
 		if err != nil {
-			// Read the body past, into nothing: a client sends it whole
-			// before it reads the answer, and one cut off mid-body sees a
-			// reset connection instead of the 429.
+			// Read the body past, into nothing (it needs the token, when
+			// one is set): a client sends it whole before it reads the
+			// answer, and one cut off mid-body sees a reset connection
+			// instead of the 429.
 			s.paceBody(w, r)
 			io.Copy(io.Discard, http.MaxBytesReader(rec, r.Body, s.opts.MaxBodyBytes))
 			rec.Header().Set("Retry-After", "1")
@@ -287,14 +287,19 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		status, err = http.StatusRequestEntityTooLarge, fmt.Errorf("request body is larger than %d bytes", tooBig.Limit)
 	case errors.As(err, &br):
 		status = http.StatusBadRequest
-	case errors.Is(err, os.ErrDeadlineExceeded):
+	case errors.As(err, new(errTooSlow)):
 		w.Header().Set("Connection", "close")
 		status, err = http.StatusRequestTimeout, fmt.Errorf("the request body came slower than %d bytes a second", s.opts.MinBodyRate)
 	case errors.Is(err, eventlog.ErrClosed):
 		status, err = http.StatusServiceUnavailable, errors.New("the server is shutting down")
 	case errors.Is(err, eventlog.ErrUnwritable):
-		err = internalError{err: err, status: http.StatusInsufficientStorage,
-			msg: "the server's event log cannot be written right now (is its disk full?); try again later"}
+		msg := "the server's event log cannot be written right now (is its disk full?); try again later"
+		var ran interface{ InvocationID() string }
+		if errors.As(err, &ran) {
+			msg = fmt.Sprintf("invocation %s ran, but the server's event log cannot record its end yet (is its disk full?): "+
+				"do not run it again; GET /invocations/%s shows it once recorded", ran.InvocationID(), ran.InvocationID())
+		}
+		err = internalError{err: err, status: http.StatusInsufficientStorage, msg: msg}
 	default:
 		for _, e := range statuses {
 			if errors.Is(err, e.err) {

@@ -143,30 +143,52 @@ func outcome(a *attempt, res engine.Result, runErr error) projections.Invocation
 
 // end records the event that ends invocation id, counts it, and returns
 // the event as appended. runErr and res are the last attempt's, for the
-// duration metric. An async invocation's end (wait) is appended however
-// long the log refuses it; a sync one's, when the log refuses it, is
-// appended in the background while the caller hears why.
-func (s *Service) end(ctx context.Context, f projections.Function, id string, ended projections.InvocationEnded, res engine.Result, runErr error, wait bool) (eventlog.Event, error) {
+// duration metric. An async invocation's end is appended however long the
+// log refuses it (until ctx ends). A sync one's (landed not nil), when the
+// log refuses it, is appended in the background while the caller hears
+// why (an error naming the invocation), and landed is called once it is.
+func (s *Service) end(ctx context.Context, f projections.Function, id string, ended projections.InvocationEnded, res engine.Result, runErr error, landed func()) (eventlog.Event, error) {
 	e, err := projections.NewInvocationEnded(f.ID, id, ended)
 	if err != nil {
 		return e, err
 	}
+	count := func() {
+		status := projections.StatusCompleted
+		if ended.ErrorType != "" {
+			status = projections.StatusFailed
+		}
+		s.metrics.Invocations.WithLabelValues(f.Name, status, string(ended.ErrorType)).Inc()
+		if runErr == nil {
+			s.metrics.Duration.WithLabelValues(f.Name).Observe(res.Duration.Seconds())
+		}
+	}
 	var got []eventlog.Event
-	if wait {
+	if landed == nil {
 		got, err = s.persist(ctx, e)
 	} else if got, err = s.log.Append(ctx, e); errors.Is(err, eventlog.ErrUnwritable) {
-		s.persistLater(e)
+		s.persistLater(func() { count(); landed() }, e)
+		return e, endNotRecorded{id: id, err: err}
 	}
 	if err != nil {
 		return e, fmt.Errorf("record the end of invocation %s: %w", id, err)
 	}
-	status := projections.StatusCompleted
-	if ended.ErrorType != "" {
-		status = projections.StatusFailed
-	}
-	s.metrics.Invocations.WithLabelValues(f.Name, status, string(ended.ErrorType)).Inc()
-	if runErr == nil {
-		s.metrics.Duration.WithLabelValues(f.Name).Observe(res.Duration.Seconds())
-	}
+	count()
 	return got[0], nil
 }
+
+// endNotRecorded is the error of a sync invocation that ran but whose end
+// the log could not take yet: the caller should not run it again, but read
+// its record once it is complete.
+type endNotRecorded struct {
+	id  string
+	err error
+}
+
+func (e endNotRecorded) Error() string {
+	return fmt.Sprintf("invocation %s ran, but its end is not recorded yet: %v", e.id, e.err)
+}
+
+func (e endNotRecorded) Unwrap() error { return e.err }
+
+// InvocationID names the invocation whose end is not recorded yet.
+func (e endNotRecorded) InvocationID() string { return e.id }

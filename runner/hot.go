@@ -110,7 +110,7 @@ func (ps *pools) stopLocked(fnID string, h engine.Hot, reason string) {
 		h.Close(ps.s.life)
 		e, err := projections.NewHotStopped(fnID, projections.HotStopped{ContainerID: h.ID(), Reason: reason})
 		if err == nil {
-			_, err = ps.s.persist(ps.s.life, e)
+			_, err = ps.s.persist(ps.s.draining, e)
 		}
 		if err != nil {
 			ps.s.logger.Warn("cannot record a hot container's stop", "container_id", h.ID(), "err", err)

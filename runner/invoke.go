@@ -30,14 +30,26 @@ func (s *Service) Invoke(ctx context.Context, ref string, req function.Request) 
 	if req, err = req.Check(); err != nil {
 		return inv, err
 	}
+	// Nothing runs that could not be recorded.
+	if err := s.log.Writable(); err != nil {
+		return inv, err
+	}
 	if err := s.limits.acquire(f); err != nil {
 		return inv, err
 	}
 	defer s.release(f)
-	if err := s.Reserve(s.outputRoom()); err != nil {
+	// Room for the outputs, until the end is recorded: in the background,
+	// when the log refuses it now.
+	room := s.outputRoom()
+	if err := s.Reserve(room); err != nil {
 		return inv, err
 	}
-	defer s.Release(s.outputRoom())
+	held := true
+	defer func() {
+		if held {
+			s.Release(room)
+		}
+	}()
 	s.invoking.Add(1)
 	defer s.invoking.Done()
 	q, err := queuedEvent(f, ulid.Make().String(), req, false)
@@ -55,7 +67,10 @@ func (s *Service) Invoke(ctx context.Context, ref string, req function.Request) 
 	if len(events) == 0 {
 		return inv, runErr
 	}
-	e, err := s.end(context.WithoutCancel(ctx), f, a.id, outcome(a, res, runErr), res, runErr, false)
+	e, err := s.end(context.WithoutCancel(ctx), f, a.id, outcome(a, res, runErr), res, runErr, func() { s.Release(room) })
+	if errors.As(err, new(endNotRecorded)) {
+		held = false
+	}
 	if err != nil {
 		return inv, err
 	}

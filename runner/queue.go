@@ -33,7 +33,14 @@ type item struct {
 	id, fnID  string
 	created   time.Time
 	notBefore time.Time
-	attempt   int // the attempt to run next, from 1
+	attempt   int   // the attempt to run next, from 1
+	size      int64 // bytes of its event; 0 until known
+}
+
+// after is the item again, to run no sooner than d from now.
+func (it item) after(d time.Duration) *item {
+	it.notBefore = time.Now().Add(d)
+	return &it
 }
 
 // queue is the async invocations waiting for a worker or for their next
@@ -93,6 +100,9 @@ func (s *Service) Enqueue(ctx context.Context, ref string, req function.Request)
 	if req, err = req.Check(); err != nil {
 		return inv, err
 	}
+	if err := s.log.Writable(); err != nil {
+		return inv, err
+	}
 	if depth := s.queue.len(); depth >= s.opts.MaxQueue {
 		return inv, fmt.Errorf("%w: %d async invocations are queued, the server's limit", function.ErrBusy, depth)
 	}
@@ -104,7 +114,7 @@ func (s *Service) Enqueue(ctx context.Context, ref string, req function.Request)
 	if err != nil {
 		return inv, err
 	}
-	s.queue.push(&item{id: q.InvocationID, fnID: f.ID, created: events[0].Time, attempt: 1})
+	s.queue.push(&item{id: q.InvocationID, fnID: f.ID, created: events[0].Time, attempt: 1, size: int64(len(req.Event))})
 	return projections.Record(events...)
 }
 
@@ -187,7 +197,7 @@ func (s *Service) runAsync(it *item, f projections.Function) {
 	// tried while the log refuses them until shutdown's grace ends; after
 	// that, the next start's recovery settles the invocation.
 	final := func(ended projections.InvocationEnded, res engine.Result, runErr error) {
-		if _, err := s.end(s.attempts, f, it.id, ended, res, runErr, true); err != nil {
+		if _, err := s.end(s.attempts, f, it.id, ended, res, runErr, nil); err != nil {
 			s.logger.Error("cannot record the end of an async invocation", "invocation_id", it.id, "err", err)
 			return
 		}
@@ -206,17 +216,37 @@ func (s *Service) runAsync(it *item, f projections.Function) {
 		platform(fmt.Sprintf("dropped: the event is older than the maximum event age of %v", s.opts.MaxEventAge))
 		return
 	}
+	// Nothing runs that could not be recorded: while the log refuses
+	// writes, the invocation waits in the queue, untouched.
+	if s.log.Writable() != nil {
+		s.queue.push(it.after(unwritableWait))
+		return
+	}
+	// The event and the outputs count against the memory budget, before
+	// the event is read when its size is known: one that does not fit
+	// waits in the queue, untouched.
+	room := it.size + s.outputRoom()
+	reserved := it.size > 0 && s.budget.take(room)
+	if it.size > 0 && !reserved {
+		s.queue.push(it.after(budgetWait))
+		return
+	}
 	q, err := s.views.Queued(it.id)
 	if err != nil {
+		if reserved {
+			s.budget.give(room)
+		}
 		platform(fmt.Sprintf("cannot read the queued event: %v", err))
 		return
 	}
-	// The event, read from the log, and the attempt's outputs count
-	// against the memory budget: one that does not fit waits, untouched.
-	room := int64(len(q.Event)) + s.outputRoom()
-	if !s.budget.take(room) {
-		s.queue.push(&item{id: it.id, fnID: it.fnID, created: it.created, notBefore: time.Now().Add(budgetWait), attempt: it.attempt})
-		return
+	if !reserved {
+		// Queued before this start: its size is known now.
+		it.size = int64(len(q.Event))
+		room = it.size + s.outputRoom()
+		if !s.budget.take(room) {
+			s.queue.push(it.after(budgetWait))
+			return
+		}
 	}
 	defer s.budget.give(room)
 	a := &attempt{f: f, id: it.id, n: it.attempt, event: q.Event, timeout: f.TimeoutFor(q.Timeout)}
@@ -233,7 +263,7 @@ func (s *Service) runAsync(it *item, f projections.Function) {
 	case errors.Is(runErr, eventlog.ErrUnwritable):
 		// Its start could not be recorded, so it did not start: it waits
 		// in the queue, as this attempt, for the log to take writes.
-		s.queue.push(&item{id: it.id, fnID: it.fnID, created: it.created, notBefore: time.Now().Add(unwritableWait), attempt: it.attempt})
+		s.queue.push(it.after(unwritableWait))
 		return
 	}
 	ended := outcome(a, res, runErr)
@@ -267,6 +297,8 @@ func (s *Service) runAsync(it *item, f projections.Function) {
 			return
 		}
 		s.metrics.Retries.Inc()
-		s.queue.push(&item{id: it.id, fnID: f.ID, created: it.created, notBefore: notBefore, attempt: it.attempt + 1})
+		retry := it.after(backoff)
+		retry.attempt++
+		s.queue.push(retry)
 	}
 }

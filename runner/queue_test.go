@@ -133,6 +133,17 @@ func (f *fixture) settle(id string, within time.Duration) projections.Invocation
 // recovery first, then the workers.
 func (f *fixture) restart(grace time.Duration, opts runner.Options) *fixture {
 	f.t.Helper()
+	next, err := f.restartRecovering(grace, opts)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return next
+}
+
+// restartRecovering is restart, returning what the recovery reported
+// instead of failing the test on it.
+func (f *fixture) restartRecovering(grace time.Duration, opts runner.Options) (*fixture, error) {
+	f.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	f.svc.Stop(ctx)
@@ -149,9 +160,7 @@ func (f *fixture) restart(grace time.Duration, opts runner.Options) *fixture {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	if err := svc.Recover(context.Background()); err != nil {
-		f.t.Fatal(err)
-	}
+	recoverErr := svc.Recover(context.Background())
 	svc.Start(context.Background())
 	f.t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -161,7 +170,7 @@ func (f *fixture) restart(grace time.Duration, opts runner.Options) *fixture {
 	})
 	next := *f
 	next.svc = svc
-	return &next
+	return &next, recoverErr
 }
 
 // waitRunning returns once an invocation of function fnID is RUNNING.

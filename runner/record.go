@@ -45,13 +45,18 @@ func (s *Service) persist(ctx context.Context, events ...eventlog.Event) ([]even
 
 // persistLater appends events in the background, trying until they land or
 // the service's life ends (a restart's recovery then settles what they
-// would have): for a sync invocation whose caller has had its answer.
-func (s *Service) persistLater(events ...eventlog.Event) {
+// would have), and then calls then, when set: for a sync invocation whose
+// caller has had its answer, or a recovery decision.
+func (s *Service) persistLater(then func(), events ...eventlog.Event) {
 	s.recording.Add(1)
 	go func() {
 		defer s.recording.Done()
 		if _, err := s.persist(s.life, events...); err != nil {
 			s.logger.Error("an event was not recorded", "type", events[0].Type, "invocation_id", events[0].InvocationID, "err", err)
+			return
+		}
+		if then != nil {
+			then()
 		}
 	}()
 }

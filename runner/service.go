@@ -115,8 +115,12 @@ type Service struct {
 
 	// life is the context of the work the service does on its own
 	// (prestarting spares, stopping containers, callbacks); Wait ends it.
-	life    context.Context
-	endLife context.CancelFunc
+	// draining ends when Wait begins: records of that work are then tried
+	// once, not until the log takes them.
+	life         context.Context
+	endLife      context.CancelFunc
+	draining     context.Context
+	stopDraining context.CancelFunc
 
 	// invoking counts synchronous invocations under way, so that Wait can
 	// let them be recorded; recording counts events persistLater has yet to
@@ -151,6 +155,7 @@ func New(opts Options) (*Service, error) {
 		logger: opts.Logger.With("subsystem", "runner"), metrics: opts.Metrics, opts: opts,
 	}
 	s.life, s.endLife = context.WithCancel(context.Background())
+	s.draining, s.stopDraining = context.WithCancel(s.life)
 	s.attempts, s.cancelAttempts = context.WithCancel(s.life)
 	s.limits.init(opts.MaxInFlight)
 	s.budget.init(opts.MemoryBudget, opts.Metrics.BudgetUsed, opts.Metrics.BudgetRefused)
@@ -237,6 +242,7 @@ func waitOrCancel(ctx context.Context, wg *sync.WaitGroup, cancel context.Cancel
 // of this server is still there: one whose removal failed while the engine
 // was unreachable would otherwise wait for the next start.
 func (s *Service) Wait() {
+	s.stopDraining()
 	s.invoking.Wait()
 	s.pools.stopAll()
 	s.spares.stopAll()

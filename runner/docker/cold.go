@@ -259,6 +259,15 @@ func (p *prepared) run(ctx context.Context, input []byte, timeout time.Duration,
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 
+	// The start is recorded before the function has its event: a start
+	// that cannot be recorded leaves a process that never saw it.
+	if onStart != nil {
+		if err := onStart(id, p.res.ImageDigest); err != nil {
+			d.kill(ctx, id, logger)
+			return p.res, fmt.Errorf("runner: on start: %w", err)
+		}
+	}
+
 	p.stdinStarted = true
 	go func() {
 		defer close(p.stdinDone)
@@ -273,13 +282,6 @@ func (p *prepared) run(ctx context.Context, input []byte, timeout time.Duration,
 			logger.DebugContext(ctx, "close stdin", "error", err)
 		}
 	}()
-
-	if onStart != nil {
-		if err := onStart(id, p.res.ImageDigest); err != nil {
-			d.kill(ctx, id, logger)
-			return p.res, fmt.Errorf("runner: on start: %w", err)
-		}
-	}
 
 	exitCode, exited, abandoned := int64(-1), false, false
 	select {

@@ -178,8 +178,9 @@ func (h *hot) Do(ctx context.Context, event []byte, timeout time.Duration) (engi
 		res.CompletedAt = time.Now()
 		res.Duration = res.CompletedAt.Sub(res.StartedAt)
 	}
-	// The event and its newline in one write, without appending to the
-	// caller's slice (whose array may go on past it).
+	// The event and its newline in one writev where the connection allows
+	// it, without appending to the caller's slice (whose array may go on
+	// past it).
 	if _, err := (&net.Buffers{event, newline}).WriteTo(h.hj.Conn); err != nil {
 		h.broken = true
 		take()
