@@ -135,7 +135,7 @@ func TestAPIWithoutEngine(t *testing.T) {
 			{fmt.Errorf("%w: no manifest", engine.ErrBadImage), 400, "no manifest"},
 			{fmt.Errorf("%w: ping: refused", engine.ErrEngineUnavailable), 503, "unavailable"},
 			{fmt.Errorf("append: %w", eventlog.ErrClosed), 503, "shutting down"},
-			{fmt.Errorf("append: %w: write /var/lib/secret/events.db: no space left on device", eventlog.ErrUnwritable), 507, "cannot be written"},
+			{fmt.Errorf("append: %w: write /var/lib/secret/events.db: no space left on device", eventlog.ErrUnwritable), 503, "insufficient storage"},
 			{ranUnrecorded{"01JRAN", fmt.Errorf("%w: write /var/lib/secret/events.db: no space left on device", eventlog.ErrUnwritable)}, 507, "invocation 01JRAN ran"},
 			{errors.New("disk on fire at /var/lib/secret"), 500, "internal error"},
 		} {
@@ -147,6 +147,16 @@ func TestAPIWithoutEngine(t *testing.T) {
 			if strings.Contains(body.Error, "secret") {
 				t.Errorf("a %d leaks the server's paths: %q", tc.want, body.Error)
 			}
+		}
+		// A refusal of the log is one to try again later, and says when.
+		f.set(func() { f.fail = fmt.Errorf("append: %w: no space left on device", eventlog.ErrUnwritable) })
+		resp, err := e.srv.Client().Post(e.srv.URL+"/functions", "application/json", strings.NewReader(`{"name":"x","image":"`+image+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "5" {
+			t.Errorf("a write the log refused: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
 		}
 	})
 	t.Run("auth", func(t *testing.T) {

@@ -293,13 +293,19 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, eventlog.ErrClosed):
 		status, err = http.StatusServiceUnavailable, errors.New("the server is shutting down")
 	case errors.Is(err, eventlog.ErrUnwritable):
-		msg := "the server's event log cannot be written right now (is its disk full?); try again later"
+		// Nothing ran: 503, which clients retry by themselves. An invocation
+		// that ran and is not yet recorded is 507, which they do not: it
+		// must not run twice.
 		var ran interface{ InvocationID() string }
 		if errors.As(err, &ran) {
-			msg = fmt.Sprintf("invocation %s ran, but the server's event log cannot record its end yet (is its disk full?): "+
-				"do not run it again; GET /invocations/%s shows it once recorded", ran.InvocationID(), ran.InvocationID())
+			err = internalError{err: err, status: http.StatusInsufficientStorage, msg: fmt.Sprintf(
+				"insufficient storage: invocation %s ran, but the server's event log cannot record its end yet (is its disk full?): "+
+					"do not run it again; GET /invocations/%s shows it once recorded", ran.InvocationID(), ran.InvocationID())}
+			break
 		}
-		err = internalError{err: err, status: http.StatusInsufficientStorage, msg: msg}
+		w.Header().Set("Retry-After", "5")
+		err = internalError{err: err, status: http.StatusServiceUnavailable,
+			msg: "insufficient storage: the server's event log cannot be written right now (is its disk full?); nothing was done; try again later"}
 	default:
 		for _, e := range statuses {
 			if errors.Is(err, e.err) {

@@ -79,7 +79,7 @@ func TestFullDisk(t *testing.T) {
 			t.Errorf("async invocation %d after the disk had room: %s in %d attempts, %d bytes of result: %s", i, inv.Status, inv.Attempts, len(inv.Result), inv.Error)
 		}
 	}
-	// The sync invocation whose caller heard 507 has its end recorded.
+	// The sync invocation whose caller heard it ran has its end recorded.
 	page, _, err := f.svc.Views().Invocations(projections.InvocationQuery{FunctionID: direct.ID})
 	if err != nil || len(page) != 1 {
 		t.Fatalf("the sync invocations recorded: %v %+v", err, page)
