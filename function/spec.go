@@ -16,10 +16,11 @@ const (
 
 	MaxCPUs = 64
 
-	// DefaultHotConcurrency bounds the pool of a hot function that sets no
-	// concurrency of its own.
-	DefaultHotConcurrency = 4
-	MaxConcurrency        = 1000
+	// DefaultPoolSize bounds the pool of long-lived containers of a
+	// function that sets no concurrency of its own; calls past it wait for
+	// a container instead of being refused.
+	DefaultPoolSize = 4
+	MaxConcurrency  = 1000
 
 	// MaxMaxAttempts bounds a function's max_attempts; zero means the
 	// server's default.
@@ -90,9 +91,6 @@ func Normalize(s Spec) (Spec, error) {
 	case "", ModeCold:
 		s.Mode = ModeCold
 	case ModeHot:
-		if s.Concurrency == 0 {
-			s.Concurrency = DefaultHotConcurrency
-		}
 	default:
 		return s, invalid(`mode must be "cold" (a fresh container per invocation) or "hot" (long-lived containers, one event per line), got %q`, s.Mode)
 	}

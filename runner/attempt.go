@@ -40,7 +40,7 @@ func (s *Service) run(ctx context.Context, a *attempt) (events []eventlog.Event,
 	record := context.WithoutCancel(ctx)
 	c, err := s.take(ctx, a)
 	if err != nil {
-		if a.queued == nil || errors.Is(err, function.ErrInvalid) {
+		if a.queued == nil || errors.Is(err, function.ErrInvalid) || errors.Is(err, function.ErrBusy) {
 			return nil, res, err
 		}
 		// Record the invocation, and then how it could not run.

@@ -2,19 +2,25 @@ package runner
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/projections"
 	"github.com/minilambda/minilambda/runner/engine"
 )
 
 // Hot mode keeps long-lived containers per function, each taking one
-// event at a time over the line protocol. A function's pool grows to its
-// concurrency, shrinks when containers idle past Options.HotIdleTTL, and is
-// retired when the function is updated or deleted: idle containers stop at
-// once, busy ones when their event is answered. hot.started and
-// hot.stopped record the containers.
+// event at a time. A function's pool grows to its concurrency, or to
+// function.DefaultPoolSize when it sets none; a call that finds every
+// container busy then waits, up to its timeout, for one to come back (or
+// for room to start one when one breaks). Containers idle past
+// Options.HotIdleTTL stop, and a pool is retired when its function is
+// updated or deleted: idle containers stop at once, busy ones when their
+// event is answered, and calls waiting on it try the new pool. hot.started
+// and hot.stopped record the containers.
 
 // pools holds the hot containers of every hot function.
 type pools struct {
@@ -30,8 +36,20 @@ type pools struct {
 // pool is the containers of one version of a function.
 type pool struct {
 	version int
+	size    int // the most containers it may have
 	idle    []idleHot
 	total   int // idle and busy
+	retired bool
+	// waiting is the calls waiting for a container, oldest first.
+	waiting []chan handoff
+}
+
+// handoff is what a waiting call is given: a container, room to start
+// one (counted in the pool's total already), or word that the pool was
+// retired and it should ask again.
+type handoff struct {
+	h       engine.Hot
+	start   bool
 	retired bool
 }
 
@@ -45,32 +63,67 @@ func (ps *pools) init(s *Service) {
 	ps.byFn = make(map[string]*pool)
 }
 
-// get returns an idle container of f's pool, or starts one; warm says
-// which. The limits keep the pool within f's concurrency.
-func (ps *pools) get(ctx context.Context, f projections.Function) (h engine.Hot, p *pool, warm bool, err error) {
-	ps.mu.Lock()
-	p = ps.byFn[f.ID]
-	if p == nil || p.version != f.Version {
-		if p != nil {
-			ps.retireLocked(f.ID, p, "the function was updated")
+// get returns an idle container of f's pool, or starts one, or waits up
+// to wait for one; warm says whether it answered events before. The
+// limits keep a pool with a concurrency of its own within it, so only a
+// pool of the default size waits.
+func (ps *pools) get(ctx context.Context, f projections.Function, wait time.Duration) (h engine.Hot, p *pool, warm bool, err error) {
+	var deadline <-chan time.Time
+	for {
+		ps.mu.Lock()
+		p = ps.byFn[f.ID]
+		if p == nil || p.version != f.Version {
+			if p != nil {
+				ps.retireLocked(f.ID, p, "the function was updated")
+			}
+			p = &pool{version: f.Version, size: poolSize(f)}
+			ps.byFn[f.ID] = p
 		}
-		p = &pool{version: f.Version}
-		ps.byFn[f.ID] = p
-	}
-	if n := len(p.idle); n > 0 {
-		h = p.idle[n-1].h
-		p.idle = p.idle[:n-1]
+		if n := len(p.idle); n > 0 {
+			h = p.idle[n-1].h
+			p.idle = p.idle[:n-1]
+			ps.mu.Unlock()
+			return h, p, true, nil
+		}
+		if p.total < p.size {
+			p.total++
+			ps.s.metrics.HotContainers.WithLabelValues(f.Name).Set(float64(p.total))
+			ps.mu.Unlock()
+			return ps.start(ctx, f, p)
+		}
+		ch := make(chan handoff, 1)
+		p.waiting = append(p.waiting, ch)
 		ps.mu.Unlock()
-		return h, p, true, nil
+		if deadline == nil {
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			deadline = t.C
+		}
+		var got handoff
+		select {
+		case got = <-ch:
+		case <-ctx.Done():
+			return nil, nil, false, ps.giveUp(f, p, ch, ctx.Err())
+		case <-deadline:
+			return nil, nil, false, ps.giveUp(f, p, ch, fmt.Errorf("%w: function %s has %d containers, all busy for %v",
+				function.ErrBusy, f.Name, p.size, wait.Round(time.Millisecond)))
+		}
+		switch {
+		case got.h != nil:
+			return got.h, p, true, nil
+		case got.start:
+			return ps.start(ctx, f, p)
+		}
+		// Retired: ask the function's new pool.
 	}
-	p.total++
-	ps.s.metrics.HotContainers.WithLabelValues(f.Name).Set(float64(p.total))
-	ps.mu.Unlock()
-	h, err = ps.s.engine.StartHot(ctx, ps.s.containerSpec(f, ""))
+}
+
+// start starts a container for pool p, whose total counts it already.
+func (ps *pools) start(ctx context.Context, f projections.Function, p *pool) (engine.Hot, *pool, bool, error) {
+	h, err := ps.s.engine.StartHot(ctx, ps.s.containerSpec(f, ""))
 	if err != nil {
 		ps.mu.Lock()
-		p.total--
-		ps.s.metrics.HotContainers.WithLabelValues(f.Name).Set(float64(p.total))
+		ps.leaveLocked(f, p)
 		ps.mu.Unlock()
 		return nil, nil, false, err
 	}
@@ -85,21 +138,69 @@ func (ps *pools) get(ctx context.Context, f projections.Function) (h engine.Hot,
 	return h, p, false, nil
 }
 
+// giveUp takes a waiting call off p's list. A handoff that raced with it
+// is passed on: a container goes back, room to start one is given up.
+func (ps *pools) giveUp(f projections.Function, p *pool, ch chan handoff, err error) error {
+	ps.mu.Lock()
+	if i := slices.Index(p.waiting, ch); i >= 0 {
+		p.waiting = slices.Delete(p.waiting, i, i+1)
+		ps.mu.Unlock()
+		return err
+	}
+	ps.mu.Unlock()
+	switch got := <-ch; {
+	case got.h != nil:
+		ps.put(f, p, got.h, "")
+	case got.start:
+		ps.mu.Lock()
+		ps.leaveLocked(f, p)
+		ps.mu.Unlock()
+	}
+	return err
+}
+
+// leaveLocked takes a container that is gone, or was never started, out
+// of p's count, and gives its room to the oldest waiting call.
+func (ps *pools) leaveLocked(f projections.Function, p *pool) {
+	p.total--
+	ps.s.metrics.HotContainers.WithLabelValues(f.Name).Set(float64(p.total))
+	if !p.retired && !ps.stopped && len(p.waiting) > 0 {
+		ch := p.waiting[0]
+		p.waiting = p.waiting[1:]
+		p.total++
+		ps.s.metrics.HotContainers.WithLabelValues(f.Name).Set(float64(p.total))
+		ch <- handoff{start: true}
+	}
+}
+
+// poolSize is the most containers f's pool may have.
+func poolSize(f projections.Function) int {
+	if f.Concurrency > 0 {
+		return f.Concurrency
+	}
+	return function.DefaultPoolSize
+}
+
 // put gives a container back to its pool, or stops it when broken is not
 // empty (the reason) or the pool was retired.
 func (ps *pools) put(f projections.Function, p *pool, h engine.Hot, broken string) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	if broken == "" && !p.retired && !ps.stopped {
+		if len(p.waiting) > 0 {
+			ch := p.waiting[0]
+			p.waiting = p.waiting[1:]
+			ch <- handoff{h: h}
+			return
+		}
 		p.idle = append(p.idle, idleHot{h: h, since: time.Now()})
 		return
 	}
-	p.total--
-	ps.s.metrics.HotContainers.WithLabelValues(f.Name).Set(float64(p.total))
 	if broken == "" {
 		broken = "its pool was retired"
 	}
 	ps.stopLocked(f.ID, h, broken)
+	ps.leaveLocked(f, p)
 }
 
 // stopLocked stops a container in the background and records why.
@@ -127,6 +228,10 @@ func (ps *pools) retireLocked(fnID string, p *pool, reason string) {
 	}
 	p.total -= len(p.idle)
 	p.idle = nil
+	for _, ch := range p.waiting {
+		ch <- handoff{retired: true}
+	}
+	p.waiting = nil
 	if ps.byFn[fnID] == p {
 		delete(ps.byFn, fnID)
 	}

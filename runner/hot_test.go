@@ -51,10 +51,7 @@ func TestHotMode(t *testing.T) {
 
 	t.Run("warm reuse, logs and the log", func(t *testing.T) {
 		f := newService(t, cli, img.Tag, runner.Options{})
-		fn := f.register(function.Spec{Name: "hot", Mode: "hot"})
-		if fn.Concurrency != function.DefaultHotConcurrency {
-			t.Errorf("hot function concurrency %d", fn.Concurrency)
-		}
+		f.register(function.Spec{Name: "hot", Mode: "hot"})
 		var first projections.Invocation
 		for i := 1; i <= 3; i++ {
 			inv, a, err := invoke(t, f, "hot", `{"name": "w"}`, 0)
@@ -115,6 +112,61 @@ func TestHotMode(t *testing.T) {
 		if n := len(hotEvents(f, projections.TypeHotStarted)); n != 3 {
 			t.Errorf("%d hot containers for 3 concurrent calls", n)
 		}
+	})
+
+	// With no concurrency of its own, a function's pool grows to the
+	// default size and the calls past it wait for a container; one that
+	// waits its whole timeout is refused, and nothing of it is recorded.
+	t.Run("calls past the default pool wait", func(t *testing.T) {
+		f := newService(t, cli, img.Tag, runner.Options{})
+		fn := f.register(function.Spec{Name: "hot", Mode: "hot"})
+		const calls = 16
+		var wg sync.WaitGroup
+		errs := make(chan error, calls)
+		for range calls {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				inv, _, err := invoke(t, f, "hot", `{"hang_ms": 300}`, 0)
+				if err == nil && inv.Status != "COMPLETED" {
+					err = fmt.Errorf("%s: %s", inv.Status, inv.Error)
+				}
+				errs <- err
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Errorf("one of %d calls at once: %v", calls, err)
+			}
+		}
+		if n := len(hotEvents(f, projections.TypeHotStarted)); n != function.DefaultPoolSize {
+			t.Errorf("%d containers for %d calls at once, want the pool's %d", n, calls, function.DefaultPoolSize)
+		}
+
+		// Four calls hold the pool longer than a fifth may wait.
+		hold := make(chan struct{}, function.DefaultPoolSize)
+		for range function.DefaultPoolSize {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				hold <- struct{}{}
+				invoke(t, f, "hot", `{"hang_ms": 3000}`, 0)
+			}()
+		}
+		for range function.DefaultPoolSize {
+			<-hold
+		}
+		f.waitRunningN(fn.ID, function.DefaultPoolSize)
+		page, _, _ := f.svc.Views().Invocations(projections.InvocationQuery{FunctionID: fn.ID})
+		if _, _, err := invoke(t, f, "hot", `{}`, 1); !errors.Is(err, function.ErrBusy) {
+			t.Errorf("a call that waited its whole timeout: %v", err)
+		}
+		if after, _, _ := f.svc.Views().Invocations(projections.InvocationQuery{FunctionID: fn.ID}); len(after) != len(page) {
+			t.Errorf("a refused call was recorded: %d invocations, then %d", len(page), len(after))
+		}
+		wg.Wait()
 	})
 
 	t.Run("shrinks after the idle TTL", func(t *testing.T) {

@@ -23,10 +23,12 @@ import (
 // only the ids in order of arrival, with when each may next run.
 
 // How long an async attempt waits when the memory budget has no room for
-// it, or when the log could not record its start.
+// it, when the log could not record its start, or when its function's
+// pool stayed busy for its whole timeout.
 const (
 	budgetWait     = 200 * time.Millisecond
 	unwritableWait = time.Second
+	busyWait       = 100 * time.Millisecond
 )
 
 type item struct {
@@ -264,6 +266,10 @@ func (s *Service) runAsync(it *item, f projections.Function) {
 		// Its start could not be recorded, so it did not start: it waits
 		// in the queue, as this attempt, for the log to take writes.
 		s.queue.push(it.after(unwritableWait))
+		return
+	case errors.Is(runErr, function.ErrBusy):
+		// Every container of its pool stayed busy: not an attempt.
+		s.queue.push(it.after(busyWait))
 		return
 	}
 	ended := outcome(a, res, runErr)

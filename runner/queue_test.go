@@ -176,17 +176,23 @@ func (f *fixture) restartRecovering(grace time.Duration, opts runner.Options) (*
 // waitRunning returns once an invocation of function fnID is RUNNING.
 func (f *fixture) waitRunning(fnID string) {
 	f.t.Helper()
+	f.waitRunningN(fnID, 1)
+}
+
+// waitRunningN returns once n invocations of function fnID are RUNNING.
+func (f *fixture) waitRunningN(fnID string, n int) {
+	f.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		page, _, err := f.svc.Views().Invocations(projections.InvocationQuery{FunctionID: fnID, Status: projections.StatusRunning})
 		if err != nil {
 			f.t.Fatal(err)
 		}
-		if len(page) > 0 {
+		if len(page) >= n {
 			return
 		}
 		if time.Now().After(deadline) {
-			f.t.Fatalf("no invocation of %s started running", fnID)
+			f.t.Fatalf("%d invocations of %s running, not %d", len(page), fnID, n)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

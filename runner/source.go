@@ -40,7 +40,7 @@ func (s *Service) take(ctx context.Context, a *attempt) (container, error) {
 		if err != nil {
 			return nil, err
 		}
-		h, p, warm, err := s.pools.get(ctx, a.f)
+		h, p, warm, err := s.pools.get(ctx, a.f, a.timeout)
 		if err != nil {
 			return nil, err
 		}
