@@ -26,6 +26,7 @@ import (
 	"github.com/minilambda/minilambda/internal/dockertest"
 	"github.com/minilambda/minilambda/projections"
 	"github.com/minilambda/minilambda/runner"
+	"github.com/minilambda/minilambda/runner/lambda"
 )
 
 // server is the real binary, started as a user would.
@@ -540,4 +541,52 @@ func TestSpoolOnAFullDisk(t *testing.T) {
 		t.Errorf("the server's log lacks the cause of the 507:\n%s", s.out)
 	}
 	assertAudit(t, db)
+}
+
+// TestLambdaOverHTTP registers the Lambda Go sample over the REST API of
+// the binary, which builds the lambda init by itself beside its log, and
+// invokes it sync and async; the socket directory is gone after SIGTERM.
+func TestLambdaOverHTTP(t *testing.T) {
+	cli := dockertest.Client(t)
+	img := dockertest.BuildSampleAs(t, cli, "examples/hello-lambda-go", "minilambda-e2e-lambda", "bootstrap")
+	db := filepath.Join(t.TempDir(), "events.db")
+	s := startServer(t, db)
+	if code := s.call("POST", "/functions", map[string]any{"name": "hello", "image": img.Tag, "mode": "lambda"}, nil); code != 201 {
+		t.Fatalf("register: %d", code)
+	}
+	var inv projections.Invocation
+	if code := s.call("POST", "/invoke/hello", map[string]any{"event": map[string]string{"name": "Ada"}}, &inv); code != 200 ||
+		inv.Result != `{"message":"Hello, Ada!"}` || !strings.Contains(inv.Logs, `greeting "Ada" in `+inv.InvocationID) || inv.InitDuration <= 0 {
+		t.Fatalf("sync: %d %+v", code, inv)
+	}
+	var queued projections.Invocation
+	if code := s.call("POST", "/invoke/hello/async", map[string]any{"event": map[string]string{"name": "Bo"}}, &queued); code != 202 {
+		t.Fatalf("async: %d", code)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		s.call("GET", "/invocations/"+queued.InvocationID, nil, &inv)
+		if inv.Status == "COMPLETED" || inv.Status == "FAILED" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if inv.Status != "COMPLETED" || inv.Result != `{"message":"Hello, Bo!"}` {
+		t.Errorf("async: %+v", inv)
+	}
+	var bad map[string]string
+	if code := s.call("POST", "/functions", map[string]any{"name": "x", "image": img.Tag, "mode": "lambda",
+		"env": map[string]string{"AWS_LAMBDA_RUNTIME_API": "10.0.0.1:80"}}, &bad); code != 400 || !strings.Contains(bad["error"], "set by the platform") {
+		t.Errorf("a reserved variable: %d %v", code, bad)
+	}
+	if err := s.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("exit after SIGTERM: %v", err)
+	}
+	dockertest.AssertNoContainers(t, cli, runner.LabelInstance, instanceID(db))
+	if builds, _ := filepath.Glob(filepath.Join(filepath.Dir(db), "lambda-init", "lambdainit-*")); len(builds) != 1 {
+		t.Errorf("the init's builds beside the log: %v", builds)
+	}
+	if left, _ := filepath.Glob(filepath.Join(os.TempDir(), lambda.SocketDirPrefix(instanceID(db))+"*")); len(left) > 0 {
+		t.Errorf("the server's socket directory outlived it: %v", left)
+	}
 }

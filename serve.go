@@ -24,6 +24,7 @@ import (
 	"github.com/minilambda/minilambda/runner"
 	"github.com/minilambda/minilambda/runner/docker"
 	"github.com/minilambda/minilambda/runner/engine"
+	"github.com/minilambda/minilambda/runner/lambda"
 	"golang.org/x/net/netutil"
 )
 
@@ -61,6 +62,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	openMetrics := fs.Bool("metrics-open", env("METRICS_OPEN", "") == "true", "serve /metrics without the token")
 	callbackHosts := fs.String("callback-hosts", env("CALLBACK_HOSTS", ""), "comma-separated hosts (or host:port) completion callbacks may go to; empty allows none")
 	maxConns := fs.Int("max-connections", envInt("MAX_CONNECTIONS", 0), "client connections served at once; 0: half the process's open-file limit")
+	lambdaInit := fs.String("lambda-init", env("LAMBDA_INIT", ""), "a static build of ./runner/lambda/lambdainit for lambda functions' containers; built beside the log with the Go toolchain when empty")
+	region := fs.String("region", env("REGION", lambda.DefaultRegion), "the AWS region lambda functions are told they run in")
 	memBudget := fs.Int64("memory-budget", int64(envInt("MEMORY_BUDGET", runner.DefaultMemoryBudget)), "bytes of request bodies, async events under way and invocation outputs held at once; past it, requests get 429 and queued work waits")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -101,6 +104,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		Workers: *workers, MaxQueue: *maxQueue, MaxAttempts: *maxAttempts, MaxEventAge: *maxAge,
 		RetryBase: *retryBase, CallbackHosts: splitList(*callbackHosts), HotIdleTTL: *hotTTL,
 		MemoryBudget: *memBudget,
+		LambdaInit:   *lambdaInit, LambdaInitDir: filepath.Join(filepath.Dir(*db), "lambda-init"), Region: *region,
 	})
 	if err != nil {
 		return err
@@ -129,6 +133,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	// The signal's context: at SIGTERM the workers take no more queued work.
 	svc.Start(ctx)
+	// Lambda functions' init is built now, not by their first invocation.
+	go svc.PrepareLambda(ctx)
 	memoryReturned := make(chan struct{})
 	go func() {
 		defer close(memoryReturned)

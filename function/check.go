@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/distribution/reference"
@@ -136,3 +137,34 @@ func CheckCallbackURL(raw string) error {
 	}
 	return nil
 }
+
+// MaxHandlerLen is the longest handler, as Lambda's.
+const MaxHandlerLen = 128
+
+// CheckHandler accepts an empty handler, or up to 128 characters of
+// printable text without spaces, as Lambda does.
+func CheckHandler(h string) error {
+	if len(h) > MaxHandlerLen {
+		return fmt.Errorf("handler is longer than %d characters", MaxHandlerLen)
+	}
+	for _, r := range h {
+		if unicode.IsSpace(r) || !unicode.IsPrint(r) {
+			return fmt.Errorf("handler %q has %q: no spaces or control characters", h, r)
+		}
+	}
+	return nil
+}
+
+// reservedLambdaEnv is the environment the platform sets in every lambda
+// container, which a function's env may not set: Lambda reserves the same
+// names.
+var reservedLambdaEnv = map[string]bool{
+	"_HANDLER": true, "_X_AMZN_TRACE_ID": true, "AWS_REGION": true, "AWS_DEFAULT_REGION": true,
+	"AWS_EXECUTION_ENV": true, "AWS_LAMBDA_FUNCTION_NAME": true, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": true,
+	"AWS_LAMBDA_FUNCTION_VERSION": true, "AWS_LAMBDA_INITIALIZATION_TYPE": true, "AWS_LAMBDA_LOG_GROUP_NAME": true,
+	"AWS_LAMBDA_LOG_STREAM_NAME": true, "AWS_LAMBDA_RUNTIME_API": true, "LAMBDA_TASK_ROOT": true, "LAMBDA_RUNTIME_DIR": true,
+}
+
+// IsReservedLambdaEnv reports whether a lambda function's env may not set
+// the variable name.
+func IsReservedLambdaEnv(name string) bool { return reservedLambdaEnv[name] }

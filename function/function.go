@@ -37,6 +37,9 @@ const (
 	ModeCold Mode = "cold"
 	// ModeHot keeps long-lived containers that take one event per line.
 	ModeHot Mode = "hot"
+	// ModeLambda keeps long-lived containers whose runtime speaks the AWS
+	// Lambda Runtime API, as functions written for Lambda do.
+	ModeLambda Mode = "lambda"
 )
 
 // ErrorType is the kind of failure an invocation ended with, as Lambda's

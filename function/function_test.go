@@ -83,6 +83,12 @@ func TestNormalizeRefuses(t *testing.T) {
 		"callback scheme":   {func(s *function.Spec) { s.CallbackURL = "ftp://host/x" }, "http or https"},
 		"callback user":     {func(s *function.Spec) { s.CallbackURL = "http://u:p@host/x" }, "http or https"},
 		"callback no host":  {func(s *function.Spec) { s.CallbackURL = "http:///x" }, "http or https"},
+		"handler, cold":     {func(s *function.Spec) { s.Handler = "main.handle" }, "handler is a setting of lambda functions"},
+		"handler space":     {func(s *function.Spec) { s.Mode, s.Handler = function.ModeLambda, "main handle" }, "no spaces"},
+		"long handler":      {func(s *function.Spec) { s.Mode, s.Handler = function.ModeLambda, strings.Repeat("h", 129) }, "longer than 128"},
+		"reserved env": {func(s *function.Spec) {
+			s.Mode, s.Env = function.ModeLambda, map[string]string{"AWS_LAMBDA_RUNTIME_API": "elsewhere:80"}
+		}, "set by the platform"},
 	} {
 		s := ok
 		tc.change(&s)
@@ -90,6 +96,17 @@ func TestNormalizeRefuses(t *testing.T) {
 		if !errors.Is(err, function.ErrInvalid) || !strings.Contains(err.Error(), tc.says) {
 			t.Errorf("%s: %v, want ErrInvalid saying %q", name, err, tc.says)
 		}
+	}
+	// What lambda mode reserves is free to the other modes; TZ is free to
+	// all.
+	for _, mode := range []function.Mode{function.ModeCold, function.ModeHot} {
+		if _, err := function.Normalize(function.Spec{Name: "e", Image: "e", Mode: mode, Env: map[string]string{"AWS_REGION": "x"}}); err != nil {
+			t.Errorf("%s mode with AWS_REGION: %v", mode, err)
+		}
+	}
+	l, err := function.Normalize(function.Spec{Name: "l", Image: "l", Mode: function.ModeLambda, Handler: "index.handler", Env: map[string]string{"TZ": "UTC"}})
+	if err != nil || !l.Lambda() || !l.Pooled() || l.Hot() || l.Concurrency != 0 {
+		t.Errorf("a lambda function: %+v %v", l, err)
 	}
 	many := map[string]string{}
 	for i := range function.MaxEnv + 1 {

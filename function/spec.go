@@ -52,6 +52,9 @@ type Spec struct {
 	MaxAttempts int `json:"max_attempts,omitempty"`
 	// CallbackURL receives the record of each async invocation that ends.
 	CallbackURL string `json:"callback_url,omitempty"`
+	// Handler is a lambda function's _HANDLER: which handler its runtime
+	// runs, in the runtime's own terms.
+	Handler string `json:"handler,omitempty"`
 }
 
 // Normalize checks a spec and fills in its defaults. Errors wrap
@@ -90,9 +93,23 @@ func Normalize(s Spec) (Spec, error) {
 	switch s.Mode {
 	case "", ModeCold:
 		s.Mode = ModeCold
-	case ModeHot:
+	case ModeHot, ModeLambda:
 	default:
-		return s, invalid(`mode must be "cold" (a fresh container per invocation) or "hot" (long-lived containers, one event per line), got %q`, s.Mode)
+		return s, invalid(`mode must be "cold" (a fresh container per invocation), "hot" (long-lived containers, one event per line) `+
+			`or "lambda" (long-lived containers speaking the AWS Lambda Runtime API), got %q`, s.Mode)
+	}
+	if s.Handler != "" && s.Mode != ModeLambda {
+		return s, invalid(`handler is a setting of lambda functions ("mode": "lambda")`)
+	}
+	if err := CheckHandler(s.Handler); err != nil {
+		return s, invalid("%v", err)
+	}
+	if s.Mode == ModeLambda {
+		for k := range s.Env {
+			if IsReservedLambdaEnv(k) {
+				return s, invalid("env variable %s is set by the platform for lambda functions and cannot be set", k)
+			}
+		}
 	}
 	if s.Network == "" {
 		s.Network = DefaultNetwork
@@ -129,6 +146,13 @@ func (s Spec) TimeoutFor(seconds int) time.Duration {
 // Hot reports whether the function runs in hot mode.
 func (s Spec) Hot() bool { return s.Mode == ModeHot }
 
+// Lambda reports whether the function runs in lambda mode.
+func (s Spec) Lambda() bool { return s.Mode == ModeLambda }
+
+// Pooled reports whether the function keeps long-lived containers, each
+// taking one invocation at a time: hot and lambda functions.
+func (s Spec) Pooled() bool { return s.Mode == ModeHot || s.Mode == ModeLambda }
+
 // Patch is a change to a function: the fields that are set replace the
 // function's, the others stay.
 type Patch struct {
@@ -144,6 +168,7 @@ type Patch struct {
 	MaxAttempts *int               `json:"max_attempts"`
 	ReadOnly    *bool              `json:"read_only"`
 	CallbackURL *string            `json:"callback_url"`
+	Handler     *string            `json:"handler"`
 }
 
 // Apply returns s with the patch's fields in place; the caller normalizes
@@ -161,6 +186,7 @@ func (p Patch) Apply(s Spec) Spec {
 	set(&s.MaxAttempts, p.MaxAttempts)
 	set(&s.ReadOnly, p.ReadOnly)
 	set(&s.CallbackURL, p.CallbackURL)
+	set(&s.Handler, p.Handler)
 	return s
 }
 

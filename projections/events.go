@@ -99,6 +99,12 @@ type InvocationEnded struct {
 	LogsTruncated   bool               `json:"logs_truncated,omitempty"`
 	Error           string             `json:"error,omitempty"`
 	ErrorType       function.ErrorType `json:"error_type,omitempty"`
+	// LambdaErrorType is a lambda function's errorType, as its runtime
+	// reported it ("Runtime.ExitError" when it exited instead).
+	LambdaErrorType string `json:"lambda_error_type,omitempty"`
+	// InitDurationMS is how long the long-lived container that took the
+	// attempt took to get ready, on the attempt that waited for it.
+	InitDurationMS int64 `json:"init_duration,omitempty"`
 }
 
 // InvocationRetried is the payload of invocation.retried: the attempt that
@@ -109,11 +115,13 @@ type InvocationRetried struct {
 	Reason    string    `json:"reason"`
 	NotBefore time.Time `json:"not_before"`
 	// The failed attempt's outcome, when it got as far as running.
-	ErrorType  function.ErrorType `json:"error_type,omitempty"`
-	ExitCode   *int               `json:"exit_code,omitempty"`
-	DurationMS int64              `json:"duration_ms,omitempty"`
-	Result     string             `json:"result,omitempty"`
-	Logs       string             `json:"logs,omitempty"`
+	ErrorType       function.ErrorType `json:"error_type,omitempty"`
+	ExitCode        *int               `json:"exit_code,omitempty"`
+	DurationMS      int64              `json:"duration_ms,omitempty"`
+	Result          string             `json:"result,omitempty"`
+	Logs            string             `json:"logs,omitempty"`
+	LambdaErrorType string             `json:"lambda_error_type,omitempty"`
+	InitDurationMS  int64              `json:"init_duration,omitempty"`
 }
 
 // InvocationCallback is the payload of invocation.callback: how the

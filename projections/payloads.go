@@ -128,6 +128,8 @@ func decodeEnded(e *eventlog.Event) (p InvocationEnded, err error) {
 // outputFields reads the outputs of an ended or retried event into a
 // record.
 var outputFields = fields[storedInvocation]{
-	"result": stringField(func(r *storedInvocation) *string { return &r.Result }),
-	"logs":   stringField(func(r *storedInvocation) *string { return &r.Logs }),
+	"result":            stringField(func(r *storedInvocation) *string { return &r.Result }),
+	"logs":              stringField(func(r *storedInvocation) *string { return &r.Logs }),
+	"lambda_error_type": stringField(func(r *storedInvocation) *string { return &r.LambdaErrorType }),
+	"init_duration":     int64Field(func(r *storedInvocation) *int64 { return &r.InitDuration }),
 }

@@ -52,6 +52,11 @@ type Invocation struct {
 	ContainerID     string             `json:"container_id,omitempty"`
 	ImageDigest     string             `json:"image_digest,omitempty"`
 	NextAttemptAt   *time.Time         `json:"next_attempt_at,omitempty"`
+	// LambdaErrorType is a failed lambda invocation's errorType.
+	LambdaErrorType string `json:"lambda_error_type,omitempty"`
+	// InitDuration (ms) is on the invocation that waited for its
+	// long-lived container to start.
+	InitDuration int64 `json:"init_duration,omitempty"`
 }
 
 // ErrNotFound means no live function or no invocation has that id or name.
@@ -271,8 +276,9 @@ func readInvocation(r eventlog.ViewReader, id, v []byte) (Invocation, error) {
 	return rec.Invocation, nil
 }
 
-// outputs fills in Result and Logs from e, the event that ended the
-// record's last attempt: ended or retried.
+// outputs fills in the outputs (Result, Logs, and a lambda invocation's
+// error type and init duration) from e, the event that ended the record's
+// last attempt: ended or retried.
 func (r *storedInvocation) outputs(e *eventlog.Event) error {
 	return scanInto(e, outputFields, r)
 }

@@ -108,6 +108,10 @@ func outcome(a *attempt, res engine.Result, runErr error) projections.Invocation
 		Result:  string(res.Stdout), Logs: string(res.Stderr),
 		DurationMS:      res.Duration.Milliseconds(),
 		ResultTruncated: res.StdoutTruncated, LogsTruncated: res.StderrTruncated,
+		InitDurationMS: res.InitDuration.Milliseconds(),
+	}
+	if res.FunctionError != nil {
+		ended.LambdaErrorType = res.FunctionError.Type
 	}
 	if runErr != nil {
 		ended.ErrorType = function.ErrorPlatform
@@ -136,7 +140,14 @@ func outcome(a *attempt, res engine.Result, runErr error) projections.Invocation
 	case function.ErrorOutOfMemory:
 		ended.Error = "the function ran out of memory and was killed"
 	default:
-		ended.Error = fmt.Sprintf("the function exited with code %d", code)
+		switch fe := res.FunctionError; {
+		case fe != nil && fe.Message != "":
+			ended.Error = fe.Message
+		case fe != nil:
+			ended.Error = fe.Type
+		default:
+			ended.Error = fmt.Sprintf("the function exited with code %d", code)
+		}
 	}
 	return ended
 }

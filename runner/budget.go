@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 
 	"github.com/minilambda/minilambda/function"
+	"github.com/minilambda/minilambda/projections"
+	"github.com/minilambda/minilambda/runner/lambda"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -62,5 +64,11 @@ func (s *Service) Reserve(n int64) error {
 // Release gives back what Reserve took.
 func (s *Service) Release(n int64) { s.budget.give(n) }
 
-// outputRoom is what an invocation's stdout and stderr may come to.
-func (s *Service) outputRoom() int64 { return 2 * s.opts.OutputLimit }
+// outputRoom is what an invocation's outputs may come to: its stdout and
+// stderr, or a lambda function's response and logs.
+func (s *Service) outputRoom(f projections.Function) int64 {
+	if f.Lambda() {
+		return lambda.MaxPayload + s.opts.OutputLimit
+	}
+	return 2 * s.opts.OutputLimit
+}

@@ -10,10 +10,11 @@ import (
 	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/projections"
 	"github.com/minilambda/minilambda/runner/engine"
+	"github.com/minilambda/minilambda/runner/lambda"
 )
 
-// Hot mode keeps long-lived containers per function, each taking one
-// event at a time. A function's pool grows to its concurrency, or to
+// Hot and lambda modes keep long-lived containers per function, each
+// taking one event at a time. A function's pool grows to its concurrency, or to
 // function.DefaultPoolSize when it sets none; a call that finds every
 // container busy then waits, up to its timeout, for one to come back (or
 // for room to start one when one breaks). Containers idle past
@@ -22,7 +23,7 @@ import (
 // event is answered, and calls waiting on it try the new pool. hot.started
 // and hot.stopped record the containers.
 
-// pools holds the hot containers of every hot function.
+// pools holds the long-lived containers of every hot or lambda function.
 type pools struct {
 	s *Service
 
@@ -79,11 +80,17 @@ func (ps *pools) get(ctx context.Context, f projections.Function, wait time.Dura
 			p = &pool{version: f.Version, size: poolSize(f)}
 			ps.byFn[f.ID] = p
 		}
-		if n := len(p.idle); n > 0 {
+		for n := len(p.idle); n > 0; n = len(p.idle) {
 			h = p.idle[n-1].h
 			p.idle = p.idle[:n-1]
-			ps.mu.Unlock()
-			return h, p, true, nil
+			if h.Alive() {
+				ps.mu.Unlock()
+				return h, p, true, nil
+			}
+			// It exited while idle: no invocation of it failed, and none
+			// shall.
+			ps.stopLocked(f.ID, h, "it exited while idle")
+			ps.leaveLocked(f, p)
 		}
 		if p.total < p.size {
 			p.total++
@@ -120,7 +127,18 @@ func (ps *pools) get(ctx context.Context, f projections.Function, wait time.Dura
 
 // start starts a container for pool p, whose total counts it already.
 func (ps *pools) start(ctx context.Context, f projections.Function, p *pool) (engine.Hot, *pool, bool, error) {
-	h, err := ps.s.engine.StartHot(ctx, ps.s.containerSpec(f, ""))
+	var h engine.Hot
+	var err error
+	switch {
+	case !f.Lambda():
+		h, err = ps.s.engine.StartHot(ctx, ps.s.containerSpec(f, ""))
+	case ps.s.lambda == nil:
+		err = errNoLambda
+	default:
+		h, err = ps.s.lambda.Start(ctx, ps.s.containerSpec(f, ""), lambda.Function{
+			Name: f.Name, Version: f.Version, MemoryMB: f.MemoryMB, Handler: f.Handler,
+		})
+	}
 	if err != nil {
 		ps.mu.Lock()
 		ps.leaveLocked(f, p)

@@ -40,7 +40,7 @@ func (s *Service) Invoke(ctx context.Context, ref string, req function.Request) 
 	defer s.release(f)
 	// Room for the outputs, until the end is recorded: in the background,
 	// when the log refuses it now.
-	room := s.outputRoom()
+	room := s.outputRoom(f)
 	if err := s.Reserve(room); err != nil {
 		return inv, err
 	}
@@ -78,9 +78,9 @@ func (s *Service) Invoke(ctx context.Context, ref string, req function.Request) 
 		return inv, err
 	}
 	if runErr == nil {
-		mode := function.ModeCold
-		if f.Hot() {
-			mode = function.ModeHot
+		mode := f.Mode
+		if mode == "" {
+			mode = function.ModeCold
 		}
 		s.metrics.Overhead.WithLabelValues(string(mode)).Observe((time.Since(began) - res.Duration).Seconds())
 	}

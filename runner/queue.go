@@ -227,7 +227,7 @@ func (s *Service) runAsync(it *item, f projections.Function) {
 	// The event and the outputs count against the memory budget, before
 	// the event is read when its size is known: one that does not fit
 	// waits in the queue, untouched.
-	room := it.size + s.outputRoom()
+	room := it.size + s.outputRoom(f)
 	reserved := it.size > 0 && s.budget.take(room)
 	if it.size > 0 && !reserved {
 		s.queue.push(it.after(budgetWait))
@@ -244,7 +244,7 @@ func (s *Service) runAsync(it *item, f projections.Function) {
 	if !reserved {
 		// Queued before this start: its size is known now.
 		it.size = int64(len(q.Event))
-		room = it.size + s.outputRoom()
+		room = it.size + s.outputRoom(f)
 		if !s.budget.take(room) {
 			s.queue.push(it.after(budgetWait))
 			return
@@ -294,6 +294,7 @@ func (s *Service) runAsync(it *item, f projections.Function) {
 			Attempt: it.attempt, Reason: ended.Error, NotBefore: notBefore.UTC(),
 			ErrorType: ended.ErrorType, ExitCode: ended.ExitCode, DurationMS: ended.DurationMS,
 			Result: ended.Result, Logs: ended.Logs,
+			LambdaErrorType: ended.LambdaErrorType, InitDurationMS: ended.InitDurationMS,
 		})
 		if err == nil {
 			_, err = s.persist(s.attempts, e)

@@ -21,10 +21,13 @@ import (
 	"github.com/minilambda/minilambda/eventlog"
 	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/internal/dockertest"
+	"github.com/minilambda/minilambda/internal/lambdatest"
 	"github.com/minilambda/minilambda/projections"
 	"github.com/minilambda/minilambda/runner"
 	"github.com/minilambda/minilambda/runner/docker"
 )
+
+func TestMain(m *testing.M) { lambdatest.Main(m) }
 
 // fixture is a service on the real engine and a fresh log, started; at
 // cleanup it stops, audits its log and checks that no container of its is
@@ -62,6 +65,7 @@ func newServiceLog(t testing.TB, cli *client.Client, image string, opts runner.O
 	}
 	_, instance := dockertest.UniqueLabel(t)
 	opts.Log, opts.Engine, opts.Instance = log, driver, instance
+	opts.LambdaInitDir = lambdatest.InitDir(t)
 	if opts.RetryBase == 0 {
 		opts.RetryBase = 100 * time.Millisecond
 	}
@@ -153,6 +157,7 @@ func (f *fixture) restartRecovering(grace time.Duration, opts runner.Options) (*
 		f.t.Fatal(err)
 	}
 	opts.Log, opts.Engine, opts.Instance = f.log, driver, f.instance
+	opts.LambdaInitDir = lambdatest.InitDir(f.t)
 	if opts.RetryBase == 0 {
 		opts.RetryBase = 100 * time.Millisecond
 	}

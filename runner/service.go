@@ -11,6 +11,7 @@ import (
 	"github.com/minilambda/minilambda/internal/metrics"
 	"github.com/minilambda/minilambda/projections"
 	"github.com/minilambda/minilambda/runner/engine"
+	"github.com/minilambda/minilambda/runner/lambda"
 )
 
 // LabelInstance is the container label naming the server that created a
@@ -65,6 +66,13 @@ type Options struct {
 	// MemoryBudget bounds the bytes of request bodies, async events under
 	// way and invocation outputs held at once (see budget.go).
 	MemoryBudget int64
+
+	// Lambda functions: a static build of the init their containers run
+	// (lambda.BuildInit makes one in LambdaInitDir when it is empty), and
+	// the region they are told they run in.
+	LambdaInit    string
+	LambdaInitDir string
+	Region        string
 }
 
 // withDefaults fills in the zero settings.
@@ -134,6 +142,9 @@ type Service struct {
 	pools     pools
 	spares    spares
 	callbacks callbacks
+	// lambda starts lambda functions' containers and serves their Runtime
+	// API; nil when the options give it no init and nowhere to build one.
+	lambda *lambda.Host
 
 	// workers run queued attempts and the reaper; attempts is their
 	// context, which Stop cancels when its grace is over.
@@ -163,8 +174,32 @@ func New(opts Options) (*Service, error) {
 	s.pools.init(s)
 	s.spares.init(s)
 	s.callbacks.init(s)
+	if opts.LambdaInit != "" || opts.LambdaInitDir != "" {
+		host, err := lambda.New(lambda.Options{
+			Engine: opts.Engine, Init: opts.LambdaInit, InitDir: opts.LambdaInitDir, Region: opts.Region,
+			Instance: opts.Instance, Logger: opts.Logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+		s.lambda = host
+	}
 	return s, nil
 }
+
+// PrepareLambda makes ready what lambda functions need (a build of their
+// init), so that the first invocation does not wait for it.
+func (s *Service) PrepareLambda(ctx context.Context) error {
+	if s.lambda == nil {
+		return errNoLambda
+	}
+	_, err := s.lambda.Init(ctx)
+	return err
+}
+
+// errNoLambda is the failure of a lambda function's invocation on a
+// service set up without lambda mode.
+var errNoLambda = errors.New("runner: this server runs no lambda functions: it has no init for their containers")
 
 // Views is the read side the service writes through.
 func (s *Service) Views() *projections.Views { return s.views }
@@ -248,6 +283,9 @@ func (s *Service) Wait() {
 	s.spares.stopAll()
 	s.pools.wg.Wait()
 	s.spares.wg.Wait()
+	if s.lambda != nil {
+		s.lambda.Close(s.life)
+	}
 	// What the log would still not take is settled by the next start.
 	defer s.recording.Wait()
 	defer s.endLife()

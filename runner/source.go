@@ -14,7 +14,7 @@ import (
 )
 
 // An attempt's container comes from one of three sources, chosen in take
-// and nowhere else: a hot function's pool, or, for a cold function, the
+// and nowhere else: a hot or lambda function's pool, or, for a cold function, the
 // spare prestarted for it when it has one, else a fresh container created
 // for the attempt.
 
@@ -35,10 +35,15 @@ type container interface {
 
 // take returns the container for attempt a.
 func (s *Service) take(ctx context.Context, a *attempt) (container, error) {
-	if a.f.Hot() {
-		line, err := compactEvent(a.event)
-		if err != nil {
-			return nil, err
+	if a.f.Pooled() {
+		// The line protocol takes an event on one line; the Runtime API
+		// takes it as it is.
+		line := []byte(a.event)
+		if a.f.Hot() {
+			var err error
+			if line, err = compactEvent(a.event); err != nil {
+				return nil, err
+			}
 		}
 		h, p, warm, err := s.pools.get(ctx, a.f, a.timeout)
 		if err != nil {
@@ -101,14 +106,14 @@ func (c *coldContainer) release() {
 	c.s.spares.prestart(c.f)
 }
 
-// hotContainer is a container of a hot function's pool.
+// hotContainer is a container of a hot or lambda function's pool.
 type hotContainer struct {
 	s    *Service
 	f    projections.Function
 	p    *pool
 	h    engine.Hot
 	warm bool   // it had answered events before
-	line []byte // the event on one line
+	line []byte // the event, on one line for the line protocol
 	// broken says why the container cannot take another event.
 	broken string
 }
@@ -122,23 +127,40 @@ func (c *hotContainer) kind() string {
 
 func (c *hotContainer) prompt() bool { return true }
 
+// staleTries bounds the containers an attempt moves through when each
+// turns out to have ended before it took the event.
+const staleTries = 3
+
 // run sends the event. A container that broke is the function's failure,
-// which the Result describes, not an error.
+// which the Result describes, not an error; one that had ended before it
+// took the event ran nothing, and the event goes to another.
 func (c *hotContainer) run(ctx context.Context, a *attempt, started engine.OnStart) (engine.Result, error) {
-	if err := started(c.h.ID(), c.h.ImageDigest()); err != nil {
-		return engine.Result{}, err
+	for try := 1; ; try++ {
+		res, err := c.h.Do(ctx, a.id, c.line, a.timeout, started)
+		if errors.Is(err, engine.ErrHotStale) && try < staleTries {
+			c.s.pools.put(c.f, c.p, c.h, err.Error())
+			c.h, c.p, c.warm, err = c.s.pools.get(ctx, c.f, a.timeout)
+			if err != nil {
+				c.h = nil
+				return res, err
+			}
+			continue
+		}
+		if err != nil {
+			c.broken = err.Error()
+		}
+		if errors.Is(err, engine.ErrHotBroken) {
+			return res, nil
+		}
+		return res, err
 	}
-	res, err := c.h.Do(ctx, c.line, a.timeout)
-	if err != nil {
-		c.broken = err.Error()
-	}
-	if errors.Is(err, engine.ErrHotBroken) {
-		return res, nil
-	}
-	return res, err
 }
 
-func (c *hotContainer) release() { c.s.pools.put(c.f, c.p, c.h, c.broken) }
+func (c *hotContainer) release() {
+	if c.h != nil {
+		c.s.pools.put(c.f, c.p, c.h, c.broken)
+	}
+}
 
 // compactEvent puts a JSON event on one line, as hot containers take it:
 // as it is when it is one line already (a newline can only be white space

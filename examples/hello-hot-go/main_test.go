@@ -35,7 +35,7 @@ func TestImage(t *testing.T) {
 		{`"not an object"`, `"error":`},
 		{`{"name":"Bo"}`, `"message":"Hello, Bo!"`},
 	} {
-		hr, err := h.Do(ctx, []byte(tc.in), 10*time.Second)
+		hr, err := h.Do(ctx, "", []byte(tc.in), 10*time.Second, noStart)
 		if err != nil || !strings.Contains(string(hr.Stdout), tc.want) || !json.Valid(hr.Stdout) {
 			t.Fatalf("%s: %q %v", tc.in, hr.Stdout, err)
 		}
@@ -44,3 +44,6 @@ func TestImage(t *testing.T) {
 		}
 	}
 }
+
+// noStart is an engine.OnStart that records nothing.
+func noStart(string, string) error { return nil }

@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,13 +93,20 @@ func BuildGoImage(t testing.TB, cli *client.Client, dir, name string) Image {
 // compiled into the build context as "hello".
 func BuildSample(t testing.TB, cli *client.Client, dir, name string) Image {
 	t.Helper()
+	return BuildSampleAs(t, cli, dir, name, "hello")
+}
+
+// BuildSampleAs is [BuildSample] with the binary named binary in the
+// build context.
+func BuildSampleAs(t testing.TB, cli *client.Client, dir, name, binary string) Image {
+	t.Helper()
 	dockerfile, err := os.ReadFile(filepath.Join(dir, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return BuildImage(t, cli, name,
 		map[string][]byte{"Dockerfile": dockerfile},
-		map[string][]byte{"hello": GoBinary(t, dir)})
+		map[string][]byte{binary: GoBinary(t, dir)})
 }
 
 // DockerRun times `docker run --rm -i` of image with input on its stdin,
@@ -138,6 +146,16 @@ func GoBinary(t testing.TB, dir string) []byte {
 // text (package main, standard library only).
 func BuildGoSource(t testing.TB, cli *client.Client, source, name string) Image {
 	t.Helper()
+	dockerfile := "FROM scratch\nCOPY fn /fn\nENTRYPOINT [\"/fn\"]\n"
+	return BuildImage(t, cli, name,
+		map[string][]byte{"Dockerfile": []byte(dockerfile)},
+		map[string][]byte{"fn": GoSourceBinary(t, source)})
+}
+
+// GoSourceBinary is [GoBinary] for a one-file program given as source
+// text (package main, standard library only), in a module of its own.
+func GoSourceBinary(t testing.TB, source string) []byte {
+	t.Helper()
 	dir := t.TempDir()
 	files := map[string]string{
 		"go.mod":  "module testfunction\n\ngo 1.22\n",
@@ -148,7 +166,7 @@ func BuildGoSource(t testing.TB, cli *client.Client, source, name string) Image 
 			t.Fatal(err)
 		}
 	}
-	return BuildGoImage(t, cli, dir, name)
+	return GoBinary(t, dir)
 }
 
 // BuildImage builds an image from an in-memory context: files are added
@@ -301,4 +319,39 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// DebianBase is the Debian bookworm image, with python3, bash and curl,
+// that `.ci/python-image --base` makes without a registry: debootstrap from
+// the machine's apt mirror, then docker import. It is kept for later runs.
+const DebianBase = "minilambda-debian:bookworm"
+
+// debianMu keeps a process's tests from building the image twice at once.
+var debianMu sync.Mutex
+
+// DebianImage returns DebianBase, building it first when the engine lacks
+// it: that takes root, debootstrap and about a minute. Where it cannot be
+// built the test is skipped, or fails under CI=true.
+func DebianImage(t testing.TB, cli *client.Client) string {
+	t.Helper()
+	debianMu.Lock()
+	defer debianMu.Unlock()
+	if _, err := cli.ImageInspect(context.Background(), DebianBase); err == nil {
+		return DebianBase
+	}
+	mod, err := exec.Command("go", "env", "GOMOD").Output()
+	script := filepath.Join(filepath.Dir(strings.TrimSpace(string(mod))), ".ci", "python-image")
+	_, lookErr := exec.LookPath("debootstrap")
+	if err != nil || os.Geteuid() != 0 || lookErr != nil {
+		msg := fmt.Sprintf("%s is missing and cannot be built here (it takes root and debootstrap): run `bash %s --base`", DebianBase, script)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	t.Logf("building %s with %s --base (about a minute)", DebianBase, script)
+	if out, err := exec.Command("bash", script, "--base").CombinedOutput(); err != nil {
+		t.Fatalf("%s --base: %v\n%s", script, err, out)
+	}
+	return DebianBase
 }

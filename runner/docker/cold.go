@@ -10,6 +10,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/minilambda/minilambda/runner/engine"
 )
@@ -178,17 +179,24 @@ func (d *Docker) prepare(ctx context.Context, s engine.Spec, start bool) (p *pre
 // resolve returns the ID of the image a reference names: the image that
 // will run, whatever the tag points at later.
 func (d *Docker) resolve(ctx context.Context, image string) (string, error) {
-	img, err := d.api.ImageInspect(ctx, image)
+	img, err := d.inspectImage(ctx, image)
+	return img.ID, err
+}
+
+// inspectImage returns what the engine knows of the image a reference
+// names.
+func (d *Docker) inspectImage(ctx context.Context, ref string) (image.InspectResponse, error) {
+	img, err := d.api.ImageInspect(ctx, ref)
 	if err != nil {
 		switch {
 		case isNotFound(err):
-			return "", fmt.Errorf("%w: %q", engine.ErrImageNotFound, image)
+			return img, fmt.Errorf("%w: %q", engine.ErrImageNotFound, ref)
 		case cerrdefs.IsInvalidArgument(err):
-			return "", fmt.Errorf("%w: image %q: %w", engine.ErrInvalidSpec, image, err)
+			return img, fmt.Errorf("%w: image %q: %w", engine.ErrInvalidSpec, ref, err)
 		}
-		return "", d.runErr(ctx, "inspect image", err)
+		return img, d.runErr(ctx, "inspect image", err)
 	}
-	return img.ID, nil
+	return img, nil
 }
 
 func (p *prepared) start(ctx context.Context) error {

@@ -55,6 +55,16 @@ func (h *hot) ID() string { return h.id }
 // ImageDigest returns the ID of the image the container runs.
 func (h *hot) ImageDigest() string { return h.digest }
 
+// Alive reports whether the container's output is still open.
+func (h *hot) Alive() bool {
+	select {
+	case <-h.dead:
+		return false
+	default:
+		return true
+	}
+}
+
 // StartHot creates, attaches and starts a hot container for s.
 func (d *Docker) StartHot(ctx context.Context, s engine.Spec) (engine.Hot, error) {
 	s, err := s.Normalize()
@@ -143,7 +153,7 @@ func (h *hot) readLines(r io.Reader) {
 
 // Do sends one event and waits up to timeout for its result line; see
 // engine.Hot.
-func (h *hot) Do(ctx context.Context, event []byte, timeout time.Duration) (engine.Result, error) {
+func (h *hot) Do(ctx context.Context, _ string, event []byte, timeout time.Duration, onStart engine.OnStart) (engine.Result, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	res := engine.Result{ContainerID: h.id, ImageDigest: h.digest, StartedAt: time.Now()}
@@ -153,6 +163,14 @@ func (h *hot) Do(ctx context.Context, event []byte, timeout time.Duration) (engi
 	if bytes.ContainsRune(event, '\n') {
 		return res, fmt.Errorf("%w: an event for a hot container must be one line", engine.ErrInvalidSpec)
 	}
+	if !h.Alive() {
+		h.broken = true
+		return res, fmt.Errorf("%w: it exited while idle", engine.ErrHotStale)
+	}
+	if err := onStart(h.id, h.digest); err != nil {
+		return res, err
+	}
+	res.StartedAt = time.Now()
 	select {
 	case <-h.lines:
 		// A line nobody asked for: the function answers more than once per

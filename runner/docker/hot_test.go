@@ -30,7 +30,7 @@ func TestHot(t *testing.T) {
 		Count   int
 	}
 	do := func(h engine.Hot, event string) (answer, engine.Result, error) {
-		res, err := h.Do(ctx, []byte(event), 5*time.Second)
+		res, err := h.Do(ctx, "", []byte(event), 5*time.Second, noStart)
 		var a answer
 		if err == nil {
 			if jerr := json.Unmarshal(res.Stdout, &a); jerr != nil {
@@ -53,7 +53,7 @@ func TestHot(t *testing.T) {
 			t.Errorf("event %d logs %q", i, res.Stderr)
 		}
 	}
-	if _, err := h.Do(ctx, []byte("{\n}"), time.Second); !errors.Is(err, engine.ErrInvalidSpec) {
+	if _, err := h.Do(ctx, "", []byte("{\n}"), time.Second, noStart); !errors.Is(err, engine.ErrInvalidSpec) {
 		t.Errorf("multi-line event: %v", err)
 	}
 
@@ -70,7 +70,7 @@ func TestHot(t *testing.T) {
 	t.Run("hang", func(t *testing.T) {
 		h := start()
 		begin := time.Now()
-		res, err := h.Do(ctx, []byte(`{"hang_ms": 60000}`), time.Second)
+		res, err := h.Do(ctx, "", []byte(`{"hang_ms": 60000}`), time.Second, noStart)
 		if !errors.Is(err, engine.ErrHotBroken) || !res.TimedOut || res.ErrorType() != "timeout" {
 			t.Fatalf("hang: %v %+v", err, res)
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
 	"github.com/minilambda/minilambda/runner/engine"
 )
 
@@ -73,6 +74,9 @@ func containerConfig(s engine.Spec, imageID string) (*container.Config, *contain
 	}
 	if s.ReadOnly {
 		hostConfig.Tmpfs = map[string]string{"/tmp": "rw,nosuid,nodev,noexec,size=64m"}
+	}
+	for _, m := range s.Mounts {
+		hostConfig.Mounts = append(hostConfig.Mounts, mount.Mount{Type: mount.TypeBind, Source: m.Source, Target: m.Target, ReadOnly: true})
 	}
 	return config, hostConfig
 }

@@ -10,7 +10,10 @@
 //   - a prestarted one is a cold container started ahead of its invocation,
 //     its process blocked on stdin until the event comes ([Driver.Prestart]);
 //   - a hot one lives across invocations and takes one event per line
-//     ([Driver.StartHot]).
+//     ([Driver.StartHot]);
+//   - a detached one lives across invocations too, but the driver does not
+//     talk to it: it reaches the runner by other means, such as a socket
+//     mounted into it ([Driver.StartDetached]).
 //
 // A function that fails, times out, runs out of memory or floods its output
 // is not an error of a driver: it is a [Result] that says so
@@ -22,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"time"
 
 	"github.com/minilambda/minilambda/function"
@@ -47,6 +51,10 @@ var (
 	// ErrHotBroken means a hot container can take no more events: it
 	// exited, hung, or broke the line protocol. Close it and start another.
 	ErrHotBroken = errors.New("runner: hot container is broken")
+	// ErrHotStale means a long-lived container had ended before it took
+	// the event: nothing ran, and OnStart was not called. Close it and
+	// give the event to another.
+	ErrHotStale = errors.New("runner: the container ended before it took the event")
 )
 
 // DefaultOutputLimit is how many bytes of stdout, and of stderr, a run
@@ -81,6 +89,18 @@ type Spec struct {
 	// Labels are added to the container's; they cannot replace the labels
 	// the driver sets.
 	Labels map[string]string
+	// Mounts are host paths bind-mounted into the container, read-only.
+	Mounts []Mount
+	// Wrap, when set, runs in place of the image's entrypoint, with the
+	// image's entrypoint and command after it as its arguments: an init
+	// that sets the stage and then runs the image as it would have run.
+	Wrap []string
+}
+
+// Mount is a host path bind-mounted read-only into a container.
+type Mount struct {
+	Source string // absolute, on the engine's host
+	Target string // absolute, in the container
 }
 
 // Normalize checks s with the function's rules and fills in the defaults.
@@ -113,6 +133,14 @@ func (s Spec) Normalize() (Spec, error) {
 	}
 	if err := function.CheckEnv(s.Env); err != nil {
 		return bad(err)
+	}
+	for _, m := range s.Mounts {
+		if !path.IsAbs(m.Source) || !path.IsAbs(m.Target) || path.Clean(m.Target) != m.Target || m.Target == "/" {
+			return bad(fmt.Errorf("mount %q on %q: both must be absolute, and the target clean and not /", m.Source, m.Target))
+		}
+	}
+	if len(s.Wrap) > 0 && !path.IsAbs(s.Wrap[0]) {
+		return bad(fmt.Errorf("wrap %q: not an absolute path", s.Wrap[0]))
 	}
 	return s, nil
 }
@@ -149,6 +177,17 @@ type Result struct {
 	// container was killed.
 	OutputLimited bool
 
+	// FunctionError is set when a Lambda runtime failed the invocation:
+	// the errorType and errorMessage it reported, or the platform's, in
+	// Lambda's words, for a runtime that exited or answered too much. A
+	// Lambda container's Stdout is its response payload (or the error it
+	// posted), and its Stderr is everything it wrote to stdout and stderr
+	// while it had the event.
+	FunctionError *FunctionError
+	// InitDuration is how long a new long-lived container took to be ready
+	// for its first event, on the invocation that waited for it.
+	InitDuration time.Duration
+
 	// StartedAt is when the function had its event, CompletedAt when its
 	// exit (or, hot, its result line) was seen, and Duration the time
 	// between them.
@@ -156,6 +195,13 @@ type Result struct {
 	Duration               time.Duration
 
 	Timings Timings
+}
+
+// FunctionError is an invocation's failure as the Lambda Runtime API
+// reports it.
+type FunctionError struct {
+	Type    string // errorType, such as "Runtime.ExitError"
+	Message string // errorMessage
 }
 
 // Timings breaks the wall time of a cold run down by engine call.
@@ -181,7 +227,7 @@ func (r Result) ErrorType() function.ErrorType {
 		return function.ErrorOutputLimit
 	case r.OOMKilled && r.ExitCode != 0:
 		return function.ErrorOutOfMemory
-	case r.ExitCode != 0:
+	case r.ExitCode != 0, r.FunctionError != nil:
 		return function.ErrorFunction
 	}
 	return ""
@@ -207,6 +253,9 @@ type Driver interface {
 	Prestart(ctx context.Context, s Spec) (Prestarted, error)
 	// StartHot starts a long-lived container for hot invocations.
 	StartHot(ctx context.Context, s Spec) (Hot, error)
+	// StartDetached starts a long-lived container with no stream attached:
+	// its output goes nowhere, and it takes its work through s.Mounts.
+	StartDetached(ctx context.Context, s Spec) (Detached, error)
 	// LoadImage loads a `docker save` archive and returns the tags it
 	// loaded (or the IDs of untagged images).
 	LoadImage(ctx context.Context, r io.Reader) ([]string, error)
@@ -234,14 +283,35 @@ type Prestarted interface {
 // event's logs.
 type Hot interface {
 	ID() string
+	// Alive reports whether the container may take an event: false once
+	// it is known to have exited.
+	Alive() bool
 	// ImageDigest is the ID of the image the container runs.
 	ImageDigest() string
-	// Do sends one event, a line without its newline, and waits up to
-	// timeout for the result line. An error wrapping ErrHotBroken means
+	// Do sends one event of invocation invocationID, a line without its
+	// newline, calling onStart just before the container has it, and waits
+	// up to timeout for the answer. An error wrapping ErrHotBroken means
 	// the container exited (the Result says how, when it could tell), hung
 	// past timeout (TimedOut) or wrote a line over the output limit
-	// (OutputLimited): the caller closes it.
-	Do(ctx context.Context, line []byte, timeout time.Duration) (Result, error)
+	// (OutputLimited): the caller closes it. ErrHotStale means nothing
+	// ran. An error of onStart is returned as it is, and nothing runs.
+	Do(ctx context.Context, invocationID string, line []byte, timeout time.Duration, onStart OnStart) (Result, error)
+	// Close kills and removes the container; it is safe to call more than
+	// once.
+	Close(ctx context.Context)
+}
+
+// Detached is a long-lived container that the driver starts and stops but
+// does not talk to.
+type Detached interface {
+	ID() string
+	// ImageDigest is the ID of the image the container runs.
+	ImageDigest() string
+	// Exited is closed once the container has stopped running.
+	Exited() <-chan struct{}
+	// ExitState says how the container ended, once Exited is closed: its
+	// exit code, and whether the kernel's OOM killer struck in it.
+	ExitState(ctx context.Context) (code int, oomKilled bool)
 	// Close kills and removes the container; it is safe to call more than
 	// once.
 	Close(ctx context.Context)

@@ -1,0 +1,106 @@
+package lambda
+
+import (
+	"context"
+	"crypto/sha256"
+	"debug/elf"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+)
+
+// initSource is the init's program, which the server builds when it is
+// given no build of it: the server binary itself is often linked
+// dynamically (cgo is on wherever a C compiler is), and a container image
+// has no C library to offer it.
+//
+//go:embed lambdainit/main.go
+var initSource []byte
+
+// ErrNoInit means no static build of the init could be found or made.
+var ErrNoInit = errors.New("lambda: no init binary for lambda containers")
+
+// BuildInit returns a static build of the init in dir, building it with the
+// Go toolchain (CGO_ENABLED=0, no network) when dir has no build of this
+// source yet. Builds are named after the source's hash, so a server with
+// another init never uses this one.
+func BuildInit(ctx context.Context, dir string) (string, error) {
+	sum := sha256.Sum256(append([]byte(runtime.GOARCH+"\n"), initSource...))
+	path := filepath.Join(dir, "lambdainit-"+hex.EncodeToString(sum[:8]))
+	if err := CheckInit(path); err == nil {
+		return path, nil
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("%w: the Go toolchain is not on PATH to build one; build it with "+
+			"`CGO_ENABLED=0 go build -o minilambda-init ./runner/lambda/lambdainit` and pass --lambda-init", ErrNoInit)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrNoInit, err)
+	}
+	src, err := os.MkdirTemp(dir, "lambdainit-src-")
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrNoInit, err)
+	}
+	defer os.RemoveAll(src)
+	if err := os.WriteFile(filepath.Join(src, "main.go"), initSource, 0o600); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrNoInit, err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte("module lambdainit\n\ngo 1.22\n"), 0o600); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrNoInit, err)
+	}
+	out := filepath.Join(src, "lambdainit")
+	cmd := exec.CommandContext(ctx, goTool, "build", "-trimpath", "-ldflags=-s -w", "-o", out, ".")
+	cmd.Dir = src
+	// The standard library only: nothing to download, whatever the
+	// environment says.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=", "GOWORK=off", "GOPROXY=off", "GOTOOLCHAIN=local", "GO111MODULE=on")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("%w: go build: %v: %s", ErrNoInit, err, strings.TrimSpace(string(msg)))
+	}
+	if err := os.Chmod(out, 0o755); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrNoInit, err)
+	}
+	if err := os.Rename(out, path); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrNoInit, err)
+	}
+	return path, CheckInit(path)
+}
+
+// CheckInit says whether path is an init the containers can run: an
+// executable, statically linked ELF file for this machine's architecture.
+func CheckInit(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrNoInit, err)
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%w: %s is not an executable file", ErrNoInit, path)
+	}
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrNoInit, path, err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("%w: %s is linked dynamically and cannot run in an image without its C library; "+
+				"build it with CGO_ENABLED=0", ErrNoInit, path)
+		}
+	}
+	if want, ok := elfMachines[runtime.GOARCH]; ok && f.Machine != want {
+		return fmt.Errorf("%w: %s is built for %v, not %s", ErrNoInit, path, f.Machine, runtime.GOARCH)
+	}
+	return nil
+}
+
+var elfMachines = map[string]elf.Machine{
+	"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64, "386": elf.EM_386, "arm": elf.EM_ARM,
+	"riscv64": elf.EM_RISCV, "ppc64le": elf.EM_PPC64, "s390x": elf.EM_S390,
+}
