@@ -72,6 +72,17 @@ func New(opts Options) (*Host, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	// The engine mounts the init by its absolute path.
+	for _, p := range []*string{&opts.Init, &opts.InitDir} {
+		if *p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return nil, fmt.Errorf("lambda: %w", err)
+		}
+		*p = abs
+	}
 	h := &Host{opts: opts, logger: opts.Logger.With("subsystem", "lambda"), initReady: make(chan struct{}), sessions: map[*session]bool{}}
 	h.buildCtx, h.stopBuild = context.WithCancel(context.Background())
 	return h, nil
@@ -126,9 +137,13 @@ func (h *Host) socketDir() (string, error) {
 	}
 	if h.dir == "" {
 		prefix := SocketDirPrefix(h.opts.Instance)
-		stale, _ := filepath.Glob(filepath.Join(os.TempDir(), prefix+"*"))
-		for _, d := range stale {
-			os.RemoveAll(d)
+		// What an earlier run of this server left; a host with no name
+		// cannot tell its own from another's.
+		if h.opts.Instance != "" {
+			stale, _ := filepath.Glob(filepath.Join(os.TempDir(), prefix+"*"))
+			for _, d := range stale {
+				os.RemoveAll(d)
+			}
 		}
 		dir, err := os.MkdirTemp("", prefix)
 		if err != nil {

@@ -1,6 +1,7 @@
 package lambda
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -43,12 +44,15 @@ type session struct {
 	began    time.Time // when the container was asked to start
 
 	// The control connection from the init, once it has connected, and
-	// its answers to flushes.
-	ctrlMu    sync.Mutex
-	ctrl      *net.UnixConn
-	ctrlReady chan struct{}
-	flushMu   sync.Mutex
-	flushes   chan flushed
+	// its answers to flushes: unanswered counts the flushes sent and not
+	// answered, under ctrlMu; ctrlDone closes when the init hangs up.
+	ctrlMu     sync.Mutex
+	ctrl       *net.UnixConn
+	unanswered int
+	ctrlReady  chan struct{}
+	ctrlDone   chan struct{}
+	flushMu    sync.Mutex
+	flushes    chan flushed
 
 	calls     chan *call    // to the runtime's waiting next
 	dead      chan struct{} // closed when the session can take no more
@@ -99,7 +103,7 @@ func newSession(h *Host, f Function, dir string, logLimit int64) *session {
 	return &session{
 		h: h, f: f, arn: ARN(h.opts.Region, f.Name), dir: dir, logLimit: logLimit,
 		calls: make(chan *call), dead: make(chan struct{}),
-		conns: newConnQueue(), ctrlReady: make(chan struct{}), flushes: make(chan flushed, 1),
+		conns: newConnQueue(), ctrlReady: make(chan struct{}), ctrlDone: make(chan struct{}), flushes: make(chan flushed, 1),
 	}
 }
 
@@ -204,10 +208,22 @@ func answered(res engine.Result, a answer) engine.Result {
 // whether the runtime had it.
 func (s *session) ended(ctx context.Context, res engine.Result, c *call, given bool) (engine.Result, error) {
 	finish(&res, time.Now())
+	wait := time.NewTimer(exitWait)
+	defer wait.Stop()
 	select {
 	case <-s.c.Exited():
 		res.ExitCode, res.OOMKilled = s.c.ExitState(ctx)
-	case <-time.After(exitWait):
+	case <-wait.C:
+	}
+	// The init's report of the runtime's exit, with its last logs, may be
+	// on its way still when the engine reports the container's exit.
+	select {
+	case <-s.ctrlReady:
+		select {
+		case <-s.ctrlDone:
+		case <-wait.C:
+		}
+	default:
 	}
 	s.mu.Lock()
 	end, asked := s.end, s.asked
@@ -502,7 +518,7 @@ type errorBody struct {
 // A body that is not such a document is replaced by one.
 func runtimeError(payload []byte, header, fallback string) ([]byte, *engine.FunctionError) {
 	var body errorBody
-	if json.Unmarshal(payload, &body) != nil {
+	if trimmed := bytes.TrimSpace(payload); len(trimmed) == 0 || trimmed[0] != '{' || json.Unmarshal(payload, &body) != nil {
 		body = errorBody{}
 		payload = nil
 	}

@@ -120,6 +120,7 @@ func (s *session) attachControl(uc *net.UnixConn) bool {
 
 // readControl takes the init's frames until the connection ends.
 func (s *session) readControl(uc *net.UnixConn) {
+	defer close(s.ctrlDone)
 	br := bufio.NewReaderSize(uc, 64<<10)
 	for {
 		typ, payload, err := readFrame(br, 12+int(s.logLimit)+maxExitReport)
@@ -131,11 +132,22 @@ func (s *session) readControl(uc *net.UnixConn) {
 			if len(payload) < 8 {
 				return
 			}
-			select {
-			case s.flushes <- flushed{dropped: int64(binary.BigEndian.Uint64(payload)), logs: payload[8:]}:
-			default:
-				// Nobody asked: a frame the init should not have sent.
+			// The init answers flushes in order: only the answer to the
+			// latest one goes to the flush waiting for it. An answer to a
+			// flush that gave up, or to none, is dropped, so that no logs
+			// reach a later invocation.
+			s.ctrlMu.Lock()
+			if s.unanswered > 0 {
+				s.unanswered--
+				if s.unanswered == 0 {
+					// Never full: each flush empties it before it asks.
+					select {
+					case s.flushes <- flushed{dropped: int64(binary.BigEndian.Uint64(payload)), logs: payload[8:]}:
+					default:
+					}
+				}
 			}
+			s.ctrlMu.Unlock()
 		case frameExit:
 			s.exitReported(payload)
 		}
@@ -176,6 +188,12 @@ func (s *session) flush() (flushed, error) {
 		return flushed{}, errors.New("lambda: the container's init never connected")
 	}
 	s.ctrlMu.Lock()
+	// An answer that came after its flush gave up is not this one's.
+	select {
+	case <-s.flushes:
+	default:
+	}
+	s.unanswered++
 	_, err := s.ctrl.Write([]byte{frameFlush, 0, 0, 0, 0})
 	s.ctrlMu.Unlock()
 	if err != nil {

@@ -44,6 +44,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 const (
@@ -257,7 +258,9 @@ type collector struct {
 	chunk   [32 << 10]byte
 }
 
-// follow reads a pipe until it ends.
+// follow reads a pipe until it ends, a chunk at a time, each under the
+// lock: a flush waits for one chunk at most, however fast the runtime
+// writes.
 func (c *collector) follow(f *os.File) {
 	rc, err := f.SyscallConn()
 	if err != nil {
@@ -273,50 +276,79 @@ func (c *collector) follow(f *os.File) {
 	go func() {
 		defer f.Close()
 		rc.Read(func(fd uintptr) bool {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			return c.drainLocked(int(fd))
+			for {
+				c.mu.Lock()
+				_, st := c.readLocked(int(fd), len(c.chunk))
+				c.mu.Unlock()
+				if st != readMore {
+					return st == readEnded
+				}
+			}
 		})
 	}()
 }
 
-// drainLocked reads what a pipe holds now, and reports whether it ended.
-func (c *collector) drainLocked(fd int) bool {
+// What one read of a pipe found.
+const (
+	readMore  = iota // bytes; there may be more
+	readAgain        // nothing now
+	readEnded        // the pipe has ended, or broke
+)
+
+// readLocked reads at most n bytes of a pipe once.
+func (c *collector) readLocked(fd, n int) (int, int) {
 	if !c.fds[fd] {
-		return true
+		return 0, readEnded
 	}
 	for {
-		n, err := syscall.Read(fd, c.chunk[:])
+		got, err := syscall.Read(fd, c.chunk[:min(n, len(c.chunk))])
 		switch {
-		case n > 0:
-			keep := min(n, c.limit-len(c.buf))
+		case got > 0:
+			keep := min(got, c.limit-len(c.buf))
 			c.buf = append(c.buf, c.chunk[:keep]...)
-			c.dropped += int64(n - keep)
-			continue
+			c.dropped += int64(got - keep)
+			return got, readMore
 		case errors.Is(err, syscall.EINTR):
 			continue
 		case errors.Is(err, syscall.EAGAIN):
-			return false
+			return 0, readAgain
 		}
 		delete(c.fds, fd)
 		if len(c.fds) == 0 {
 			close(c.eof)
 		}
-		return true
+		return 0, readEnded
 	}
 }
 
 // take returns the logs collected since the last take, and how many bytes
-// past the limit were dropped.
+// past the limit were dropped. It first reads what the pipes hold now, and
+// only that: what the runtime wrote before the server asked, however much
+// it goes on writing.
 func (c *collector) take() ([]byte, int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for fd := range c.fds {
-		c.drainLocked(fd)
+		for left := pending(fd); left > 0; {
+			got, st := c.readLocked(fd, left)
+			left -= got
+			if st != readMore {
+				break
+			}
+		}
 	}
 	got, dropped := c.buf, c.dropped
 	c.buf, c.dropped = nil, 0
 	return got, dropped
+}
+
+// pending is how many bytes a pipe holds, unread.
+func pending(fd int) int {
+	var n int32
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), syscall.TIOCINQ, uintptr(unsafe.Pointer(&n))); errno != 0 {
+		return 0
+	}
+	return int(n)
 }
 
 // waitForEOF waits a little for the pipes to end once the child has

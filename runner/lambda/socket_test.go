@@ -1,0 +1,285 @@
+package lambda_test
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/minilambda/minilambda/runner/lambda"
+)
+
+// wantClosed checks that the peer of r closes: a read sees the end of the
+// stream, not the deadline.
+func wantClosed(t *testing.T, what string, r interface {
+	io.Reader
+	SetReadDeadline(time.Time) error
+}) {
+	t.Helper()
+	if err := r.SetReadDeadline(time.Now().Add(wait)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := r.Read(make([]byte, 16))
+	if n != 0 || !errors.Is(err, io.EOF) {
+		t.Fatalf("%s: read %d bytes, %v; want it closed", what, n, err)
+	}
+}
+
+func TestSecondControlConnectionIsRefused(t *testing.T) {
+	h, eng := newHost(t, lambda.Options{})
+	c := start(t, h, eng)
+	first := c.connect(logsFor(map[int]string{1: "first's", 3: "second's"}))
+	// An invocation's logs come through the control connection: the first
+	// is attached once one has.
+	if got := c.invoke("inv-1", nil, nil); string(got.res.Stderr) != "first's" {
+		t.Fatalf("Stderr %q; want the first control connection's logs", got.res.Stderr)
+	}
+
+	second, err := dialUnix(c.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if _, err := second.Write([]byte{'C'}); err != nil {
+		t.Fatal(err)
+	}
+	wantClosed(t, "a second control connection", second)
+
+	got := c.invoke("inv-2", nil, nil)
+	if string(got.res.Stderr) != "second's" || first.flushes.Load() != 3 {
+		t.Errorf("Stderr %q after %d flushes of the first control connection; want its logs", got.res.Stderr, first.flushes.Load())
+	}
+}
+
+// A connection carries the runtime's connection only when it is a TCP
+// socket: anything else the socket is sent is closed, never served.
+func TestPassedDescriptors(t *testing.T) {
+	h, eng := newHost(t, lambda.Options{})
+	c := start(t, h, eng)
+	c.connect(nil)
+	// The control connection is attached once an invocation has run: a
+	// connection of kind 'C' below is a second one.
+	c.invoke("inv-0", nil, nil)
+
+	t.Run("a pipe", func(t *testing.T) {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		err = sendKind(c.socket, 'F', int(w.Fd()))
+		w.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The read end ends once the server has closed its copy of the
+		// write end too.
+		wantClosed(t, "the pipe", r)
+	})
+	t.Run("a unix socket", func(t *testing.T) {
+		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mine := os.NewFile(uintptr(fds[1]), "mine")
+		defer mine.Close()
+		err = sendKind(c.socket, 'F', fds[0])
+		syscall.Close(fds[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := net.FileConn(mine)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		wantClosed(t, "the unix socket", conn)
+	})
+	for _, tc := range []struct {
+		name  string
+		kind  byte
+		conns int
+	}{
+		{"two TCP sockets at once", 'F', 2},
+		{"a TCP socket with an unknown kind", 'Z', 1},
+		{"a TCP socket on the control connection", 'C', 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var clients []*net.TCPConn
+			var fds []int
+			for range tc.conns {
+				client, server, err := tcpPair()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer client.Close()
+				f, err := server.File()
+				server.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				clients = append(clients, client)
+				fds = append(fds, int(f.Fd()))
+			}
+			u, err := dialUnix(c.socket)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer u.Close()
+			if _, _, err := u.WriteMsgUnix([]byte{tc.kind}, syscall.UnixRights(fds...), nil); err != nil {
+				t.Fatal(err)
+			}
+			for _, fd := range fds {
+				syscall.Close(fd)
+			}
+			for i, client := range clients {
+				// A served connection would wait for a request.
+				wantClosed(t, fmt.Sprintf("TCP connection %d", i), client)
+			}
+		})
+	}
+
+	// None of it harmed the session.
+	if got := c.invoke("inv-1", nil, []byte(`"ok"`)); string(got.res.Stdout) != `"ok"` {
+		t.Errorf("Stdout %q", got.res.Stdout)
+	}
+}
+
+func TestHandshakeOfNothing(t *testing.T) {
+	h, eng := newHost(t, lambda.Options{})
+	c := start(t, h, eng)
+	for _, kind := range []byte{'F', 'Z'} {
+		u, err := dialUnix(c.socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := u.Write([]byte{kind}); err != nil {
+			t.Fatal(err)
+		}
+		wantClosed(t, fmt.Sprintf("a connection of kind %q with no descriptor", kind), u)
+		u.Close()
+	}
+	// The control connection is still to come, and works.
+	c.connect(logsFor(map[int]string{1: "logs"}))
+	if got := c.invoke("inv-1", nil, nil); string(got.res.Stderr) != "logs" {
+		t.Errorf("Stderr %q", got.res.Stderr)
+	}
+}
+
+// A container holds at most 8 connections to its Runtime API at once.
+func TestRuntimeConnectionLimit(t *testing.T) {
+	h, eng := newHost(t, lambda.Options{})
+	c := start(t, h, eng)
+	c.connect(nil)
+
+	// served sends a request on a new connection and says whether it was
+	// answered; the connection stays open when it was.
+	served := func() (net.Conn, bool) {
+		t.Helper()
+		conn, err := c.dialRuntime()
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(wait))
+		fmt.Fprintf(conn, "GET /nowhere HTTP/1.1\r\nHost: %s\r\n\r\n", lambda.RuntimeAPI)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			conn.Close()
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
+				return nil, false
+			}
+			t.Fatalf("reading an answer: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("status %d; want 404", resp.StatusCode)
+		}
+		return conn, true
+	}
+	var open []net.Conn
+	defer func() {
+		for _, conn := range open {
+			conn.Close()
+		}
+	}()
+	for i := range 8 {
+		conn, ok := served()
+		if !ok {
+			t.Fatalf("connection %d was not served", i+1)
+		}
+		open = append(open, conn)
+	}
+	if conn, ok := served(); ok {
+		conn.Close()
+		t.Fatal("a ninth connection was served")
+	}
+	// One closes: its place is free again.
+	open[0].Close()
+	open = open[1:]
+	eventually(t, "a connection is served once one of eight closed", func() bool {
+		conn, ok := served()
+		if ok {
+			open = append(open, conn)
+		}
+		return ok
+	})
+}
+
+// The init answers each flush with one logs frame; a logs frame it sends
+// when none was asked for is dropped (socket.go, readControl), and does not
+// stand in for the answer to the next flush.
+func TestUnaskedLogsAreDropped(t *testing.T) {
+	h, eng := newHost(t, lambda.Options{})
+	c := start(t, h, eng)
+	ctl := c.connect(logsFor(map[int]string{1: "first's logs", 2: "between", 3: "second's logs"}))
+	if err := ctl.send('L', make([]byte, 8), []byte("nobody asked")); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.invoke("inv-1", nil, nil); string(got.res.Stderr) != "first's logs" {
+		t.Errorf("first invocation's Stderr %q; want %q", got.res.Stderr, "first's logs")
+	}
+	if got := c.invoke("inv-2", nil, nil); string(got.res.Stderr) != "second's logs" {
+		t.Errorf("second invocation's Stderr %q; want %q", got.res.Stderr, "second's logs")
+	}
+}
+
+// An init that answers a flush after the server stopped waiting for it
+// (5s) does not shift every later invocation's logs onto the next one.
+func TestLateLogsAreNoLaterInvocations(t *testing.T) {
+	h, eng := newHost(t, lambda.Options{})
+	c := start(t, h, eng)
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	c.connect(func(n int) (string, int64) {
+		switch n {
+		case 1:
+			<-release // answers after the server gave up on it
+			return "first's logs, late", 0
+		case 2:
+			return "between", 0
+		case 3:
+			return "second's logs", 0
+		}
+		return "", 0
+	})
+	// Registered after connect's cleanup, so that it runs before that
+	// waits for the control connection.
+	t.Cleanup(free)
+	got := c.invoke("inv-1", nil, []byte(`1`))
+	free()
+	if len(got.res.Stderr) != 0 {
+		t.Errorf("first invocation's Stderr %q; the init never answered in time", got.res.Stderr)
+	}
+	if got := c.invoke("inv-2", nil, []byte(`2`)); string(got.res.Stderr) != "second's logs" {
+		t.Errorf("second invocation's Stderr %q; want %q", got.res.Stderr, "second's logs")
+	}
+}
