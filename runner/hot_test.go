@@ -300,6 +300,45 @@ func TestPrestartedSpare(t *testing.T) {
 	call("after-update")
 }
 
+// TestSparesKeepAheadOfBackToBackCalls calls a cold function ten times,
+// one after another: only the first creates its own container; every
+// later call runs in a prestarted one, waiting for the spare already
+// starting rather than asking the engine for another. Unused, the spares
+// are dropped after the idle TTL.
+func TestSparesKeepAheadOfBackToBackCalls(t *testing.T) {
+	cli := dockertest.Client(t)
+	img := dockertest.BuildGoImage(t, cli, "../testdata/fn", "minilambda-runner-spares")
+	m := metrics.New()
+	f := newService(t, cli, img.Tag, runner.Options{Metrics: m, HotIdleTTL: 2 * time.Second})
+	fn := f.register(function.Spec{Name: "fn"})
+	seen := map[string]bool{}
+	for i := range 10 {
+		inv, err := f.svc.Invoke(context.Background(), "fn", function.Request{Event: json.RawMessage(`{"name": "b"}`)})
+		if err != nil || inv.Status != "COMPLETED" {
+			t.Fatalf("call %d: %v %+v", i, err, inv)
+		}
+		if seen[inv.ContainerID] {
+			t.Fatalf("call %d ran in container %s again", i, inv.ContainerID)
+		}
+		seen[inv.ContainerID] = true
+	}
+	count := func(kind string) float64 {
+		var c dto.Metric
+		m.Starts.WithLabelValues(kind).Write(&c)
+		return c.GetCounter().GetValue()
+	}
+	if cold, pre := count("cold"), count("prestarted"); cold != 1 || pre != 9 {
+		t.Errorf("%v cold and %v prestarted starts over 10 back-to-back calls; want 1 and 9", cold, pre)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for f.containers(fn.ID) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d containers of an idle function after its TTL", f.containers(fn.ID))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // The overhead metric is the platform's share of each synchronous
 // invocation: above zero, below the call's own wall time.
 func TestOverheadMetric(t *testing.T) {

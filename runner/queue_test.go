@@ -263,9 +263,11 @@ func TestAsync(t *testing.T) {
 	})
 
 	t.Run("a retry succeeds", func(t *testing.T) {
-		f := newService(t, cli, img.Tag, runner.Options{RetryBase: 1500 * time.Millisecond})
+		// The first attempt fails unless its container took over four
+		// seconds to start; the second, five seconds after it, succeeds.
+		f := newService(t, cli, img.Tag, runner.Options{RetryBase: 5 * time.Second})
 		f.register(function.Spec{Name: "fn"})
-		until := time.Now().Add(time.Second).UnixMilli()
+		until := time.Now().Add(4 * time.Second).UnixMilli()
 		id := f.enqueue("fn", map[string]any{"fail_until": until, "name": "late"}, "").InvocationID
 		// While it waits for its second attempt, the record says why.
 		deadline := time.Now().Add(30 * time.Second)

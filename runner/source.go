@@ -51,7 +51,7 @@ func (s *Service) take(ctx context.Context, a *attempt) (container, error) {
 		}
 		return &hotContainer{s: s, f: a.f, p: p, h: h, warm: warm, line: line}, nil
 	}
-	if p := s.spares.take(a.f); p != nil {
+	if p := s.spares.take(ctx, a.f); p != nil {
 		return &coldContainer{s: s, f: a.f, spare: p}, nil
 	}
 	return &coldContainer{s: s, f: a.f}, nil
