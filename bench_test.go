@@ -184,6 +184,11 @@ func procCPU(b *testing.B, pid int) time.Duration {
 	if err != nil {
 		b.Fatal(err)
 	}
+	return statCPU(stat)
+}
+
+// statCPU reads the user and system time from a /proc/PID/stat line.
+func statCPU(stat []byte) time.Duration {
 	// The command name, in parentheses, may hold spaces: count fields after it.
 	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
