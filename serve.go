@@ -144,7 +144,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 
 	srv := &http.Server{
 		Handler: lambdahttp.New(lambdahttp.Options{
-			Functions: svc, Invoker: svc, Images: svc, Status: svc, Views: svc.Views(), Budget: svc,
+			Functions: svc, Invoker: svc, Images: svc, Status: svc, Views: svc.Views(), Versions: versions{svc, svc.Views()}, Budget: svc,
 			Logger: logger, Registry: m.Registry, MaxImageBytes: *maxImage, SpoolDir: spool,
 			Token: *token, OpenMetrics: *openMetrics,
 		}),
@@ -245,4 +245,11 @@ func cleanSpool(db string) (string, error) {
 		return "", fmt.Errorf("spool directory: %w", err)
 	}
 	return dir, nil
+}
+
+// versions serves the API's published versions and aliases: the runner
+// writes them, the views read them.
+type versions struct {
+	*runner.Service
+	*projections.Views
 }

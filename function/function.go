@@ -70,6 +70,9 @@ type Request struct {
 	Timeout int
 	// CallbackURL, for async invocations, overrides the function's.
 	CallbackURL string
+	// Qualifier names the version to run: empty or $LATEST, a published
+	// version number, or an alias.
+	Qualifier string
 }
 
 // Check refuses a timeout out of bounds and fills in the empty event.

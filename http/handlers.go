@@ -137,11 +137,16 @@ func (s *Server) invokeAsync(w http.ResponseWriter, r *http.Request, p httproute
 // hands it to the invoker; on an error it has answered already.
 func (s *Server) call(w http.ResponseWriter, r *http.Request, p httprouter.Params,
 	do func(context.Context, string, function.Request) (projections.Invocation, error)) (projections.Invocation, bool) {
-	ref, ok := s.ref(w, r, p)
-	if !ok {
+	ref, qualifier, err := splitQualifier(r, p)
+	if err != nil {
+		s.writeError(w, r, err)
+		return projections.Invocation{}, false
+	}
+	if _, ok := s.ref(w, r, httprouter.Params{{Key: "id", Value: ref}}); !ok {
 		return projections.Invocation{}, false
 	}
 	req, err := s.decodeInvoke(w, r)
+	req.Qualifier = qualifier
 	if err == nil {
 		var inv projections.Invocation
 		if inv, err = do(r.Context(), ref, req); err == nil {

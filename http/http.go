@@ -84,6 +84,8 @@ type Options struct {
 	Images    Images
 	Status    Status
 	Views     Views
+	// Versions, when set, serves published versions and aliases.
+	Versions Versions
 	// Budget, when set, bounds the request bodies held at once.
 	Budget   Budget
 	Logger   *slog.Logger
@@ -163,6 +165,9 @@ func New(opts Options) *Server {
 	r.GET("/invocations/:id", s.getInvocation)
 	r.POST("/images", s.loadImage)
 	r.GET("/images", s.listImages)
+	if opts.Versions != nil {
+		s.routeVersions(r)
+	}
 	r.GET("/healthz", s.health)
 	r.GET("/health", s.health)
 	metrics := promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{})

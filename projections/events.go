@@ -17,6 +17,10 @@ const (
 	TypeFunctionRegistered  = "function.registered"
 	TypeFunctionUpdated     = "function.updated"
 	TypeFunctionDeleted     = "function.deleted"
+	TypeVersionPublished    = "function.version_published"
+	TypeAliasCreated        = "function.alias_created"
+	TypeAliasUpdated        = "function.alias_updated"
+	TypeAliasDeleted        = "function.alias_deleted"
 	TypeInvocationQueued    = "invocation.queued"
 	TypeInvocationStarted   = "invocation.started"
 	TypeInvocationCompleted = "invocation.completed"
@@ -66,6 +70,36 @@ type FunctionDeleted struct {
 	V int `json:"v"`
 }
 
+// VersionPublished is the payload of function.version_published: the
+// function's settings and image frozen as a numbered version.
+type VersionPublished struct {
+	V int `json:"v"`
+	// Number is the published version, from 1, one more than the last.
+	Number int `json:"number"`
+	// Revision is the function's version (its count of changes) that was
+	// published.
+	Revision int `json:"revision"`
+	function.Spec
+	// ImageDigest is the image the version runs, whatever its tag names
+	// later.
+	ImageDigest string `json:"image_digest"`
+	Description string `json:"description,omitempty"`
+}
+
+// AliasSet is the payload of function.alias_created and
+// function.alias_updated: the alias's whole settings.
+type AliasSet struct {
+	V    int    `json:"v"`
+	Name string `json:"name"`
+	function.AliasSpec
+}
+
+// AliasDeleted is the payload of function.alias_deleted.
+type AliasDeleted struct {
+	V    int    `json:"v"`
+	Name string `json:"name"`
+}
+
 // InvocationQueued is the payload of invocation.queued: a request accepted,
 // sync or async, with the event to deliver.
 type InvocationQueued struct {
@@ -76,6 +110,11 @@ type InvocationQueued struct {
 	Event           json.RawMessage `json:"event,omitempty"`
 	Timeout         int             `json:"timeout,omitempty"` // seconds, overriding the function's
 	CallbackURL     string          `json:"callback_url,omitempty"`
+	// ExecutedVersion is the published version that runs ("3"); empty for
+	// the function's current settings ($LATEST).
+	ExecutedVersion string `json:"executed_version,omitempty"`
+	// Alias is the alias the caller named, when it did.
+	Alias string `json:"alias,omitempty"`
 }
 
 // InvocationStarted is the payload of invocation.started.
@@ -205,6 +244,29 @@ func NewFunctionDeleted(functionID string) (eventlog.Event, error) {
 	return newEvent(TypeFunctionDeleted, functionID, "", FunctionDeleted{V: payloadV})
 }
 
+// NewVersionPublished is the function.version_published event of a new
+// published version.
+func NewVersionPublished(functionID string, p VersionPublished) (eventlog.Event, error) {
+	p.V = payloadV
+	return newEvent(TypeVersionPublished, functionID, "", p)
+}
+
+// NewAliasSet is the function.alias_created event of a new alias, or the
+// function.alias_updated event of a changed one.
+func NewAliasSet(functionID string, created bool, p AliasSet) (eventlog.Event, error) {
+	p.V = payloadV
+	typ := TypeAliasUpdated
+	if created {
+		typ = TypeAliasCreated
+	}
+	return newEvent(typ, functionID, "", p)
+}
+
+// NewAliasDeleted is the function.alias_deleted event of an alias.
+func NewAliasDeleted(functionID, name string) (eventlog.Event, error) {
+	return newEvent(TypeAliasDeleted, functionID, "", AliasDeleted{V: payloadV, Name: name})
+}
+
 // NewInvocationQueued is the invocation.queued event of a new invocation.
 // Its payload holds the event as the client sent it, copied once: encoding
 // it with the rest (encoding/json compacts a raw message into a buffer of
@@ -238,6 +300,14 @@ func NewInvocationQueued(functionID, invocationID string, p InvocationQueued) (e
 	}
 	if p.CallbackURL != "" {
 		b = append(append(b, `,"callback_url":`...), callback...)
+	}
+	// Versions are digits and aliases letters, digits, '-' and '_': no
+	// escaping, but quoted as JSON all the same in case of a caller's bug.
+	if p.ExecutedVersion != "" {
+		b = strconv.AppendQuote(append(b, `,"executed_version":`...), p.ExecutedVersion)
+	}
+	if p.Alias != "" {
+		b = strconv.AppendQuote(append(b, `,"alias":`...), p.Alias)
 	}
 	b = append(b, '}')
 	return eventlog.Event{Type: TypeInvocationQueued, FunctionID: functionID, InvocationID: invocationID, Data: b}, nil

@@ -77,6 +77,8 @@ var queuedFields = fields[InvocationQueued]{
 	"event":            rawField(func(p *InvocationQueued) *json.RawMessage { return &p.Event }),
 	"timeout":          intField(func(p *InvocationQueued) *int { return &p.Timeout }),
 	"callback_url":     stringField(func(p *InvocationQueued) *string { return &p.CallbackURL }),
+	"executed_version": stringField(func(p *InvocationQueued) *string { return &p.ExecutedVersion }),
+	"alias":            stringField(func(p *InvocationQueued) *string { return &p.Alias }),
 }
 
 // DecodeQueued reads the payload of an invocation.queued event. Its Event

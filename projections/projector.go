@@ -99,6 +99,12 @@ func (b *batch) ApplyPrepared(e *eventlog.Event, prepared any) error {
 		return b.functionUpdated(e)
 	case TypeFunctionDeleted:
 		return b.functionDeleted(e)
+	case TypeVersionPublished:
+		return b.versionPublished(e)
+	case TypeAliasCreated, TypeAliasUpdated:
+		return b.aliasSet(e)
+	case TypeAliasDeleted:
+		return b.aliasDeleted(e)
 	case TypeInvocationQueued:
 		return b.invocationQueued(e, prepared.(InvocationQueued))
 	case TypeInvocationStarted, TypeInvocationCompleted, TypeInvocationFailed,
@@ -260,6 +266,9 @@ func (b *batch) functionDeleted(e *eventlog.Event) error {
 	if err := b.tx.Delete(viewFunctionNames, []byte(f.Name)); err != nil {
 		return err
 	}
+	if err := b.dropAliases(f.ID); err != nil {
+		return err
+	}
 	f.Deleted, f.UpdatedAt, f.Version = true, e.Time, f.Version+1
 	return b.putFunction(f)
 }
@@ -277,6 +286,7 @@ func (b *batch) invocationQueued(e *eventlog.Event, p InvocationQueued) error {
 	b.invs[e.InvocationID] = &pendingInvocation{rec: storedInvocation{Invocation: Invocation{
 		InvocationID: e.InvocationID, FunctionID: e.FunctionID,
 		FunctionName: p.FunctionName, FunctionVersion: p.FunctionVersion,
+		ExecutedVersion: p.ExecutedVersion, Alias: p.Alias,
 		Async: p.Async, Status: StatusPending, CreatedAt: e.Time,
 	}, QueuedSeq: e.Seq}}
 	return nil

@@ -44,6 +44,10 @@ const (
 	flagResultTruncated
 	flagLogsTruncated
 	flagHasExit
+	// flagQualified: the record ends with the executed version and the
+	// alias, for an invocation that named either; records written before
+	// versions existed lack both and ran $LATEST.
+	flagQualified
 )
 
 func (r *storedInvocation) marshal() []byte {
@@ -64,6 +68,10 @@ func (r *storedInvocation) marshal() []byte {
 		flags |= flagHasExit
 		exit = *r.ExitCode
 	}
+	qualified := r.ExecutedVersion != "" && r.ExecutedVersion != function.Latest || r.Alias != ""
+	if qualified {
+		flags |= flagQualified
+	}
 	b = binary.AppendUvarint(b, flags)
 	b = appendString(b, r.FunctionID)
 	b = appendString(b, r.FunctionName)
@@ -81,7 +89,12 @@ func (r *storedInvocation) marshal() []byte {
 	b = appendString(b, r.ContainerID)
 	b = appendString(b, r.ImageDigest)
 	b = binary.AppendUvarint(b, r.EndSeq)
-	return binary.AppendUvarint(b, r.QueuedSeq)
+	b = binary.AppendUvarint(b, r.QueuedSeq)
+	if qualified {
+		b = appendString(b, r.ExecutedVersion)
+		b = appendString(b, r.Alias)
+	}
+	return b
 }
 
 type reader struct {
@@ -162,6 +175,13 @@ func (r *storedInvocation) unmarshal(id string, b []byte) error {
 	r.ImageDigest = d.string()
 	r.EndSeq = d.uvarint()
 	r.QueuedSeq = d.uvarint()
+	if flags&flagQualified != 0 {
+		r.ExecutedVersion = d.string()
+		r.Alias = d.string()
+	}
+	if r.ExecutedVersion == "" {
+		r.ExecutedVersion = function.Latest
+	}
 	if d.err == nil && len(d.b) != 0 {
 		d.err = errRecord
 	}

@@ -25,14 +25,21 @@ type Function struct {
 	Imported     bool      `json:"imported,omitempty"`
 	OriginalName string    `json:"original_name,omitempty"`
 	Deleted      bool      `json:"deleted,omitempty"`
+	// Published is the published version these settings are, 0 for the
+	// current ones ($LATEST); such a Function is never stored.
+	Published int `json:"-"`
 }
 
 // Invocation is the read model of one invocation: the record the API shows.
 type Invocation struct {
-	InvocationID    string             `json:"invocation_id"`
-	FunctionID      string             `json:"function_id"`
-	FunctionName    string             `json:"function_name"`
-	FunctionVersion int                `json:"function_version"`
+	InvocationID    string `json:"invocation_id"`
+	FunctionID      string `json:"function_id"`
+	FunctionName    string `json:"function_name"`
+	FunctionVersion int    `json:"function_version"`
+	// ExecutedVersion is the published version that ran, or $LATEST.
+	ExecutedVersion string `json:"executed_version"`
+	// Alias is the alias the caller named, when it did.
+	Alias           string             `json:"alias,omitempty"`
 	Async           bool               `json:"async"`
 	Status          string             `json:"status"`
 	Result          string             `json:"result"`

@@ -93,10 +93,11 @@ func (s *Service) appendQueued(ctx context.Context, f projections.Function, even
 
 // queuedEvent is the invocation.queued event of a new invocation of f;
 // req has passed its Check.
-func queuedEvent(f projections.Function, id string, req function.Request, async bool) (eventlog.Event, error) {
+func queuedEvent(f projections.Resolved, id string, req function.Request, async bool) (eventlog.Event, error) {
 	return projections.NewInvocationQueued(f.ID, id, projections.InvocationQueued{
 		FunctionName: f.Name, FunctionVersion: f.Version, Async: async,
 		Event: req.Event, Timeout: req.Timeout, CallbackURL: req.CallbackURL,
+		ExecutedVersion: f.Executed, Alias: f.Alias,
 	})
 }
 

@@ -69,7 +69,7 @@ func TestSpareKeptOutOfALostAttempt(t *testing.T) {
 	// function holds (more than one when its arrivals ask for more).
 	n := containers()
 	s.spares.mu.Lock()
-	held := len(s.spares.byFn[f.ID].ready)
+	held := len(s.spares.byFn[keyOf(f)].ready)
 	s.spares.mu.Unlock()
 	if n != held || held < 1 {
 		t.Errorf("%d containers of the function after the lost attempt, %d spares held; want them equal and at least one", n, held)

@@ -72,7 +72,7 @@ func (s *Service) Update(ctx context.Context, ref string, patch function.Patch) 
 	if err != nil {
 		return f, err
 	}
-	s.letGo(f.ID, "the function was updated")
+	s.letGo(f.ID, "the function was updated", false)
 	return s.views.Function(f.ID)
 }
 
@@ -92,14 +92,31 @@ func (s *Service) Delete(ctx context.Context, ref string) error {
 		return err
 	}, e)
 	if err == nil {
-		s.letGo(f.ID, "the function was deleted")
+		s.letGo(f.ID, "the function was deleted", true)
 	}
 	return err
 }
 
-// letGo drains a function's hot pool and drops its spare after an update
-// or a delete.
-func (s *Service) letGo(fnID, reason string) {
-	s.spares.drop(fnID)
-	s.pools.retire(fnID, reason)
+// letGo drains a function's hot pool and drops its spares after an
+// update, and those of its published versions too after a delete.
+func (s *Service) letGo(fnID, reason string, versions bool) {
+	s.spares.drop(fnID, versions)
+	s.pools.retire(fnID, reason, versions)
+}
+
+// runKey tells apart the containers of a function's current settings and
+// those of each of its published versions.
+type runKey struct {
+	id        string
+	published int
+}
+
+func keyOf(f projections.Function) runKey { return runKey{f.ID, f.Published} }
+
+// current reports whether f is still what an invocation of it would run:
+// the function's live settings for $LATEST, a live function for a
+// published version (which never changes).
+func (s *Service) current(f projections.Function) bool {
+	cur, err := s.views.Function(f.ID)
+	return err == nil && (f.Published != 0 || cur.Version == f.Version)
 }

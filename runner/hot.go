@@ -28,7 +28,7 @@ type pools struct {
 	s *Service
 
 	mu      sync.Mutex
-	byFn    map[string]*pool // by function id
+	byFn    map[runKey]*pool
 	stopped bool
 	// wg counts containers being stopped.
 	wg sync.WaitGroup
@@ -61,7 +61,7 @@ type idleHot struct {
 
 func (ps *pools) init(s *Service) {
 	ps.s = s
-	ps.byFn = make(map[string]*pool)
+	ps.byFn = make(map[runKey]*pool)
 }
 
 // get returns an idle container of f's pool, or starts one, or waits up
@@ -72,13 +72,14 @@ func (ps *pools) get(ctx context.Context, f projections.Function, wait time.Dura
 	var deadline <-chan time.Time
 	for {
 		ps.mu.Lock()
-		p = ps.byFn[f.ID]
+		k := keyOf(f)
+		p = ps.byFn[k]
 		if p == nil || p.version != f.Version {
 			if p != nil {
-				ps.retireLocked(f.ID, p, "the function was updated")
+				ps.retireLocked(k, p, "the function was updated")
 			}
 			p = &pool{version: f.Version, size: poolSize(f)}
-			ps.byFn[f.ID] = p
+			ps.byFn[k] = p
 		}
 		for n := len(p.idle); n > 0; n = len(p.idle) {
 			h = p.idle[n-1].h
@@ -135,8 +136,12 @@ func (ps *pools) start(ctx context.Context, f projections.Function, p *pool) (en
 	case ps.s.lambda == nil:
 		err = errNoLambda
 	default:
+		version := f.Version
+		if f.Published > 0 {
+			version = f.Published
+		}
 		h, err = ps.s.lambda.Start(ctx, ps.s.containerSpec(f, ""), lambda.Function{
-			Name: f.Name, Version: f.Version, MemoryMB: f.MemoryMB, Handler: f.Handler,
+			Name: f.Name, Version: version, MemoryMB: f.MemoryMB, Handler: f.Handler,
 		})
 	}
 	if err != nil {
@@ -239,10 +244,10 @@ func (ps *pools) stopLocked(fnID string, h engine.Hot, reason string) {
 
 // retireLocked stops a pool's idle containers; busy ones stop when they
 // come back.
-func (ps *pools) retireLocked(fnID string, p *pool, reason string) {
+func (ps *pools) retireLocked(k runKey, p *pool, reason string) {
 	p.retired = true
 	for _, ih := range p.idle {
-		ps.stopLocked(fnID, ih.h, reason)
+		ps.stopLocked(k.id, ih.h, reason)
 	}
 	p.total -= len(p.idle)
 	p.idle = nil
@@ -250,17 +255,19 @@ func (ps *pools) retireLocked(fnID string, p *pool, reason string) {
 		ch <- handoff{retired: true}
 	}
 	p.waiting = nil
-	if ps.byFn[fnID] == p {
-		delete(ps.byFn, fnID)
+	if ps.byFn[k] == p {
+		delete(ps.byFn, k)
 	}
 }
 
 // retire drains a function's pool after an update or a delete.
-func (ps *pools) retire(fnID, reason string) {
+func (ps *pools) retire(fnID, reason string, versions bool) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	if p := ps.byFn[fnID]; p != nil {
-		ps.retireLocked(fnID, p, reason)
+	for k, p := range ps.byFn {
+		if k.id == fnID && (versions || k.published == 0) {
+			ps.retireLocked(k, p, reason)
+		}
 	}
 }
 
@@ -268,11 +275,11 @@ func (ps *pools) retire(fnID, reason string) {
 func (ps *pools) reap(now time.Time) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	for fnID, p := range ps.byFn {
+	for k, p := range ps.byFn {
 		keep := p.idle[:0]
 		for _, ih := range p.idle {
 			if now.Sub(ih.since) > ps.s.opts.HotIdleTTL {
-				ps.stopLocked(fnID, ih.h, "idle")
+				ps.stopLocked(k.id, ih.h, "idle")
 				p.total--
 			} else {
 				keep = append(keep, ih)
@@ -280,7 +287,7 @@ func (ps *pools) reap(now time.Time) {
 		}
 		p.idle = keep
 		if p.total == 0 {
-			delete(ps.byFn, fnID)
+			delete(ps.byFn, k)
 		}
 	}
 }
@@ -291,7 +298,7 @@ func (ps *pools) stopAll() {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	ps.stopped = true
-	for fnID, p := range ps.byFn {
-		ps.retireLocked(fnID, p, "the server is stopping")
+	for k, p := range ps.byFn {
+		ps.retireLocked(k, p, "the server is stopping")
 	}
 }

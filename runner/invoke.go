@@ -20,10 +20,11 @@ import (
 func (s *Service) Invoke(ctx context.Context, ref string, req function.Request) (projections.Invocation, error) {
 	began := time.Now()
 	var inv projections.Invocation
-	f, err := s.views.Function(ref)
+	rf, err := s.resolve(ref, req.Qualifier)
 	if err != nil {
 		return inv, err
 	}
+	f := rf.Function
 	if req.CallbackURL != "" {
 		return inv, fmt.Errorf("%w: callback_url is for async invocations; a sync caller gets the record in the answer", function.ErrInvalid)
 	}
@@ -52,7 +53,7 @@ func (s *Service) Invoke(ctx context.Context, ref string, req function.Request) 
 	}()
 	s.invoking.Add(1)
 	defer s.invoking.Done()
-	q, err := queuedEvent(f, ulid.Make().String(), req, false)
+	q, err := queuedEvent(rf, ulid.Make().String(), req, false)
 	if err != nil {
 		return inv, err
 	}

@@ -33,6 +33,7 @@ const (
 
 type item struct {
 	id, fnID  string
+	version   int // the published version it runs, 0 for $LATEST
 	created   time.Time
 	notBefore time.Time
 	attempt   int   // the attempt to run next, from 1
@@ -89,10 +90,11 @@ func (q *queue) len() int {
 // record once the queued event is durable.
 func (s *Service) Enqueue(ctx context.Context, ref string, req function.Request) (projections.Invocation, error) {
 	var inv projections.Invocation
-	f, err := s.views.Function(ref)
+	rf, err := s.resolve(ref, req.Qualifier)
 	if err != nil {
 		return inv, err
 	}
+	f := rf.Function
 	if req.CallbackURL == "" {
 		req.CallbackURL = f.CallbackURL
 	}
@@ -108,7 +110,7 @@ func (s *Service) Enqueue(ctx context.Context, ref string, req function.Request)
 	if depth := s.queue.len(); depth >= s.opts.MaxQueue {
 		return inv, fmt.Errorf("%w: %d async invocations are queued, the server's limit", function.ErrBusy, depth)
 	}
-	q, err := queuedEvent(f, ulid.Make().String(), req, true)
+	q, err := queuedEvent(rf, ulid.Make().String(), req, true)
 	if err != nil {
 		return inv, err
 	}
@@ -116,7 +118,7 @@ func (s *Service) Enqueue(ctx context.Context, ref string, req function.Request)
 	if err != nil {
 		return inv, err
 	}
-	s.queue.push(&item{id: q.InvocationID, fnID: f.ID, created: events[0].Time, attempt: 1, size: int64(len(req.Event))})
+	s.queue.push(&item{id: q.InvocationID, fnID: f.ID, version: f.Published, created: events[0].Time, attempt: 1, size: int64(len(req.Event))})
 	return projections.Record(events...)
 }
 
@@ -152,7 +154,7 @@ func (s *Service) work(ctx context.Context) {
 func (s *Service) next(ctx context.Context) (it *item, f projections.Function, reserved bool, wait time.Duration) {
 	now := time.Now()
 	wait = time.Minute
-	fns := map[string]*projections.Function{}
+	fns := map[runKey]*projections.Function{}
 	s.queue.mu.Lock()
 	defer s.queue.mu.Unlock()
 	if ctx.Err() != nil {
@@ -163,15 +165,17 @@ func (s *Service) next(ctx context.Context) (it *item, f projections.Function, r
 			wait = min(wait, d)
 			continue
 		}
-		f, ok := fns[it.fnID]
+		k := runKey{it.fnID, it.version}
+		f, ok := fns[k]
 		if !ok {
-			fn, err := s.views.Function(it.fnID)
+			rf, err := s.views.Resolve(it.fnID, function.Qualifier{Version: it.version}, 0)
+			fn := rf.Function
 			if err != nil {
 				// Deleted since: runAsync records why it cannot run.
 				fn = projections.Function{ID: it.fnID, Deleted: true}
 			}
 			f = &fn
-			fns[it.fnID] = f
+			fns[k] = f
 		}
 		reserved := !f.Deleted && s.limits.tryAcquire(*f)
 		if !reserved && !f.Deleted {

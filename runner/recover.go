@@ -76,7 +76,7 @@ func (s *Service) Recover(ctx context.Context) error {
 		}
 	}()
 	for _, inv := range stuck {
-		next := &item{id: inv.InvocationID, fnID: inv.FunctionID, created: inv.CreatedAt, attempt: inv.Attempts + 1}
+		next := &item{id: inv.InvocationID, fnID: inv.FunctionID, version: publishedOf(inv), created: inv.CreatedAt, attempt: inv.Attempts + 1}
 		var e eventlog.Event
 		var err error
 		switch {

@@ -45,7 +45,7 @@ type spares struct {
 	s *Service
 
 	mu      sync.Mutex
-	byFn    map[string]*fnSpares // by function id
+	byFn    map[runKey]*fnSpares
 	stopped bool
 	// wg counts spares being prepared or discarded.
 	wg sync.WaitGroup
@@ -70,20 +70,21 @@ type spare struct {
 
 func (sp *spares) init(s *Service) {
 	sp.s = s
-	sp.byFn = make(map[string]*fnSpares)
+	sp.byFn = make(map[runKey]*fnSpares)
 }
 
 // forLocked returns f's spares, dropping those of another version.
 func (sp *spares) forLocked(f projections.Function) *fnSpares {
-	fs := sp.byFn[f.ID]
+	k := keyOf(f)
+	fs := sp.byFn[k]
 	if fs != nil && fs.version == f.Version {
 		return fs
 	}
 	if fs != nil {
-		sp.dropLocked(f.ID)
+		sp.dropLocked(k)
 	}
 	fs = &fnSpares{version: f.Version}
-	sp.byFn[f.ID] = fs
+	sp.byFn[k] = fs
 	return fs
 }
 
@@ -198,7 +199,7 @@ func (sp *spares) fillLocked(f projections.Function, fs *fnSpares) {
 	if len(fs.waiting) <= fs.starting && len(fs.ready)+fs.starting >= fs.target() {
 		return
 	}
-	if cur, err := sp.s.views.Function(f.ID); err != nil || cur.Version != f.Version {
+	if !sp.s.current(f) {
 		return
 	}
 	fs.starting++
@@ -227,7 +228,7 @@ func (sp *spares) fillLocked(f projections.Function, fs *fnSpares) {
 		}
 		// The function may have changed or gone while the spare started: a
 		// spare never outlives its function's version.
-		if cur, err := sp.s.views.Function(f.ID); sp.stopped || err != nil || cur.Version != f.Version || sp.byFn[f.ID] != fs {
+		if sp.stopped || !sp.s.current(f) || sp.byFn[keyOf(f)] != fs {
 			for _, ch := range fs.waiting {
 				ch <- nil
 			}
@@ -261,19 +262,24 @@ func (sp *spares) discardLocked(p engine.Prestarted) {
 	}()
 }
 
-// drop discards f's spares, after an update or a delete.
-func (sp *spares) drop(fnID string) {
+// drop discards the spares of function fnID's current settings after an
+// update, and those of its published versions too after a delete.
+func (sp *spares) drop(fnID string, versions bool) {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
-	sp.dropLocked(fnID)
+	for k := range sp.byFn {
+		if k.id == fnID && (versions || k.published == 0) {
+			sp.dropLocked(k)
+		}
+	}
 }
 
-func (sp *spares) dropLocked(fnID string) {
-	fs := sp.byFn[fnID]
+func (sp *spares) dropLocked(k runKey) {
+	fs := sp.byFn[k]
 	if fs == nil {
 		return
 	}
-	delete(sp.byFn, fnID)
+	delete(sp.byFn, k)
 	for _, s := range fs.ready {
 		sp.discardLocked(s.p)
 	}
@@ -290,7 +296,7 @@ func (sp *spares) dropLocked(fnID string) {
 func (sp *spares) reap(now time.Time) {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
-	for fnID, fs := range sp.byFn {
+	for k, fs := range sp.byFn {
 		keep := fs.ready[:0]
 		for _, s := range fs.ready {
 			if now.Sub(s.since) > sp.s.opts.HotIdleTTL {
@@ -301,7 +307,7 @@ func (sp *spares) reap(now time.Time) {
 		}
 		fs.ready = keep
 		if len(fs.ready) == 0 && fs.starting == 0 && len(fs.waiting) == 0 && (len(fs.arrivals) == 0 || now.Sub(fs.arrivals[len(fs.arrivals)-1]) > sp.s.opts.HotIdleTTL) {
-			delete(sp.byFn, fnID)
+			delete(sp.byFn, k)
 		}
 	}
 }
@@ -311,7 +317,7 @@ func (sp *spares) stopAll() {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	sp.stopped = true
-	for fnID := range sp.byFn {
-		sp.dropLocked(fnID)
+	for k := range sp.byFn {
+		sp.dropLocked(k)
 	}
 }

@@ -179,6 +179,11 @@ func (d *Docker) prepare(ctx context.Context, s engine.Spec, start bool) (p *pre
 // resolve returns the ID of the image a reference names: the image that
 // will run, whatever the tag points at later.
 func (d *Docker) resolve(ctx context.Context, image string) (string, error) {
+	return d.ImageID(ctx, image)
+}
+
+// ImageID returns the ID of the image ref names now.
+func (d *Docker) ImageID(ctx context.Context, image string) (string, error) {
 	img, err := d.inspectImage(ctx, image)
 	return img.ID, err
 }

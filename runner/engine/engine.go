@@ -259,6 +259,9 @@ type Driver interface {
 	// LoadImage loads a `docker save` archive and returns the tags it
 	// loaded (or the IDs of untagged images).
 	LoadImage(ctx context.Context, r io.Reader) ([]string, error)
+	// ImageID returns the ID (sha256 digest) of the image ref names now;
+	// an error wrapping ErrImageNotFound when there is none.
+	ImageID(ctx context.Context, ref string) (string, error)
 	// Images maps each image tag in the engine to its image's ID.
 	Images(ctx context.Context) (map[string]string, error)
 	// RemoveManaged removes every container the driver created that carries

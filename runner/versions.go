@@ -1,0 +1,139 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+
+	"github.com/minilambda/minilambda/eventlog"
+	"github.com/minilambda/minilambda/function"
+	"github.com/minilambda/minilambda/projections"
+	"github.com/minilambda/minilambda/runner/engine"
+)
+
+// resolve returns function ref as the qualifier names it, an alias with a
+// second version picking one at random by its weights.
+func (s *Service) resolve(ref, qualifier string) (projections.Resolved, error) {
+	q, err := function.ParseQualifier(qualifier)
+	if err != nil {
+		return projections.Resolved{}, err
+	}
+	return s.views.Resolve(ref, q, rand.Float64())
+}
+
+// publishedOf is the published version an invocation runs, 0 for $LATEST.
+func publishedOf(inv projections.Invocation) int {
+	n, _ := strconv.Atoi(inv.ExecutedVersion)
+	return n
+}
+
+// PublishVersion freezes function ref's current settings and the digest
+// of the image its tag names now as its next numbered version. Publishing
+// again with nothing changed returns the newest version, as Lambda does.
+func (s *Service) PublishVersion(ctx context.Context, ref, description string) (projections.Version, error) {
+	if err := function.CheckDescription(description); err != nil {
+		return projections.Version{}, fmt.Errorf("%w: %v", function.ErrInvalid, err)
+	}
+	f, err := s.views.Function(ref)
+	if err != nil {
+		return projections.Version{}, err
+	}
+	digest, err := s.engine.ImageID(ctx, f.Image)
+	if err != nil {
+		if errors.Is(err, engine.ErrImageNotFound) {
+			return projections.Version{}, fmt.Errorf("%w: image %q is not in the engine; a version freezes the image it names", function.ErrInvalid, f.Image)
+		}
+		return projections.Version{}, err
+	}
+	versions, err := s.views.Versions(f.ID)
+	if err != nil {
+		return projections.Version{}, err
+	}
+	if n := len(versions); n > 0 && versions[n-1].Revision == f.Version && versions[n-1].ImageDigest == digest {
+		return versions[n-1], nil
+	}
+	number := len(versions) + 1
+	e, err := projections.NewVersionPublished(f.ID, projections.VersionPublished{
+		Number: number, Revision: f.Version, Spec: f.Spec, ImageDigest: digest, Description: description,
+	})
+	if err != nil {
+		return projections.Version{}, err
+	}
+	if _, err := s.log.AppendIf(ctx, func(r eventlog.ViewReader) error {
+		cur, err := projections.FunctionByRef(r, f.ID)
+		if err == nil && cur.Version != f.Version {
+			err = fmt.Errorf("%w: function %s changed meanwhile; try again", function.ErrConflict, f.Name)
+		}
+		if _, verr := projections.PublishedVersion(r, f.ID, number); err == nil && verr == nil {
+			err = fmt.Errorf("%w: version %d of function %s was published meanwhile; try again", function.ErrConflict, number, f.Name)
+		}
+		return err
+	}, e); err != nil {
+		return projections.Version{}, err
+	}
+	return s.views.Version(f.ID, number)
+}
+
+// PutAlias creates alias name of function ref (create) or changes it.
+func (s *Service) PutAlias(ctx context.Context, ref, name string, spec function.AliasSpec, create bool) (projections.Alias, error) {
+	if err := function.CheckAliasName(name); err != nil {
+		return projections.Alias{}, fmt.Errorf("%w: %v", function.ErrInvalid, err)
+	}
+	if err := spec.Check(); err != nil {
+		return projections.Alias{}, err
+	}
+	f, err := s.views.Function(ref)
+	if err != nil {
+		return projections.Alias{}, err
+	}
+	e, err := projections.NewAliasSet(f.ID, create, projections.AliasSet{Name: name, AliasSpec: spec})
+	if err != nil {
+		return projections.Alias{}, err
+	}
+	if _, err := s.log.AppendIf(ctx, func(r eventlog.ViewReader) error {
+		if _, err := projections.FunctionByRef(r, f.ID); err != nil {
+			return err
+		}
+		for _, v := range append([]string{spec.FunctionVersion}, slices.Collect(maps.Keys(spec.Weights))...) {
+			if v == function.Latest {
+				continue
+			}
+			n, _ := strconv.Atoi(v)
+			if _, err := projections.PublishedVersion(r, f.ID, n); err != nil {
+				return fmt.Errorf("%w: function %s has no published version %s", function.ErrInvalid, f.Name, v)
+			}
+		}
+		_, err := projections.AliasOf(r, f.ID, name)
+		switch {
+		case create && err == nil:
+			return fmt.Errorf("%w: function %s has an alias %q already", function.ErrConflict, f.Name, name)
+		case !create && err != nil:
+			return err
+		}
+		return nil
+	}, e); err != nil {
+		return projections.Alias{}, err
+	}
+	return s.views.Alias(f.ID, name)
+}
+
+// DeleteAlias removes alias name of function ref.
+func (s *Service) DeleteAlias(ctx context.Context, ref, name string) error {
+	f, err := s.views.Function(ref)
+	if err != nil {
+		return err
+	}
+	e, err := projections.NewAliasDeleted(f.ID, name)
+	if err != nil {
+		return err
+	}
+	_, err = s.log.AppendIf(ctx, func(r eventlog.ViewReader) error {
+		_, err := projections.AliasOf(r, f.ID, name)
+		return err
+	}, e)
+	return err
+}
