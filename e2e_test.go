@@ -111,12 +111,26 @@ func startBinaryEnv(t testing.TB, bin, db string, env []string, args ...string) 
 
 func (s *server) call(method, path string, body any, out any) int {
 	s.t.Helper()
+	return s.callAs(method, path, body, out, "")
+}
+
+// callToken is call with the server's API token.
+func (s *server) callToken(method, path string, body any, token string) int {
+	s.t.Helper()
+	return s.callAs(method, path, body, nil, token)
+}
+
+func (s *server) callAs(method, path string, body any, out any, token string) int {
+	s.t.Helper()
 	var r io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
 		r = bytes.NewReader(b)
 	}
 	req, _ := http.NewRequest(method, "http://"+s.addr+path, r)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		s.t.Fatalf("%s %s: %v", method, path, err)

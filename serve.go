@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -63,7 +64,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	callbackHosts := fs.String("callback-hosts", env("CALLBACK_HOSTS", ""), "comma-separated hosts (or host:port) completion callbacks may go to; empty allows none")
 	maxConns := fs.Int("max-connections", envInt("MAX_CONNECTIONS", 0), "client connections served at once; 0: half the process's open-file limit")
 	lambdaInit := fs.String("lambda-init", env("LAMBDA_INIT", ""), "a static build of ./runner/lambda/lambdainit for lambda functions' containers; built beside the log with the Go toolchain when empty")
-	region := fs.String("region", env("REGION", lambda.DefaultRegion), "the AWS region lambda functions are told they run in")
+	region := fs.String("region", env("REGION", lambda.DefaultRegion), "the AWS region lambda functions are told they run in, and the Lambda API's ARNs name")
+	awsKey := fs.String("aws-access-key-id", env("AWS_ACCESS_KEY_ID", "minilambda"), "the access key id Lambda API requests are signed with (checked when a token is set)")
+	awsSecret := fs.String("aws-secret-access-key", env("AWS_SECRET_ACCESS_KEY", ""), "the secret Lambda API requests are signed with; the token when empty")
 	memBudget := fs.Int64("memory-budget", int64(envInt("MEMORY_BUDGET", runner.DefaultMemoryBudget)), "bytes of request bodies, async events under way and invocation outputs held at once; past it, requests get 429 and queued work waits")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -147,6 +150,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			Functions: svc, Invoker: svc, Images: svc, Status: svc, Views: svc.Views(), Versions: versions{svc, svc.Views()}, Budget: svc,
 			Logger: logger, Registry: m.Registry, MaxImageBytes: *maxImage, SpoolDir: spool,
 			Token: *token, OpenMetrics: *openMetrics,
+			AWSAccessKeyID: *awsKey, AWSSecretAccessKey: cmp.Or(*awsSecret, *token), Region: *region,
 		}),
 		// Bodies are paced by the handler (at least 64 KiB/s), headers
 		// here; an idle connection closes after two minutes.

@@ -32,6 +32,37 @@ func nameChar(r rune) bool {
 	return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '_' || r == '.' || r == '-'
 }
 
+// Bounds of an image's command line and of a role.
+const (
+	MaxCommandArgs = 1500
+	MaxCommandLen  = 32 << 10
+	MaxRoleLen     = 2048
+)
+
+// checkImageConfig says what is wrong with an entrypoint, a command and a
+// working directory that replace an image's, or returns nil.
+func checkImageConfig(entrypoint, command []string, dir string) error {
+	n := len(dir)
+	for _, args := range [][]string{entrypoint, command} {
+		if len(args) > MaxCommandArgs {
+			return fmt.Errorf("at most %d arguments in an entrypoint or a command", MaxCommandArgs)
+		}
+		for _, a := range args {
+			if strings.ContainsRune(a, 0) {
+				return fmt.Errorf("an entrypoint or command argument holds a NUL byte")
+			}
+			n += len(a)
+		}
+	}
+	if n > MaxCommandLen {
+		return fmt.Errorf("entrypoint, command and working_dir are %d bytes together; at most %d", n, MaxCommandLen)
+	}
+	if dir != "" && !strings.HasPrefix(dir, "/") {
+		return fmt.Errorf("working_dir %.40q must be an absolute path", dir)
+	}
+	return nil
+}
+
 // CheckName says what is wrong with a function name, or returns nil.
 // Names are 1 to 64 of A-Z a-z 0-9 _ . -
 func CheckName(name string) error {

@@ -55,6 +55,15 @@ type Spec struct {
 	// Handler is a lambda function's _HANDLER: which handler its runtime
 	// runs, in the runtime's own terms.
 	Handler string `json:"handler,omitempty"`
+	// Entrypoint, Command and WorkingDir replace the image's own when set
+	// (Lambda's ImageConfig).
+	Entrypoint []string `json:"entrypoint,omitempty"`
+	Command    []string `json:"command,omitempty"`
+	WorkingDir string   `json:"working_dir,omitempty"`
+	// Description and Role are kept for the user's and for Lambda API
+	// clients' sake; the platform does nothing with them.
+	Description string `json:"description,omitempty"`
+	Role        string `json:"role,omitempty"`
 }
 
 // Normalize checks a spec and fills in its defaults. Errors wrap
@@ -103,6 +112,15 @@ func Normalize(s Spec) (Spec, error) {
 	}
 	if err := CheckHandler(s.Handler); err != nil {
 		return s, invalid("%v", err)
+	}
+	if err := checkImageConfig(s.Entrypoint, s.Command, s.WorkingDir); err != nil {
+		return s, invalid("%v", err)
+	}
+	if err := CheckDescription(s.Description); err != nil {
+		return s, invalid("%v", err)
+	}
+	if len(s.Role) > MaxRoleLen {
+		return s, invalid("role is %d characters; at most %d", len(s.Role), MaxRoleLen)
 	}
 	if s.Mode == ModeLambda {
 		for k := range s.Env {
@@ -169,6 +187,11 @@ type Patch struct {
 	ReadOnly    *bool              `json:"read_only"`
 	CallbackURL *string            `json:"callback_url"`
 	Handler     *string            `json:"handler"`
+	Entrypoint  *[]string          `json:"entrypoint"`
+	Command     *[]string          `json:"command"`
+	WorkingDir  *string            `json:"working_dir"`
+	Description *string            `json:"description"`
+	Role        *string            `json:"role"`
 }
 
 // Apply returns s with the patch's fields in place; the caller normalizes
@@ -187,6 +210,11 @@ func (p Patch) Apply(s Spec) Spec {
 	set(&s.ReadOnly, p.ReadOnly)
 	set(&s.CallbackURL, p.CallbackURL)
 	set(&s.Handler, p.Handler)
+	set(&s.Entrypoint, p.Entrypoint)
+	set(&s.Command, p.Command)
+	set(&s.WorkingDir, p.WorkingDir)
+	set(&s.Description, p.Description)
+	set(&s.Role, p.Role)
 	return s
 }
 

@@ -84,8 +84,15 @@ type Options struct {
 	Images    Images
 	Status    Status
 	Views     Views
-	// Versions, when set, serves published versions and aliases.
+	// Versions, when set, serves published versions and aliases, and the
+	// Lambda API.
 	Versions Versions
+	// AWSAccessKeyID and AWSSecretAccessKey are the key pair that Lambda
+	// API requests must be signed with (SigV4) when Token is set; Region
+	// goes into ARNs.
+	AWSAccessKeyID     string
+	AWSSecretAccessKey string
+	Region             string
 	// Budget, when set, bounds the request bodies held at once.
 	Budget   Budget
 	Logger   *slog.Logger
@@ -167,6 +174,7 @@ func New(opts Options) *Server {
 	r.GET("/images", s.listImages)
 	if opts.Versions != nil {
 		s.routeVersions(r)
+		s.routeLambda(r)
 	}
 	r.GET("/healthz", s.health)
 	r.GET("/health", s.health)
@@ -210,6 +218,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // open so that probes need no secret.
 func (s *Server) authorized(r *http.Request) bool {
 	if s.opts.Token == "" {
+		return true
+	}
+	// The Lambda API's requests are signed (SigV4), not bearers of the
+	// token: its handlers check the signature.
+	if strings.HasPrefix(r.URL.Path, lambdaPrefix+"/") && s.opts.Versions != nil {
 		return true
 	}
 	switch r.URL.Path {
@@ -284,6 +297,13 @@ var statuses = []struct {
 // the client could not have caused is a 500 with a generic message, and is
 // logged here, once.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, msg := s.classify(w, r, err)
+	writeJSON(w, status, errorBody{msg})
+}
+
+// classify is writeError's choice of status and message, for the APIs
+// that write errors in shapes of their own; it may set headers.
+func (s *Server) classify(w http.ResponseWriter, r *http.Request, err error) (int, string) {
 	var br badRequest
 	var tooBig *http.MaxBytesError
 	status := http.StatusInternalServerError
@@ -329,7 +349,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		msg = "internal error; the server's log has the details"
 	}
-	writeJSON(w, status, errorBody{msg})
+	return status, msg
 }
 
 // decode reads one JSON value from the body into v, refusing unknown

@@ -22,6 +22,8 @@ type Versions interface {
 	Version(ref string, n int) (projections.Version, error)
 	Aliases(ref string) ([]projections.Alias, error)
 	Alias(ref, name string) (projections.Alias, error)
+	// ImageID is the ID of the image a reference names now.
+	ImageID(ctx context.Context, image string) (string, error)
 }
 
 func (s *Server) routeVersions(r *httprouter.Router) {

@@ -51,3 +51,8 @@ func (s *Service) ListImages(ctx context.Context) ([]string, error) {
 	slices.Sort(tags)
 	return tags, nil
 }
+
+// ImageID returns the ID of the image ref names in the engine now.
+func (s *Service) ImageID(ctx context.Context, ref string) (string, error) {
+	return s.engine.ImageID(ctx, ref)
+}

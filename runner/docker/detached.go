@@ -53,6 +53,13 @@ func (d *Docker) StartDetached(ctx context.Context, s engine.Spec) (engine.Detac
 		if img.Config != nil {
 			entrypoint, cmd = img.Config.Entrypoint, img.Config.Cmd
 		}
+		// The function's own replace the image's, as in containerConfig.
+		if len(s.Entrypoint) > 0 {
+			entrypoint, cmd = s.Entrypoint, nil
+		}
+		if len(s.Cmd) > 0 {
+			cmd = s.Cmd
+		}
 		// Setting the entrypoint drops the image's command, so both follow
 		// the wrapper as its arguments.
 		config.Entrypoint = slices.Concat(s.Wrap, entrypoint, cmd)

@@ -55,7 +55,11 @@ func containerConfig(s engine.Spec, imageID string) (*container.Config, *contain
 		OpenStdin:    true,
 		StdinOnce:    true,
 		Tty:          false,
-		// Entrypoint and Cmd stay nil: the image's own run.
+		// Nil Entrypoint and Cmd: the image's own run. Setting an
+		// entrypoint drops the image's command, as docker run does.
+		Entrypoint: s.Entrypoint,
+		Cmd:        s.Cmd,
+		WorkingDir: s.WorkingDir,
 	}
 	hostConfig := &container.HostConfig{
 		NetworkMode: container.NetworkMode(s.Network),

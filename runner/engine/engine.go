@@ -91,6 +91,10 @@ type Spec struct {
 	Labels map[string]string
 	// Mounts are host paths bind-mounted into the container, read-only.
 	Mounts []Mount
+	// Entrypoint, Cmd and WorkingDir replace the image's when set.
+	Entrypoint []string
+	Cmd        []string
+	WorkingDir string
 	// Wrap, when set, runs in place of the image's entrypoint, with the
 	// image's entrypoint and command after it as its arguments: an init
 	// that sets the stage and then runs the image as it would have run.

@@ -1,0 +1,856 @@
+package http
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+	"github.com/minilambda/minilambda/function"
+	"github.com/minilambda/minilambda/projections"
+)
+
+// The Lambda API (2015-03-31) over the same functions, versions, aliases
+// and invocations as the native API, for the AWS CLI and SDKs: shapes,
+// names and status codes as Lambda's, errors as {"Type", "Message"} with
+// x-amzn-ErrorType.
+
+const lambdaPrefix = "/2015-03-31"
+
+// lambdaAccount is the account id in the ARNs the server hands out.
+const lambdaAccount = "000000000000"
+
+// tailBytes is how much of an invocation's logs X-Amz-Log-Type: Tail
+// returns, as Lambda does.
+const tailBytes = 4 << 10
+
+func (s *Server) routeLambda(r *httprouter.Router) {
+	h := func(fn func(http.ResponseWriter, *http.Request, httprouter.Params)) httprouter.Handle {
+		return s.lambdaAuth(fn)
+	}
+	p := lambdaPrefix + "/functions"
+	// The AWS CLI and SDKs list at ".../functions/", with the slash.
+	r.POST(p, h(s.lambdaCreate))
+	r.GET(p, h(s.lambdaList))
+	r.GET(p+"/", h(s.lambdaList))
+	r.GET(p+"/:name", h(s.lambdaGet))
+	r.DELETE(p+"/:name", h(s.lambdaDelete))
+	r.GET(p+"/:name/configuration", h(s.lambdaGetConfiguration))
+	r.PUT(p+"/:name/configuration", h(s.lambdaUpdateConfiguration))
+	r.PUT(p+"/:name/code", h(s.lambdaUpdateCode))
+	r.POST(p+"/:name/invocations", h(s.lambdaInvoke))
+	r.POST(p+"/:name/versions", h(s.lambdaPublish))
+	r.GET(p+"/:name/versions", h(s.lambdaListVersions))
+	r.POST(p+"/:name/aliases", h(s.lambdaCreateAlias))
+	r.GET(p+"/:name/aliases", h(s.lambdaListAliases))
+	r.GET(p+"/:name/aliases/:alias", h(s.lambdaGetAlias))
+	r.PUT(p+"/:name/aliases/:alias", h(s.lambdaUpdateAlias))
+	r.DELETE(p+"/:name/aliases/:alias", h(s.lambdaDeleteAlias))
+}
+
+// lambdaError is an error in Lambda's terms.
+type lambdaError struct {
+	status int
+	typ    string
+	msg    string
+}
+
+func (e lambdaError) Error() string { return e.msg }
+
+func lambdaInvalid(format string, args ...any) error {
+	return lambdaError{http.StatusBadRequest, "InvalidParameterValueException", fmt.Sprintf(format, args...)}
+}
+
+// writeLambdaError answers err as Lambda would.
+func (s *Server) writeLambdaError(w http.ResponseWriter, r *http.Request, err error) {
+	var le lambdaError
+	switch {
+	case errors.As(err, &le):
+	case errors.Is(err, errKey):
+		le = lambdaError{http.StatusForbidden, "UnrecognizedClientException", err.Error()}
+	case errors.Is(err, errSignature):
+		le = lambdaError{http.StatusForbidden, "InvalidSignatureException", err.Error()}
+	default:
+		status, msg := s.classify(w, r, err)
+		le = lambdaError{status: status, msg: msg}
+		switch {
+		case status == http.StatusNotFound:
+			le.typ = "ResourceNotFoundException"
+		case status == http.StatusConflict:
+			le.typ = "ResourceConflictException"
+		case status == http.StatusTooManyRequests:
+			le.typ = "TooManyRequestsException"
+		case status == http.StatusRequestEntityTooLarge:
+			le.typ = "RequestTooLargeException"
+		case status < 500:
+			le.status, le.typ = http.StatusBadRequest, "InvalidParameterValueException"
+		default:
+			le.typ = "ServiceException"
+		}
+	}
+	kind := "User"
+	if le.status >= 500 {
+		kind = "Service"
+	}
+	w.Header().Set("X-Amzn-Errortype", le.typ)
+	writeJSON(w, le.status, map[string]string{"Type": kind, "Message": le.msg, "message": le.msg})
+}
+
+// lambdaAuth verifies a Lambda API request's SigV4 signature (any is
+// accepted when the server has no token), reading the body to hash it.
+func (s *Server) lambdaAuth(next httprouter.Handle) httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+		if s.opts.Token == "" {
+			next(w, r, p)
+			return
+		}
+		if _, _, err := checkSigV4Header(r, s.opts.AWSAccessKeyID, time.Now()); err != nil {
+			w.Header().Set("Connection", "close")
+			s.writeLambdaError(w, r, err)
+			return
+		}
+		body, err := readBody(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes), r.ContentLength, s.opts.MaxBodyBytes)
+		if err != nil {
+			s.writeLambdaError(w, r, wrapBody("the request body", err))
+			return
+		}
+		if err := verifySigV4(r, body, s.opts.AWSAccessKeyID, s.opts.AWSSecretAccessKey, time.Now()); err != nil {
+			s.writeLambdaError(w, r, err)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+		next(w, r, p)
+	}
+}
+
+// lambdaName splits a FunctionName (a name, name:qualifier, an ARN or a
+// partial ARN) and the ?Qualifier= into a reference and a qualifier.
+func lambdaName(r *http.Request, p httprouter.Params) (ref, qualifier string, err error) {
+	name := p.ByName("name")
+	qualifier = r.URL.Query().Get("Qualifier")
+	parts := strings.Split(name, ":")
+	switch {
+	case len(parts) >= 7 && parts[0] == "arn" && parts[5] == "function":
+		parts = parts[6:]
+	case len(parts) >= 3 && parts[1] == "function":
+		parts = parts[2:]
+	}
+	switch len(parts) {
+	case 1:
+	case 2:
+		if qualifier != "" && qualifier != parts[1] {
+			return "", "", lambdaInvalid("the qualifier in FunctionName (%s) and Qualifier (%s) differ", parts[1], qualifier)
+		}
+		qualifier = parts[1]
+	default:
+		return "", "", lambdaInvalid("FunctionName %.80q is not a name, a name:qualifier or a function ARN", name)
+	}
+	if function.CheckID(parts[0]) != nil {
+		return "", "", lambdaInvalid("FunctionName %.80q is not a valid function name", parts[0])
+	}
+	return parts[0], qualifier, nil
+}
+
+// Lambda's shapes, as its API documents them.
+type (
+	lambdaEnvironment struct {
+		Variables map[string]string `json:"Variables"`
+	}
+	lambdaImageConfig struct {
+		EntryPoint       []string `json:"EntryPoint,omitempty"`
+		Command          []string `json:"Command,omitempty"`
+		WorkingDirectory string   `json:"WorkingDirectory,omitempty"`
+	}
+	lambdaConfiguration struct {
+		FunctionName        string              `json:"FunctionName"`
+		FunctionArn         string              `json:"FunctionArn"`
+		Role                string              `json:"Role,omitempty"`
+		Handler             string              `json:"Handler,omitempty"`
+		CodeSize            int64               `json:"CodeSize"`
+		Description         string              `json:"Description"`
+		Timeout             int                 `json:"Timeout"`
+		MemorySize          int                 `json:"MemorySize"`
+		LastModified        string              `json:"LastModified"`
+		CodeSha256          string              `json:"CodeSha256"`
+		Version             string              `json:"Version"`
+		Environment         *lambdaEnvironment  `json:"Environment,omitempty"`
+		RevisionID          string              `json:"RevisionId"`
+		PackageType         string              `json:"PackageType"`
+		State               string              `json:"State"`
+		LastUpdateStatus    string              `json:"LastUpdateStatus"`
+		Architectures       []string            `json:"Architectures"`
+		ImageConfigResponse *lambdaImageConfigR `json:"ImageConfigResponse,omitempty"`
+	}
+	lambdaImageConfigR struct {
+		ImageConfig lambdaImageConfig `json:"ImageConfig"`
+	}
+	lambdaRouting struct {
+		AdditionalVersionWeights map[string]float64 `json:"AdditionalVersionWeights,omitempty"`
+	}
+	lambdaAlias struct {
+		AliasArn        string         `json:"AliasArn"`
+		Name            string         `json:"Name"`
+		FunctionVersion string         `json:"FunctionVersion"`
+		Description     string         `json:"Description"`
+		RoutingConfig   *lambdaRouting `json:"RoutingConfig,omitempty"`
+		RevisionID      string         `json:"RevisionId"`
+	}
+)
+
+func (s *Server) arn(name string, qualifier ...string) string {
+	region := cmp.Or(s.opts.Region, "us-east-1")
+	a := "arn:aws:lambda:" + region + ":" + lambdaAccount + ":function:" + name
+	for _, q := range qualifier {
+		if q != "" {
+			a += ":" + q
+		}
+	}
+	return a
+}
+
+// lambdaTime is Lambda's LastModified format.
+func lambdaTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000-0700") }
+
+func (s *Server) configuration(f projections.Function, version, digest string, modified time.Time) lambdaConfiguration {
+	c := lambdaConfiguration{
+		FunctionName: f.Name, FunctionArn: s.arn(f.Name), Role: f.Role, Handler: f.Handler,
+		Description: f.Description, Timeout: f.Timeout, MemorySize: f.MemoryMB,
+		LastModified: lambdaTime(modified), CodeSha256: strings.TrimPrefix(digest, "sha256:"),
+		Version: version, RevisionID: fmt.Sprintf("%s-%d", strings.ToLower(f.ID), f.Version),
+		PackageType: "Image", State: "Active", LastUpdateStatus: "Successful", Architectures: []string{"x86_64"},
+	}
+	if version != function.Latest {
+		c.FunctionArn = s.arn(f.Name, version)
+	}
+	if len(f.Env) > 0 {
+		c.Environment = &lambdaEnvironment{Variables: f.Env}
+	}
+	if len(f.Entrypoint)+len(f.Command) > 0 || f.WorkingDir != "" {
+		c.ImageConfigResponse = &lambdaImageConfigR{lambdaImageConfig{EntryPoint: f.Entrypoint, Command: f.Command, WorkingDirectory: f.WorkingDir}}
+	}
+	return c
+}
+
+// latestConfiguration is the $LATEST configuration of f, with the digest
+// of the image its tag names now.
+func (s *Server) latestConfiguration(r *http.Request, f projections.Function) lambdaConfiguration {
+	digest, err := s.opts.Versions.ImageID(r.Context(), f.Image)
+	if err != nil {
+		digest = ""
+	}
+	return s.configuration(f, function.Latest, digest, f.UpdatedAt)
+}
+
+func (s *Server) versionConfiguration(f projections.Function, v projections.Version) lambdaConfiguration {
+	vf := v.Function(f)
+	vf.Image = v.Image
+	c := s.configuration(vf, strconv.Itoa(v.Number), v.ImageDigest, v.CreatedAt)
+	c.Description = cmp.Or(v.Description, c.Description)
+	return c
+}
+
+// qualifiedConfiguration is the configuration a qualifier names.
+func (s *Server) qualifiedConfiguration(r *http.Request, ref, qualifier string) (lambdaConfiguration, error) {
+	f, err := s.opts.Views.Function(ref)
+	if err != nil {
+		return lambdaConfiguration{}, s.notFound(ref, err)
+	}
+	q, err := function.ParseQualifier(qualifier)
+	if err != nil {
+		return lambdaConfiguration{}, err
+	}
+	if q.Alias != "" {
+		a, err := s.opts.Versions.Alias(f.ID, q.Alias)
+		if err != nil {
+			return lambdaConfiguration{}, s.notFound(ref+":"+q.Alias, err)
+		}
+		if q, err = function.ParseQualifier(a.FunctionVersion); err != nil {
+			return lambdaConfiguration{}, err
+		}
+	}
+	if q.Version == 0 {
+		return s.latestConfiguration(r, f), nil
+	}
+	v, err := s.opts.Versions.Version(f.ID, q.Version)
+	if err != nil {
+		return lambdaConfiguration{}, s.notFound(ref+":"+strconv.Itoa(q.Version), err)
+	}
+	return s.versionConfiguration(f, v), nil
+}
+
+// lambdaFunction is the live function the path names, whatever the
+// qualifier; on an error it has answered already.
+func (s *Server) lambdaFunction(w http.ResponseWriter, r *http.Request, p httprouter.Params) (projections.Function, bool) {
+	ref, _, err := lambdaName(r, p)
+	if err != nil {
+		s.writeLambdaError(w, r, err)
+		return projections.Function{}, false
+	}
+	f, err := s.opts.Views.Function(ref)
+	if err != nil {
+		s.writeLambdaError(w, r, s.notFound(ref, err))
+		return projections.Function{}, false
+	}
+	return f, true
+}
+
+func (s *Server) aliasNotFound(fnName, alias string) error {
+	return lambdaError{http.StatusNotFound, "ResourceNotFoundException", "Alias not found: " + s.arn(fnName, alias)}
+}
+
+// notFound words a missing function as Lambda does.
+func (s *Server) notFound(what string, err error) error {
+	if errors.Is(err, projections.ErrNotFound) {
+		return lambdaError{http.StatusNotFound, "ResourceNotFoundException", "Function not found: " + s.arn(what)}
+	}
+	return err
+}
+
+type lambdaCreateBody struct {
+	FunctionName string `json:"FunctionName"`
+	PackageType  string `json:"PackageType"`
+	Code         struct {
+		ImageURI        string `json:"ImageUri"`
+		ZipFile         []byte `json:"ZipFile"`
+		S3Bucket        string `json:"S3Bucket"`
+		S3Key           string `json:"S3Key"`
+		S3ObjectVersion string `json:"S3ObjectVersion"`
+	} `json:"Code"`
+	Role          string             `json:"Role"`
+	Handler       string             `json:"Handler"`
+	Runtime       string             `json:"Runtime"`
+	Timeout       int                `json:"Timeout"`
+	MemorySize    int                `json:"MemorySize"`
+	Description   string             `json:"Description"`
+	Publish       bool               `json:"Publish"`
+	Environment   *lambdaEnvironment `json:"Environment"`
+	ImageConfig   *lambdaImageConfig `json:"ImageConfig"`
+	Architectures []string           `json:"Architectures"`
+	Tags          map[string]string  `json:"Tags"`
+}
+
+// lambdaDecode reads a Lambda API body: unknown members are ignored, as
+// AWS clients send members this server has no use for.
+func (s *Server) lambdaDecode(w http.ResponseWriter, r *http.Request, v any) error {
+	body, err := readBody(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes), r.ContentLength, s.opts.MaxBodyBytes)
+	if err != nil {
+		return wrapBody("the request body", err)
+	}
+	if len(body) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return lambdaInvalid("the request body is not the JSON this operation takes: %v", err)
+	}
+	return nil
+}
+
+func (s *Server) lambdaCreate(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	var b lambdaCreateBody
+	if err := s.lambdaDecode(w, r, &b); err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	if b.PackageType == "Zip" || b.PackageType == "" && b.Code.ImageURI == "" || len(b.Code.ZipFile) > 0 || b.Code.S3Bucket != "" {
+		s.writeLambdaError(w, r, lambdaInvalid("only container images are supported: set PackageType to Image and Code.ImageUri to an image in the server's engine; .zip file archives are not"))
+		return
+	}
+	if b.PackageType != "" && b.PackageType != "Image" {
+		s.writeLambdaError(w, r, lambdaInvalid("PackageType %q: only Image is supported", b.PackageType))
+		return
+	}
+	if slices.ContainsFunc(b.Architectures, func(a string) bool { return a != "x86_64" }) {
+		s.writeLambdaError(w, r, lambdaInvalid("Architectures: only x86_64 is supported"))
+		return
+	}
+	spec := function.Spec{
+		Name: b.FunctionName, Image: b.Code.ImageURI, Timeout: b.Timeout, MemoryMB: b.MemorySize,
+		Mode: function.ModeLambda, Handler: b.Handler, Description: b.Description, Role: b.Role,
+	}
+	if b.Environment != nil {
+		spec.Env = b.Environment.Variables
+	}
+	if c := b.ImageConfig; c != nil {
+		spec.Entrypoint, spec.Command, spec.WorkingDir = c.EntryPoint, c.Command, c.WorkingDirectory
+	}
+	f, err := s.opts.Functions.Register(r.Context(), spec)
+	if err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	s.answerChanged(w, r, f, b.Publish, http.StatusCreated)
+}
+
+// answerChanged answers a create or an update of f with its $LATEST
+// configuration, or with the version it publishes when asked.
+func (s *Server) answerChanged(w http.ResponseWriter, r *http.Request, f projections.Function, publish bool, status int) {
+	c := s.latestConfiguration(r, f)
+	if publish {
+		v, err := s.opts.Versions.PublishVersion(r.Context(), f.ID, "")
+		if err != nil {
+			s.writeLambdaError(w, r, err)
+			return
+		}
+		c = s.versionConfiguration(f, v)
+	}
+	writeJSON(w, status, c)
+}
+
+func (s *Server) lambdaList(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	fns, err := s.opts.Views.Functions()
+	if err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	slices.SortFunc(fns, func(a, b projections.Function) int { return cmp.Compare(a.Name, b.Name) })
+	page, next, err := lambdaPage(r, fns, func(f projections.Function) string { return f.Name })
+	if err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	out := struct {
+		Functions  []lambdaConfiguration `json:"Functions"`
+		NextMarker string                `json:"NextMarker,omitempty"`
+	}{Functions: []lambdaConfiguration{}, NextMarker: next}
+	for _, f := range page {
+		out.Functions = append(out.Functions, s.latestConfiguration(r, f))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// lambdaPage pages items, sorted by key, after ?Marker= (the key of the
+// last item of the previous page), ?MaxItems= at a time (50 by default).
+func lambdaPage[T any](r *http.Request, items []T, key func(T) string) ([]T, string, error) {
+	max := 50
+	if v := r.URL.Query().Get("MaxItems"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10000 {
+			return nil, "", lambdaInvalid("MaxItems must be between 1 and 10000")
+		}
+		max = n
+	}
+	if m := r.URL.Query().Get("Marker"); m != "" {
+		i := slices.IndexFunc(items, func(t T) bool { return key(t) > m })
+		if i < 0 {
+			i = len(items)
+		}
+		items = items[i:]
+	}
+	if len(items) > max {
+		return items[:max], key(items[max-1]), nil
+	}
+	return items, "", nil
+}
+
+func (s *Server) lambdaGet(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	ref, qualifier, err := lambdaName(r, p)
+	if err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	c, err := s.qualifiedConfiguration(r, ref, qualifier)
+	if err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	f, err := s.opts.Views.Function(ref)
+	if err != nil {
+		s.writeLambdaError(w, r, s.notFound(ref, err))
+		return
+	}
+	image := f.Image
+	if c.Version != function.Latest {
+		n, _ := strconv.Atoi(c.Version)
+		if v, err := s.opts.Versions.Version(f.ID, n); err == nil {
+			image = v.Image
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"Configuration": c,
+		"Code":          map[string]string{"RepositoryType": "ECR", "ImageUri": image, "ResolvedImageUri": image + "@sha256:" + c.CodeSha256},
+	})
+}
+
+func (s *Server) lambdaGetConfiguration(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	ref, qualifier, err := lambdaName(r, p)
+	if err == nil {
+		var c lambdaConfiguration
+		if c, err = s.qualifiedConfiguration(r, ref, qualifier); err == nil {
+			writeJSON(w, http.StatusOK, c)
+			return
+		}
+	}
+	s.writeLambdaError(w, r, err)
+}
+
+// lambdaUpdate applies patch to the function the path names ($LATEST),
+// publishes when asked, and answers with the configuration.
+func (s *Server) lambdaUpdate(w http.ResponseWriter, r *http.Request, p httprouter.Params, patch function.Patch, publish bool) {
+	ref, qualifier, err := lambdaName(r, p)
+	if err == nil && qualifier != "" && qualifier != function.Latest {
+		err = lambdaInvalid("only $LATEST can be changed; published versions never change")
+	}
+	if err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	f, err := s.opts.Functions.Update(r.Context(), ref, patch)
+	if err != nil {
+		s.writeLambdaError(w, r, s.notFound(ref, err))
+		return
+	}
+	s.answerChanged(w, r, f, publish, http.StatusOK)
+}
+
+func (s *Server) lambdaUpdateCode(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	var b struct {
+		ImageURI string `json:"ImageUri"`
+		ZipFile  []byte `json:"ZipFile"`
+		S3Bucket string `json:"S3Bucket"`
+		Publish  bool   `json:"Publish"`
+	}
+	if err := s.lambdaDecode(w, r, &b); err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	if b.ImageURI == "" || len(b.ZipFile) > 0 || b.S3Bucket != "" {
+		s.writeLambdaError(w, r, lambdaInvalid("only container images are supported: set ImageUri"))
+		return
+	}
+	s.lambdaUpdate(w, r, p, function.Patch{Image: &b.ImageURI}, b.Publish)
+}
+
+func (s *Server) lambdaUpdateConfiguration(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	var b struct {
+		Role        *string            `json:"Role"`
+		Handler     *string            `json:"Handler"`
+		Description *string            `json:"Description"`
+		Timeout     *int               `json:"Timeout"`
+		MemorySize  *int               `json:"MemorySize"`
+		Environment *lambdaEnvironment `json:"Environment"`
+		ImageConfig *lambdaImageConfig `json:"ImageConfig"`
+	}
+	if err := s.lambdaDecode(w, r, &b); err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	patch := function.Patch{Role: b.Role, Handler: b.Handler, Description: b.Description, Timeout: b.Timeout, MemoryMB: b.MemorySize}
+	if b.Environment != nil {
+		env := b.Environment.Variables
+		if env == nil {
+			env = map[string]string{}
+		}
+		patch.Env = &env
+	}
+	if c := b.ImageConfig; c != nil {
+		patch.Entrypoint, patch.Command, patch.WorkingDir = &c.EntryPoint, &c.Command, &c.WorkingDirectory
+	}
+	s.lambdaUpdate(w, r, p, patch, false)
+}
+
+func (s *Server) lambdaDelete(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	ref, qualifier, err := lambdaName(r, p)
+	if err == nil && qualifier != "" && qualifier != function.Latest {
+		err = lambdaInvalid("deleting one version is not supported; delete the function, with all its versions")
+	}
+	if err == nil {
+		if err = s.opts.Functions.Delete(r.Context(), ref); err == nil {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		err = s.notFound(ref, err)
+	}
+	s.writeLambdaError(w, r, err)
+}
+
+func (s *Server) lambdaPublish(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	var b struct {
+		Description string `json:"Description"`
+		CodeSha256  string `json:"CodeSha256"`
+		RevisionID  string `json:"RevisionId"`
+	}
+	f, ok := s.lambdaFunction(w, r, p)
+	if !ok {
+		return
+	}
+	if err := s.lambdaDecode(w, r, &b); err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	if b.RevisionID != "" && b.RevisionID != fmt.Sprintf("%s-%d", strings.ToLower(f.ID), f.Version) {
+		s.writeLambdaError(w, r, lambdaError{http.StatusPreconditionFailed, "PreconditionFailedException", "the RevisionId does not match the function's latest revision"})
+		return
+	}
+	v, err := s.opts.Versions.PublishVersion(r.Context(), f.ID, b.Description)
+	if err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	if b.CodeSha256 != "" && b.CodeSha256 != strings.TrimPrefix(v.ImageDigest, "sha256:") {
+		s.writeLambdaError(w, r, lambdaInvalid("CodeSha256 %s is not the image's digest", b.CodeSha256))
+		return
+	}
+	writeJSON(w, http.StatusCreated, s.versionConfiguration(f, v))
+}
+
+func (s *Server) lambdaListVersions(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	f, ok := s.lambdaFunction(w, r, p)
+	if !ok {
+		return
+	}
+	vs, err := s.opts.Versions.Versions(f.ID)
+	if err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	all := []lambdaConfiguration{s.latestConfiguration(r, f)}
+	for _, v := range vs {
+		all = append(all, s.versionConfiguration(f, v))
+	}
+	// $LATEST first, then the versions in order: keys that sort that way.
+	page, next, err := lambdaPage(r, all, func(c lambdaConfiguration) string {
+		if c.Version == function.Latest {
+			return ""
+		}
+		return fmt.Sprintf("%010s", c.Version)
+	})
+	if err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Versions   []lambdaConfiguration `json:"Versions"`
+		NextMarker string                `json:"NextMarker,omitempty"`
+	}{page, next})
+}
+
+type lambdaAliasBody struct {
+	Name            string         `json:"Name"`
+	FunctionVersion string         `json:"FunctionVersion"`
+	Description     *string        `json:"Description"`
+	RoutingConfig   *lambdaRouting `json:"RoutingConfig"`
+	RevisionID      string         `json:"RevisionId"`
+}
+
+func (s *Server) aliasOut(fnName string, a projections.Alias) lambdaAlias {
+	out := lambdaAlias{
+		AliasArn: s.arn(fnName, a.Name), Name: a.Name, FunctionVersion: a.FunctionVersion,
+		Description: a.Description, RevisionID: fmt.Sprintf("%s-%d", strings.ToLower(a.Name), a.Revision),
+	}
+	if len(a.Weights) > 0 {
+		out.RoutingConfig = &lambdaRouting{AdditionalVersionWeights: a.Weights}
+	}
+	return out
+}
+
+func (s *Server) lambdaPutAlias(w http.ResponseWriter, r *http.Request, p httprouter.Params, create bool) {
+	var b lambdaAliasBody
+	f, ok := s.lambdaFunction(w, r, p)
+	if !ok {
+		return
+	}
+	if err := s.lambdaDecode(w, r, &b); err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	name := b.Name
+	var spec function.AliasSpec
+	if !create {
+		name = p.ByName("alias")
+		cur, err := s.opts.Versions.Alias(f.ID, name)
+		if err != nil {
+			s.writeLambdaError(w, r, s.aliasNotFound(f.Name, name))
+			return
+		}
+		if b.RevisionID != "" && b.RevisionID != s.aliasOut(f.Name, cur).RevisionID {
+			s.writeLambdaError(w, r, lambdaError{http.StatusPreconditionFailed, "PreconditionFailedException", "the RevisionId does not match the alias's"})
+			return
+		}
+		// UpdateAlias changes what it names and keeps the rest.
+		spec = cur.AliasSpec
+	}
+	if b.FunctionVersion != "" {
+		spec.FunctionVersion = b.FunctionVersion
+	}
+	if b.Description != nil {
+		spec.Description = *b.Description
+	}
+	if b.RoutingConfig != nil {
+		spec.Weights = b.RoutingConfig.AdditionalVersionWeights
+	}
+	if spec.FunctionVersion == "" {
+		s.writeLambdaError(w, r, lambdaInvalid("FunctionVersion is required"))
+		return
+	}
+	a, err := s.opts.Versions.PutAlias(r.Context(), f.ID, name, spec, create)
+	if err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if create {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, s.aliasOut(f.Name, a))
+}
+
+func (s *Server) lambdaCreateAlias(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	s.lambdaPutAlias(w, r, p, true)
+}
+
+func (s *Server) lambdaUpdateAlias(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	s.lambdaPutAlias(w, r, p, false)
+}
+
+func (s *Server) lambdaGetAlias(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	f, ok := s.lambdaFunction(w, r, p)
+	if !ok {
+		return
+	}
+	a, err := s.opts.Versions.Alias(f.ID, p.ByName("alias"))
+	if err != nil {
+		s.writeLambdaError(w, r, s.aliasNotFound(f.Name, p.ByName("alias")))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.aliasOut(f.Name, a))
+}
+
+func (s *Server) lambdaListAliases(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	f, ok := s.lambdaFunction(w, r, p)
+	if !ok {
+		return
+	}
+	as, err := s.opts.Versions.Aliases(f.ID)
+	if err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	if v := r.URL.Query().Get("FunctionVersion"); v != "" {
+		as = slices.DeleteFunc(as, func(a projections.Alias) bool { return a.FunctionVersion != v })
+	}
+	page, next, err := lambdaPage(r, as, func(a projections.Alias) string { return a.Name })
+	if err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	out := struct {
+		Aliases    []lambdaAlias `json:"Aliases"`
+		NextMarker string        `json:"NextMarker,omitempty"`
+	}{Aliases: []lambdaAlias{}, NextMarker: next}
+	for _, a := range page {
+		out.Aliases = append(out.Aliases, s.aliasOut(f.Name, a))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) lambdaDeleteAlias(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	ref, _, err := lambdaName(r, p)
+	if err == nil {
+		if err = s.opts.Versions.DeleteAlias(r.Context(), ref, p.ByName("alias")); err == nil {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		err = s.notFound(ref, err)
+	}
+	s.writeLambdaError(w, r, err)
+}
+
+// lambdaInvoke is Invoke: the body is the event; RequestResponse answers
+// with the function's response, Event queues it, DryRun checks.
+func (s *Server) lambdaInvoke(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	ref, qualifier, err := lambdaName(r, p)
+	if err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	body, err := readBody(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes), r.ContentLength, s.opts.MaxBodyBytes)
+	if err != nil {
+		s.writeLambdaError(w, r, wrapBody("the request payload", err))
+		return
+	}
+	if len(body) == 0 {
+		body = []byte("{}")
+	}
+	if !json.Valid(body) {
+		s.writeLambdaError(w, r, lambdaError{http.StatusBadRequest, "InvalidRequestContentException", "could not parse request body into json: the payload is not JSON"})
+		return
+	}
+	req := function.Request{Event: json.RawMessage(body), Qualifier: qualifier}
+	switch typ := cmp.Or(r.Header.Get("X-Amz-Invocation-Type"), "RequestResponse"); typ {
+	case "DryRun":
+		if _, err := s.qualifiedConfiguration(r, ref, qualifier); err != nil {
+			s.writeLambdaError(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	case "Event":
+		inv, err := s.opts.Invoker.Enqueue(r.Context(), ref, req)
+		if err != nil {
+			s.writeLambdaError(w, r, s.notFound(ref, err))
+			return
+		}
+		w.Header().Set("X-Amzn-Requestid", inv.InvocationID)
+		w.WriteHeader(http.StatusAccepted)
+	case "RequestResponse":
+		inv, err := s.opts.Invoker.Invoke(r.Context(), ref, req)
+		if err != nil {
+			s.writeLambdaError(w, r, s.notFound(ref, err))
+			return
+		}
+		h := w.Header()
+		h.Set("X-Amzn-Requestid", inv.InvocationID)
+		h.Set("X-Amz-Executed-Version", inv.ExecutedVersion)
+		if r.Header.Get("X-Amz-Log-Type") == "Tail" {
+			logs := inv.Logs
+			if len(logs) > tailBytes {
+				logs = logs[len(logs)-tailBytes:]
+			}
+			h.Set("X-Amz-Log-Result", base64.StdEncoding.EncodeToString([]byte(logs)))
+		}
+		h.Set("Content-Type", "application/json")
+		if inv.Status != projections.StatusCompleted {
+			h.Set("X-Amz-Function-Error", "Unhandled")
+			w.WriteHeader(http.StatusOK)
+			w.Write(functionError(inv))
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, inv.Result)
+	default:
+		s.writeLambdaError(w, r, lambdaInvalid("X-Amz-Invocation-Type %q: use RequestResponse, Event or DryRun", typ))
+	}
+}
+
+// functionError is the body of a failed invocation: a lambda function's
+// own error document, or one made from the record.
+func functionError(inv projections.Invocation) []byte {
+	if inv.LambdaErrorType != "" && json.Valid([]byte(inv.Result)) && strings.HasPrefix(strings.TrimSpace(inv.Result), "{") {
+		return []byte(inv.Result)
+	}
+	typ := inv.LambdaErrorType
+	switch {
+	case typ != "":
+	case inv.ErrorType == function.ErrorTimeout:
+		typ = "Sandbox.Timedout"
+	case inv.ErrorType == function.ErrorOutOfMemory:
+		typ = "Runtime.OutOfMemory"
+	default:
+		typ = "Runtime.ExitError"
+	}
+	msg := inv.Error
+	if msg == "" {
+		msg = "the function failed"
+	}
+	b, _ := json.Marshal(map[string]string{"errorMessage": msg, "errorType": typ})
+	return b
+}
