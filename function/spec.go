@@ -64,6 +64,8 @@ type Spec struct {
 	// clients' sake; the platform does nothing with them.
 	Description string `json:"description,omitempty"`
 	Role        string `json:"role,omitempty"`
+	// HTTPTrigger, when set, lets requests to /hooks/{function} invoke it.
+	HTTPTrigger *HTTPTrigger `json:"http_trigger,omitempty"`
 }
 
 // Normalize checks a spec and fills in its defaults. Errors wrap
@@ -121,6 +123,13 @@ func Normalize(s Spec) (Spec, error) {
 	}
 	if len(s.Role) > MaxRoleLen {
 		return s, invalid("role is %d characters; at most %d", len(s.Role), MaxRoleLen)
+	}
+	if s.HTTPTrigger != nil {
+		t := *s.HTTPTrigger
+		if err := normalizeTrigger(&t); err != nil {
+			return s, invalid("%v", err)
+		}
+		s.HTTPTrigger = &t
 	}
 	if s.Mode == ModeLambda {
 		for k := range s.Env {
@@ -192,6 +201,10 @@ type Patch struct {
 	WorkingDir  *string            `json:"working_dir"`
 	Description *string            `json:"description"`
 	Role        *string            `json:"role"`
+	// HTTPTrigger replaces the trigger; an empty object's auth is the
+	// default, and null (in JSON) cannot be told from absent, so
+	// {"auth": "off"} is how a patch removes one.
+	HTTPTrigger *HTTPTrigger `json:"http_trigger"`
 }
 
 // Apply returns s with the patch's fields in place; the caller normalizes
@@ -215,6 +228,21 @@ func (p Patch) Apply(s Spec) Spec {
 	set(&s.WorkingDir, p.WorkingDir)
 	set(&s.Description, p.Description)
 	set(&s.Role, p.Role)
+	if t := p.HTTPTrigger; t != nil {
+		switch {
+		case t.Auth == "off":
+			s.HTTPTrigger = nil
+		case t.Auth == TriggerAuthHMAC && t.HMACSecret == "" && s.HTTPTrigger != nil && s.HTTPTrigger.Auth == TriggerAuthHMAC:
+			// The secret is write-only: a patch that does not give it
+			// again keeps it.
+			c := *t
+			c.HMACSecret = s.HTTPTrigger.HMACSecret
+			s.HTTPTrigger = &c
+		default:
+			c := *t
+			s.HTTPTrigger = &c
+		}
+	}
 	return s
 }
 

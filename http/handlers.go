@@ -18,6 +18,13 @@ import (
 	"github.com/minilambda/minilambda/projections"
 )
 
+// shown is a function as the API shows it: its trigger's secret is
+// write-only.
+func shown(f projections.Function) projections.Function {
+	f.HTTPTrigger = f.HTTPTrigger.Redacted()
+	return f
+}
+
 // ref returns the {id} of the path, or answers 400 when it cannot be an id
 // or a name.
 func (s *Server) ref(w http.ResponseWriter, r *http.Request, p httprouter.Params) (string, bool) {
@@ -43,7 +50,7 @@ func (s *Server) createFunction(w http.ResponseWriter, r *http.Request, _ httpro
 		return
 	}
 	w.Header().Set("Location", "/functions/"+f.ID)
-	writeJSON(w, http.StatusCreated, f)
+	writeJSON(w, http.StatusCreated, shown(f))
 }
 
 func (s *Server) listFunctions(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
@@ -51,6 +58,9 @@ func (s *Server) listFunctions(w http.ResponseWriter, r *http.Request, _ httprou
 	if err != nil {
 		s.writeError(w, r, err)
 		return
+	}
+	for i := range fns {
+		fns[i] = shown(fns[i])
 	}
 	writeJSON(w, http.StatusOK, fns)
 }
@@ -65,7 +75,7 @@ func (s *Server) getFunction(w http.ResponseWriter, r *http.Request, p httproute
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, f)
+	writeJSON(w, http.StatusOK, shown(f))
 }
 
 func (s *Server) updateFunction(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
@@ -83,7 +93,7 @@ func (s *Server) updateFunction(w http.ResponseWriter, r *http.Request, p httpro
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, f)
+	writeJSON(w, http.StatusOK, shown(f))
 }
 
 func (s *Server) deleteFunction(w http.ResponseWriter, r *http.Request, p httprouter.Params) {

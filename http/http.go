@@ -176,6 +176,7 @@ func New(opts Options) *Server {
 		s.routeVersions(r)
 		s.routeLambda(r)
 	}
+	s.routeHooks(r)
 	r.GET("/healthz", s.health)
 	r.GET("/health", s.health)
 	metrics := promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{})
@@ -223,6 +224,10 @@ func (s *Server) authorized(r *http.Request) bool {
 	// The Lambda API's requests are signed (SigV4), not bearers of the
 	// token: its handlers check the signature.
 	if strings.HasPrefix(r.URL.Path, lambdaPrefix+"/") && s.opts.Versions != nil {
+		return true
+	}
+	// Each HTTP trigger says who may call it; the hook checks.
+	if strings.HasPrefix(r.URL.Path, "/hooks/") {
 		return true
 	}
 	switch r.URL.Path {

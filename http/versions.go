@@ -74,6 +74,7 @@ func (s *Server) publishVersion(w http.ResponseWriter, r *http.Request, p httpro
 		return
 	}
 	w.Header().Set("Location", fmt.Sprintf("/functions/%s/versions/%d", v.FunctionID, v.Number))
+	v.HTTPTrigger = v.HTTPTrigger.Redacted()
 	writeJSON(w, http.StatusCreated, v)
 }
 
@@ -89,6 +90,9 @@ func (s *Server) listVersions(w http.ResponseWriter, r *http.Request, p httprout
 	}
 	if vs == nil {
 		vs = []projections.Version{}
+	}
+	for i := range vs {
+		vs[i].HTTPTrigger = vs[i].HTTPTrigger.Redacted()
 	}
 	writeJSON(w, http.StatusOK, vs)
 }
@@ -108,6 +112,7 @@ func (s *Server) getVersion(w http.ResponseWriter, r *http.Request, p httprouter
 		s.writeError(w, r, err)
 		return
 	}
+	v.HTTPTrigger = v.HTTPTrigger.Redacted()
 	writeJSON(w, http.StatusOK, v)
 }
 

@@ -1,0 +1,275 @@
+package http
+
+import (
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/julienschmidt/httprouter"
+	"github.com/minilambda/minilambda/function"
+	"github.com/minilambda/minilambda/projections"
+	"github.com/oklog/ulid/v2"
+)
+
+// HTTP triggers: a request to /hooks/{function}[/{rest}] becomes the
+// function's event in the shape of a Lambda function URL's (API Gateway
+// HTTP API payload 2.0), and its result the response, by the same
+// convention.
+
+func (s *Server) routeHooks(r *httprouter.Router) {
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+		http.MethodPatch, http.MethodDelete, http.MethodOptions} {
+		r.Handle(m, "/hooks/:id", s.hook)
+		r.Handle(m, "/hooks/:id/*rest", s.hook)
+	}
+}
+
+// hookMessage answers a hook request with a status and a message that say
+// nothing of the function behind it.
+func hookMessage(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"message": msg})
+}
+
+func (s *Server) hook(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	ref := p.ByName("id")
+	var f projections.Function
+	err := errors.New("no id")
+	if function.CheckID(ref) == nil {
+		f, err = s.opts.Views.Function(ref)
+	}
+	if err != nil || f.HTTPTrigger == nil {
+		if err != nil && !errors.Is(err, projections.ErrNotFound) && function.CheckID(ref) == nil {
+			s.writeError(w, r, err)
+			return
+		}
+		w.Header().Set("Connection", "close")
+		hookMessage(w, http.StatusNotFound, "Not Found")
+		return
+	}
+	t := f.HTTPTrigger
+	if t.Auth == function.TriggerAuthToken && s.opts.Token != "" {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.Token)) != 1 {
+			w.Header().Set("Connection", "close")
+			w.Header().Set("WWW-Authenticate", `Bearer realm="minilambda"`)
+			hookMessage(w, http.StatusUnauthorized, "Unauthorized")
+			return
+		}
+	}
+	if t.Auth == function.TriggerAuthHMAC && r.Header.Get(t.HMACHeader) == "" {
+		w.Header().Set("Connection", "close")
+		hookMessage(w, http.StatusUnauthorized, "Unauthorized: no "+t.HMACHeader+" signature")
+		return
+	}
+	body, err := readBody(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes), r.ContentLength, s.opts.MaxBodyBytes)
+	if err != nil {
+		s.writeError(w, r, wrapBody("the request body", err))
+		return
+	}
+	if t.Auth == function.TriggerAuthHMAC && !t.VerifyHMAC(r.Header.Get(t.HMACHeader), body) {
+		hookMessage(w, http.StatusUnauthorized, "Unauthorized: the "+t.HMACHeader+" signature does not match the body")
+		return
+	}
+	event, err := json.Marshal(hookEventOf(r, p.ByName("rest"), body, t.Auth == function.TriggerAuthToken))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	req := function.Request{Event: event}
+	if t.Async || r.Header.Get("X-Invocation-Type") == "Event" {
+		inv, err := s.opts.Invoker.Enqueue(r.Context(), f.ID, req)
+		if err != nil {
+			s.writeHookError(w, r, err)
+			return
+		}
+		w.Header().Set("X-Invocation-Id", inv.InvocationID)
+		writeJSON(w, http.StatusAccepted, accepted{InvocationID: inv.InvocationID, Status: inv.Status, CreatedAt: inv.CreatedAt})
+		return
+	}
+	inv, err := s.opts.Invoker.Invoke(r.Context(), f.ID, req)
+	if err != nil {
+		s.writeHookError(w, r, err)
+		return
+	}
+	w.Header().Set("X-Invocation-Id", inv.InvocationID)
+	if inv.Status != projections.StatusCompleted {
+		hookMessage(w, http.StatusBadGateway, "Internal Server Error")
+		return
+	}
+	res, ok := hookResponseOf(inv.Result)
+	if !ok {
+		hookMessage(w, http.StatusBadGateway, "Internal Server Error")
+		return
+	}
+	h := w.Header()
+	for k, v := range res.headers {
+		switch http.CanonicalHeaderKey(k) {
+		case "Content-Length", "Transfer-Encoding", "Connection", "X-Invocation-Id":
+			continue
+		}
+		h.Set(k, v)
+	}
+	for _, c := range res.cookies {
+		h.Add("Set-Cookie", c)
+	}
+	if h.Get("Content-Type") == "" {
+		h.Set("Content-Type", res.contentType)
+	}
+	w.WriteHeader(res.status)
+	if r.Method != http.MethodHead {
+		w.Write(res.body)
+	}
+}
+
+// writeHookError answers an invocation the server could not run: busy and
+// unavailable as the rest of the API says them, the rest without detail.
+func (s *Server) writeHookError(w http.ResponseWriter, r *http.Request, err error) {
+	status, msg := s.classify(w, r, err)
+	switch {
+	case status == http.StatusTooManyRequests, status == http.StatusServiceUnavailable, status == http.StatusInsufficientStorage:
+		hookMessage(w, status, msg)
+	case status < 500:
+		hookMessage(w, status, http.StatusText(status))
+	default:
+		hookMessage(w, http.StatusBadGateway, "Internal Server Error")
+	}
+}
+
+// hookEvent is a Lambda function URL's event (payload format 2.0).
+type hookEvent struct {
+	Version               string            `json:"version"`
+	RouteKey              string            `json:"routeKey"`
+	RawPath               string            `json:"rawPath"`
+	RawQueryString        string            `json:"rawQueryString"`
+	Cookies               []string          `json:"cookies,omitempty"`
+	Headers               map[string]string `json:"headers"`
+	QueryStringParameters map[string]string `json:"queryStringParameters,omitempty"`
+	RequestContext        hookContext       `json:"requestContext"`
+	Body                  string            `json:"body,omitempty"`
+	IsBase64Encoded       bool              `json:"isBase64Encoded"`
+}
+
+type hookContext struct {
+	AccountID    string   `json:"accountId"`
+	APIID        string   `json:"apiId"`
+	DomainName   string   `json:"domainName"`
+	DomainPrefix string   `json:"domainPrefix"`
+	HTTP         hookHTTP `json:"http"`
+	RequestID    string   `json:"requestId"`
+	RouteKey     string   `json:"routeKey"`
+	Stage        string   `json:"stage"`
+	Time         string   `json:"time"`
+	TimeEpoch    int64    `json:"timeEpoch"`
+}
+
+type hookHTTP struct {
+	Method    string `json:"method"`
+	Path      string `json:"path"`
+	Protocol  string `json:"protocol"`
+	SourceIP  string `json:"sourceIp"`
+	UserAgent string `json:"userAgent"`
+}
+
+// hookEventOf is the event of a hook request. The path is the part after
+// the function's name, as a function URL's is the path after its domain;
+// the server's token, when it authorized the request, is not passed on.
+func hookEventOf(r *http.Request, rest string, body []byte, dropAuthorization bool) hookEvent {
+	now := time.Now()
+	path := rest
+	if path == "" {
+		path = "/"
+	}
+	e := hookEvent{
+		Version: "2.0", RouteKey: "$default", RawPath: path, RawQueryString: r.URL.RawQuery,
+		Headers: map[string]string{},
+		RequestContext: hookContext{
+			AccountID: lambdaAccount, APIID: "minilambda", DomainName: r.Host, DomainPrefix: strings.Split(r.Host, ".")[0],
+			HTTP:      hookHTTP{Method: r.Method, Path: path, Protocol: r.Proto, UserAgent: r.UserAgent()},
+			RequestID: ulid.Make().String(), RouteKey: "$default", Stage: "$default",
+			Time: now.UTC().Format("02/Jan/2006:15:04:05 -0700"), TimeEpoch: now.UnixMilli(),
+		},
+	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		e.RequestContext.HTTP.SourceIP = host
+	}
+	for k, vs := range r.Header {
+		name := strings.ToLower(k)
+		switch {
+		case name == "cookie":
+			for _, v := range vs {
+				for _, c := range strings.Split(v, ";") {
+					if c = strings.TrimSpace(c); c != "" {
+						e.Cookies = append(e.Cookies, c)
+					}
+				}
+			}
+		case name == "authorization" && dropAuthorization:
+		default:
+			e.Headers[name] = strings.Join(vs, ",")
+		}
+	}
+	if q := r.URL.Query(); len(q) > 0 {
+		e.QueryStringParameters = make(map[string]string, len(q))
+		for k, vs := range q {
+			e.QueryStringParameters[k] = strings.Join(vs, ",")
+		}
+	}
+	if utf8.Valid(body) {
+		e.Body = string(body)
+	} else {
+		e.Body, e.IsBase64Encoded = base64.StdEncoding.EncodeToString(body), true
+	}
+	return e
+}
+
+// hookResponse is what a hook answers.
+type hookResponse struct {
+	status      int
+	headers     map[string]string
+	cookies     []string
+	body        []byte
+	contentType string
+}
+
+// hookResponseOf reads a function's result as a function URL does: a JSON
+// object with a statusCode gives the status, headers, cookies and body;
+// anything else is the body of a 200. ok is false for a result that
+// claims the form and breaks it.
+func hookResponseOf(result string) (hookResponse, bool) {
+	res := hookResponse{status: http.StatusOK, body: []byte(result), contentType: "application/json"}
+	var probe map[string]json.RawMessage
+	if json.Unmarshal([]byte(result), &probe) != nil || probe["statusCode"] == nil {
+		if !json.Valid([]byte(result)) {
+			res.contentType = "text/plain; charset=utf-8"
+		}
+		return res, true
+	}
+	var shaped struct {
+		StatusCode      int               `json:"statusCode"`
+		Headers         map[string]string `json:"headers"`
+		Cookies         []string          `json:"cookies"`
+		Body            *string           `json:"body"`
+		IsBase64Encoded bool              `json:"isBase64Encoded"`
+	}
+	if json.Unmarshal([]byte(result), &shaped) != nil || shaped.StatusCode < 100 || shaped.StatusCode > 599 {
+		return res, false
+	}
+	res.status, res.headers, res.cookies, res.body = shaped.StatusCode, shaped.Headers, shaped.Cookies, nil
+	if shaped.Body != nil {
+		res.body = []byte(*shaped.Body)
+		if shaped.IsBase64Encoded {
+			b, err := base64.StdEncoding.DecodeString(*shaped.Body)
+			if err != nil {
+				return res, false
+			}
+			res.body = b
+		}
+	}
+	return res, true
+}
