@@ -147,7 +147,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 
 	srv := &http.Server{
 		Handler: lambdahttp.New(lambdahttp.Options{
-			Functions: svc, Invoker: svc, Images: svc, Status: svc, Views: svc.Views(), Versions: versions{svc, svc.Views()}, Budget: svc,
+			Functions: svc, Invoker: svc, Images: svc, Status: svc, Views: svc.Views(), Versions: versions{svc, svc.Views()}, Schedules: versions{svc, svc.Views()}, Budget: svc,
 			Logger: logger, Registry: m.Registry, MaxImageBytes: *maxImage, SpoolDir: spool,
 			Token: *token, OpenMetrics: *openMetrics,
 			AWSAccessKeyID: *awsKey, AWSSecretAccessKey: cmp.Or(*awsSecret, *token), Region: *region,

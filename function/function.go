@@ -13,6 +13,7 @@ package function
 import (
 	"encoding/json"
 	"errors"
+	"time"
 )
 
 // Errors that callers map to answers; the HTTP API maps each to one status.
@@ -73,6 +74,17 @@ type Request struct {
 	// Qualifier names the version to run: empty or $LATEST, a published
 	// version number, or an alias.
 	Qualifier string
+	// TraceID is the caller's trace id; Check makes one when it is empty.
+	TraceID string
+	// TraceSupplied says the caller gave TraceID (Check sets it).
+	TraceSupplied bool
+	// CloudEvent is the attributes of the CloudEvent that Event is, when
+	// it is one.
+	CloudEvent *CloudEventAttrs
+	// ScheduleID and ScheduledAt name the schedule that fires an async
+	// invocation, and the instant it was due.
+	ScheduleID  string
+	ScheduledAt *time.Time
 }
 
 // Check refuses a timeout out of bounds and fills in the empty event.
@@ -84,6 +96,18 @@ func (r Request) Check() (Request, error) {
 	}
 	if len(r.Event) == 0 {
 		r.Event = json.RawMessage("{}")
+	}
+	if r.TraceID == "" {
+		r.TraceID, r.TraceSupplied = NewTraceID(), false
+	} else if err := CheckTraceID(r.TraceID); err != nil {
+		return r, invalid("%v", err)
+	} else {
+		r.TraceSupplied = true
+	}
+	if r.CloudEvent != nil {
+		if err := r.CloudEvent.Check(); err != nil {
+			return r, err
+		}
 	}
 	return r, nil
 }

@@ -20,9 +20,9 @@ import (
 
 // shown is a function as the API shows it: its trigger's secret is
 // write-only.
-func shown(f projections.Function) projections.Function {
+func shown(f projections.Function) shownFunction {
 	f.HTTPTrigger = f.HTTPTrigger.Redacted()
-	return f
+	return shownFunction{Function: f, TimeoutSec: f.Timeout}
 }
 
 // ref returns the {id} of the path, or answers 400 when it cannot be an id
@@ -38,9 +38,52 @@ func (s *Server) ref(w http.ResponseWriter, r *http.Request, p httprouter.Params
 	return id, true
 }
 
+// registerBody is what POST /functions takes: the settings, and the
+// server-set fields a client that sends a whole function object (the
+// seed's client does) sends too, empty or zero. timeout_sec is the seed's
+// name of timeout.
+type registerBody struct {
+	function.Spec
+	ID         string    `json:"id"`
+	TimeoutSec int       `json:"timeout_sec"`
+	Version    int       `json:"version"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// spec checks the server-set fields and returns the settings.
+func (b registerBody) spec() (function.Spec, error) {
+	switch {
+	case b.ID != "":
+		return b.Spec, badRequest{"id is the server's to set: leave it out or empty"}
+	case b.Version != 0:
+		return b.Spec, badRequest{"version is the server's to set: leave it out or 0"}
+	case !b.CreatedAt.IsZero() || !b.UpdatedAt.IsZero():
+		return b.Spec, badRequest{"created_at and updated_at are the server's to set: leave them out or zero"}
+	case b.TimeoutSec != 0 && b.Timeout != 0 && b.TimeoutSec != b.Timeout:
+		return b.Spec, badRequest{"timeout and timeout_sec are the same setting and differ: give one"}
+	}
+	if b.Timeout == 0 {
+		b.Timeout = b.TimeoutSec
+	}
+	return b.Spec, nil
+}
+
+// shownFunction is a function as the API shows it: timeout_sec beside
+// timeout, for the seed's clients.
+type shownFunction struct {
+	projections.Function
+	TimeoutSec int `json:"timeout_sec,omitempty"`
+}
+
 func (s *Server) createFunction(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	var spec function.Spec
-	if err := s.decode(w, r, &spec, false); err != nil {
+	var body registerBody
+	if err := s.decode(w, r, &body, false); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	spec, err := body.spec()
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -59,10 +102,11 @@ func (s *Server) listFunctions(w http.ResponseWriter, r *http.Request, _ httprou
 		s.writeError(w, r, err)
 		return
 	}
-	for i := range fns {
-		fns[i] = shown(fns[i])
+	out := make([]shownFunction, len(fns))
+	for i, f := range fns {
+		out[i] = shown(f)
 	}
-	writeJSON(w, http.StatusOK, fns)
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) getFunction(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
@@ -114,9 +158,17 @@ type invokeBody struct {
 	Event       rawJSON `json:"event"`
 	Timeout     int     `json:"timeout"`
 	CallbackURL string  `json:"callback_url"`
+	// CloudEvent is the event as a structured CloudEvent, in place of
+	// Event.
+	CloudEvent rawJSON `json:"cloud_event"`
 }
 
 func (s *Server) decodeInvoke(w http.ResponseWriter, r *http.Request) (function.Request, error) {
+	trace := function.TraceFromHeaders(r.Header.Get("Traceparent"), r.Header.Get("X-Request-Id"))
+	if req, ok, err := s.cloudEventRequest(w, r); ok || err != nil {
+		req.TraceID = trace
+		return req, err
+	}
 	var body invokeBody
 	if err := s.decode(w, r, &body, true); err != nil {
 		if br, ok := err.(badRequest); ok && strings.Contains(br.msg, "unknown field") {
@@ -124,13 +176,25 @@ func (s *Server) decodeInvoke(w http.ResponseWriter, r *http.Request) (function.
 		}
 		return function.Request{}, err
 	}
-	return function.Request{Event: json.RawMessage(body.Event), Timeout: body.Timeout, CallbackURL: body.CallbackURL}, nil
+	req := function.Request{Event: json.RawMessage(body.Event), Timeout: body.Timeout, CallbackURL: body.CallbackURL, TraceID: trace}
+	if body.CloudEvent != nil {
+		if body.Event != nil {
+			return req, badRequest{"give the event or the cloud_event, not both"}
+		}
+		attrs, err := cloudEventAttrs(body.CloudEvent)
+		if err != nil {
+			return req, err
+		}
+		req.Event, req.CloudEvent = json.RawMessage(body.CloudEvent), &attrs
+	}
+	return req, nil
 }
 
 // accepted is the answer to an async invocation.
 type accepted struct {
 	InvocationID string    `json:"invocation_id"`
 	Status       string    `json:"status"`
+	TraceID      string    `json:"trace_id,omitempty"`
 	CreatedAt    time.Time `json:"created_at"`
 }
 
@@ -140,7 +204,8 @@ func (s *Server) invokeAsync(w http.ResponseWriter, r *http.Request, p httproute
 		return
 	}
 	w.Header().Set("Location", "/invocations/"+inv.InvocationID)
-	writeJSON(w, http.StatusAccepted, accepted{InvocationID: inv.InvocationID, Status: inv.Status, CreatedAt: inv.CreatedAt})
+	w.Header().Set("X-Trace-Id", inv.TraceID)
+	writeJSON(w, http.StatusAccepted, accepted{InvocationID: inv.InvocationID, Status: inv.Status, TraceID: inv.TraceID, CreatedAt: inv.CreatedAt})
 }
 
 // call decodes an invocation request for the function in the path and
@@ -179,6 +244,7 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request, p httprouter.Par
 	case inv.Status == projections.StatusFailed:
 		status = http.StatusBadGateway
 	}
+	w.Header().Set("X-Trace-Id", inv.TraceID)
 	writeJSON(w, status, inv)
 }
 
@@ -220,6 +286,13 @@ func (s *Server) listInvocations(w http.ResponseWriter, r *http.Request, _ httpr
 	default:
 		s.writeError(w, r, badRequest{fmt.Sprintf("status must be PENDING, RUNNING, COMPLETED or FAILED, not %q", st)})
 		return
+	}
+	if t := q.Get("trace_id"); t != "" {
+		if function.CheckTraceID(t) != nil {
+			s.writeError(w, r, badRequest{"trace_id must be 1 to 128 visible ASCII characters"})
+			return
+		}
+		query.TraceID = t
 	}
 	if l := q.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)

@@ -81,15 +81,17 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request, p httprouter.Param
 		s.writeError(w, r, err)
 		return
 	}
-	req := function.Request{Event: event}
-	if t.Async || r.Header.Get("X-Invocation-Type") == "Event" {
+	req := function.Request{Event: event, TraceID: function.TraceFromHeaders(r.Header.Get("Traceparent"), r.Header.Get("X-Request-Id"))}
+	// ?async=true is how the seed's client asks for it.
+	if t.Async || r.Header.Get("X-Invocation-Type") == "Event" || r.URL.Query().Get("async") == "true" {
 		inv, err := s.opts.Invoker.Enqueue(r.Context(), f.ID, req)
 		if err != nil {
 			s.writeHookError(w, r, err)
 			return
 		}
 		w.Header().Set("X-Invocation-Id", inv.InvocationID)
-		writeJSON(w, http.StatusAccepted, accepted{InvocationID: inv.InvocationID, Status: inv.Status, CreatedAt: inv.CreatedAt})
+		w.Header().Set("X-Trace-Id", inv.TraceID)
+		writeJSON(w, http.StatusAccepted, accepted{InvocationID: inv.InvocationID, Status: inv.Status, TraceID: inv.TraceID, CreatedAt: inv.CreatedAt})
 		return
 	}
 	inv, err := s.opts.Invoker.Invoke(r.Context(), f.ID, req)
@@ -98,6 +100,7 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request, p httprouter.Param
 		return
 	}
 	w.Header().Set("X-Invocation-Id", inv.InvocationID)
+	w.Header().Set("X-Trace-Id", inv.TraceID)
 	if inv.Status != projections.StatusCompleted {
 		hookMessage(w, http.StatusBadGateway, "Internal Server Error")
 		return
@@ -110,7 +113,7 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request, p httprouter.Param
 	h := w.Header()
 	for k, v := range res.headers {
 		switch http.CanonicalHeaderKey(k) {
-		case "Content-Length", "Transfer-Encoding", "Connection", "X-Invocation-Id":
+		case "Content-Length", "Transfer-Encoding", "Connection", "X-Invocation-Id", "X-Trace-Id":
 			continue
 		}
 		h.Set(k, v)

@@ -87,6 +87,8 @@ type Options struct {
 	// Versions, when set, serves published versions and aliases, and the
 	// Lambda API.
 	Versions Versions
+	// Schedules, when set, serves functions' schedule triggers.
+	Schedules Schedules
 	// AWSAccessKeyID and AWSSecretAccessKey are the key pair that Lambda
 	// API requests must be signed with (SigV4) when Token is set; Region
 	// goes into ARNs.
@@ -177,6 +179,9 @@ func New(opts Options) *Server {
 		s.routeLambda(r)
 	}
 	s.routeHooks(r)
+	if opts.Schedules != nil {
+		s.routeSchedules(r)
+	}
 	r.GET("/healthz", s.health)
 	r.GET("/health", s.health)
 	metrics := promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{})
@@ -379,7 +384,7 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, emptyOK b
 	if err := json.Unmarshal(data, v); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) {
-			return badRequest{fmt.Sprintf("field %q must be %s, not %s", typeErr.Field, jsonType(typeErr.Type), typeErr.Value)}
+			return badRequest{fmt.Sprintf("field %q must be %s, not %s", memberPath(typeErr.Field), jsonType(typeErr.Type), typeErr.Value)}
 		}
 		return badRequest{fmt.Sprintf("request body: %v", err)}
 	}
@@ -447,12 +452,33 @@ func jsonNames(t reflect.Type) []string {
 		case name == "-":
 		case name != "":
 			names = append(names, name)
+		case f.Anonymous && f.Type.Kind() == reflect.Struct:
+			// An embedded struct's members are the outer one's, as
+			// encoding/json reads them.
+			names = append(names, jsonNames(f.Type)...)
 		case f.IsExported():
 			names = append(names, f.Name)
 		}
 	}
 	fieldNames.Store(t, names)
 	return names
+}
+
+// memberPath is a decoding error's field path as the client wrote it:
+// without the Go names of embedded structs ("Spec.mode" is "mode"), which
+// are capitalized where the API's members are not.
+func memberPath(field string) string {
+	parts := strings.Split(field, ".")
+	kept := parts[:0]
+	for _, p := range parts {
+		if p != "" && !('A' <= p[0] && p[0] <= 'Z') {
+			kept = append(kept, p)
+		}
+	}
+	if len(kept) == 0 {
+		return field
+	}
+	return strings.Join(kept, ".")
 }
 
 // jsonType names what a field takes in the words of JSON's Go decoding: a

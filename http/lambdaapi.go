@@ -785,7 +785,8 @@ func (s *Server) lambdaInvoke(w http.ResponseWriter, r *http.Request, p httprout
 		s.writeLambdaError(w, r, lambdaError{http.StatusBadRequest, "InvalidRequestContentException", "could not parse request body into json: the payload is not JSON"})
 		return
 	}
-	req := function.Request{Event: json.RawMessage(body), Qualifier: qualifier}
+	req := function.Request{Event: json.RawMessage(body), Qualifier: qualifier,
+		TraceID: function.TraceFromHeaders(r.Header.Get("Traceparent"), r.Header.Get("X-Request-Id"))}
 	switch typ := cmp.Or(r.Header.Get("X-Amz-Invocation-Type"), "RequestResponse"); typ {
 	case "DryRun":
 		if _, err := s.qualifiedConfiguration(r, ref, qualifier); err != nil {
@@ -809,6 +810,7 @@ func (s *Server) lambdaInvoke(w http.ResponseWriter, r *http.Request, p httprout
 		}
 		h := w.Header()
 		h.Set("X-Amzn-Requestid", inv.InvocationID)
+		h.Set("X-Trace-Id", inv.TraceID)
 		h.Set("X-Amz-Executed-Version", inv.ExecutedVersion)
 		if r.Header.Get("X-Amz-Log-Type") == "Tail" {
 			logs := inv.Logs

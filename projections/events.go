@@ -115,7 +115,23 @@ type InvocationQueued struct {
 	ExecutedVersion string `json:"executed_version,omitempty"`
 	// Alias is the alias the caller named, when it did.
 	Alias string `json:"alias,omitempty"`
+	// TraceID ties the invocation to its caller's trace: a W3C trace id,
+	// an X-Request-ID, or one the server made.
+	TraceID string `json:"trace_id,omitempty"`
+	// TraceSupplied says the caller gave the trace id.
+	TraceSupplied bool `json:"trace_supplied,omitempty"`
+	// CloudEvent is the attributes of the CloudEvent the invocation was
+	// given, when it was given one.
+	CloudEvent *CloudEventAttrs `json:"cloud_event,omitempty"`
+	// ScheduleID and ScheduledAt name the schedule that fired the
+	// invocation, and the instant it was due.
+	ScheduleID  string     `json:"schedule_id,omitempty"`
+	ScheduledAt *time.Time `json:"scheduled_at,omitempty"`
 }
+
+// CloudEventAttrs are the required attributes of a CloudEvent, as an
+// invocation record keeps them.
+type CloudEventAttrs = function.CloudEventAttrs
 
 // InvocationStarted is the payload of invocation.started.
 type InvocationStarted struct {
@@ -308,6 +324,26 @@ func NewInvocationQueued(functionID, invocationID string, p InvocationQueued) (e
 	}
 	if p.Alias != "" {
 		b = strconv.AppendQuote(append(b, `,"alias":`...), p.Alias)
+	}
+	for _, m := range []struct {
+		name string
+		v    any
+		set  bool
+	}{
+		{"trace_id", p.TraceID, p.TraceID != ""},
+		{"trace_supplied", p.TraceSupplied, p.TraceSupplied},
+		{"cloud_event", p.CloudEvent, p.CloudEvent != nil},
+		{"schedule_id", p.ScheduleID, p.ScheduleID != ""},
+		{"scheduled_at", p.ScheduledAt, p.ScheduledAt != nil},
+	} {
+		if !m.set {
+			continue
+		}
+		v, err := json.Marshal(m.v)
+		if err != nil {
+			return eventlog.Event{}, fmt.Errorf("encode %s: %w", TypeInvocationQueued, err)
+		}
+		b = append(append(append(append(b, ',', '"'), m.name...), '"', ':'), v...)
 	}
 	b = append(b, '}')
 	return eventlog.Event{Type: TypeInvocationQueued, FunctionID: functionID, InvocationID: invocationID, Data: b}, nil

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"time"
+
 	"github.com/minilambda/minilambda/eventlog"
 	"github.com/minilambda/minilambda/function"
 )
@@ -79,6 +81,17 @@ var queuedFields = fields[InvocationQueued]{
 	"callback_url":     stringField(func(p *InvocationQueued) *string { return &p.CallbackURL }),
 	"executed_version": stringField(func(p *InvocationQueued) *string { return &p.ExecutedVersion }),
 	"alias":            stringField(func(p *InvocationQueued) *string { return &p.Alias }),
+	"trace_id":         stringField(func(p *InvocationQueued) *string { return &p.TraceID }),
+	"trace_supplied":   boolField(func(p *InvocationQueued) *bool { return &p.TraceSupplied }),
+	"schedule_id":      stringField(func(p *InvocationQueued) *string { return &p.ScheduleID }),
+	"cloud_event": func(p *InvocationQueued, v jsonValue) error {
+		p.CloudEvent = new(CloudEventAttrs)
+		return json.Unmarshal(v.raw, p.CloudEvent)
+	},
+	"scheduled_at": func(p *InvocationQueued, v jsonValue) error {
+		p.ScheduledAt = new(time.Time)
+		return json.Unmarshal(v.raw, p.ScheduledAt)
+	},
 }
 
 // DecodeQueued reads the payload of an invocation.queued event. Its Event

@@ -24,6 +24,7 @@ const (
 	prefixRecord    = "r" // r invocation id -> storedInvocation
 	prefixFunction  = "f" // f function id 0 invocation id -> ""
 	prefixStatus    = "s" // s status 0 invocation id -> ""
+	prefixTrace     = "t" // t trace id 0 invocation id -> ""
 )
 
 func recordKey(id string) []byte { return append([]byte(prefixRecord), id...) }
@@ -31,6 +32,8 @@ func recordKey(id string) []byte { return append([]byte(prefixRecord), id...) }
 func functionKey(fn, id string) []byte { return indexKey(prefixFunction+fn, id) }
 
 func statusKey(status, id string) []byte { return indexKey(prefixStatus+status, id) }
+
+func traceKey(trace, id string) []byte { return indexKey(prefixTrace+trace, id) }
 
 // version names the layout above; changing it rebuilds the views on open.
 const version = "views-v3"
@@ -105,6 +108,10 @@ func (b *batch) ApplyPrepared(e *eventlog.Event, prepared any) error {
 		return b.aliasSet(e)
 	case TypeAliasDeleted:
 		return b.aliasDeleted(e)
+	case TypeScheduleCreated:
+		return b.scheduleCreated(e)
+	case TypeScheduleDeleted:
+		return b.scheduleDeleted(e)
 	case TypeInvocationQueued:
 		return b.invocationQueued(e, prepared.(InvocationQueued))
 	case TypeInvocationStarted, TypeInvocationCompleted, TypeInvocationFailed,
@@ -140,6 +147,9 @@ func (b *batch) Flush() error {
 		}
 		if p.origStatus == "" {
 			puts = append(puts, functionKey(p.rec.FunctionID, id))
+			if p.rec.TraceID != "" {
+				puts = append(puts, traceKey(p.rec.TraceID, id))
+			}
 		} else {
 			dels = append(dels, statusKey(p.origStatus, id))
 		}
@@ -269,6 +279,9 @@ func (b *batch) functionDeleted(e *eventlog.Event) error {
 	if err := b.dropAliases(f.ID); err != nil {
 		return err
 	}
+	if err := b.dropSchedules(f.ID); err != nil {
+		return err
+	}
 	f.Deleted, f.UpdatedAt, f.Version = true, e.Time, f.Version+1
 	return b.putFunction(f)
 }
@@ -283,10 +296,17 @@ func (b *batch) invocationQueued(e *eventlog.Event, p InvocationQueued) error {
 	if _, ok := b.invs[e.InvocationID]; ok {
 		return fmt.Errorf("%w: invocation %s queued twice", ErrInconsistent, e.InvocationID)
 	}
+	// Record builds records without the views (tx nil): nothing to note.
+	if b.tx != nil && p.ScheduleID != "" && p.ScheduledAt != nil {
+		if err := b.scheduleFired(e.FunctionID, p.ScheduleID, *p.ScheduledAt); err != nil {
+			return err
+		}
+	}
 	b.invs[e.InvocationID] = &pendingInvocation{rec: storedInvocation{Invocation: Invocation{
 		InvocationID: e.InvocationID, FunctionID: e.FunctionID,
 		FunctionName: p.FunctionName, FunctionVersion: p.FunctionVersion,
 		ExecutedVersion: p.ExecutedVersion, Alias: p.Alias,
+		TraceID: p.TraceID, CloudEvent: p.CloudEvent, ScheduleID: p.ScheduleID, ScheduledAt: p.ScheduledAt,
 		Async: p.Async, Status: StatusPending, CreatedAt: e.Time,
 	}, QueuedSeq: e.Seq}}
 	return nil

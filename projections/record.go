@@ -48,6 +48,9 @@ const (
 	// alias, for an invocation that named either; records written before
 	// versions existed lack both and ran $LATEST.
 	flagQualified
+	// flagContext: then the trace id, the CloudEvent's four attributes
+	// (empty without one), the schedule id and the instant it was due.
+	flagContext
 )
 
 func (r *storedInvocation) marshal() []byte {
@@ -72,6 +75,10 @@ func (r *storedInvocation) marshal() []byte {
 	if qualified {
 		flags |= flagQualified
 	}
+	withContext := r.TraceID != "" || r.CloudEvent != nil || r.ScheduleID != "" || r.ScheduledAt != nil
+	if withContext {
+		flags |= flagContext
+	}
 	b = binary.AppendUvarint(b, flags)
 	b = appendString(b, r.FunctionID)
 	b = appendString(b, r.FunctionName)
@@ -93,6 +100,18 @@ func (r *storedInvocation) marshal() []byte {
 	if qualified {
 		b = appendString(b, r.ExecutedVersion)
 		b = appendString(b, r.Alias)
+	}
+	if withContext {
+		b = appendString(b, r.TraceID)
+		var ce CloudEventAttrs
+		if r.CloudEvent != nil {
+			ce = *r.CloudEvent
+		}
+		for _, s := range []string{ce.SpecVersion, ce.ID, ce.Source, ce.Type} {
+			b = appendString(b, s)
+		}
+		b = appendString(b, r.ScheduleID)
+		b = appendTime(b, r.ScheduledAt)
 	}
 	return b
 }
@@ -181,6 +200,15 @@ func (r *storedInvocation) unmarshal(id string, b []byte) error {
 	}
 	if r.ExecutedVersion == "" {
 		r.ExecutedVersion = function.Latest
+	}
+	if flags&flagContext != 0 {
+		r.TraceID = d.string()
+		ce := CloudEventAttrs{SpecVersion: d.string(), ID: d.string(), Source: d.string(), Type: d.string()}
+		if ce != (CloudEventAttrs{}) {
+			r.CloudEvent = &ce
+		}
+		r.ScheduleID = d.string()
+		r.ScheduledAt = d.time()
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.err = errRecord

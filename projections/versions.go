@@ -169,15 +169,20 @@ func (b *batch) aliasDeleted(e *eventlog.Event) error {
 // dropAliases deletes a deleted function's aliases; its versions stay, as
 // its other records do, under an id nothing can name again.
 func (b *batch) dropAliases(fnID string) error {
+	return deletePrefix(b.tx, viewAliases, indexKey(fnID, ""))
+}
+
+// deletePrefix deletes the keys of view that start with prefix.
+func deletePrefix(tx eventlog.ViewTx, view string, prefix []byte) error {
 	var keys [][]byte
-	if err := b.tx.Scan(viewAliases, indexKey(fnID, ""), nil, false, func(k, _ []byte) bool {
+	if err := tx.Scan(view, prefix, nil, false, func(k, _ []byte) bool {
 		keys = append(keys, append([]byte(nil), k...))
 		return true
 	}); err != nil {
 		return err
 	}
 	for _, k := range keys {
-		if err := b.tx.Delete(viewAliases, k); err != nil {
+		if err := tx.Delete(view, k); err != nil {
 			return err
 		}
 	}

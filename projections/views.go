@@ -40,6 +40,10 @@ type Invocation struct {
 	ExecutedVersion string `json:"executed_version"`
 	// Alias is the alias the caller named, when it did.
 	Alias           string             `json:"alias,omitempty"`
+	TraceID         string             `json:"trace_id,omitempty"`
+	CloudEvent      *CloudEventAttrs   `json:"cloud_event,omitempty"`
+	ScheduleID      string             `json:"schedule_id,omitempty"`
+	ScheduledAt     *time.Time         `json:"scheduled_at,omitempty"`
 	Async           bool               `json:"async"`
 	Status          string             `json:"status"`
 	Result          string             `json:"result"`
@@ -334,6 +338,7 @@ func Record(events ...eventlog.Event) (Invocation, error) {
 // InvocationQuery filters and pages the invocation list.
 type InvocationQuery struct {
 	FunctionID string // exact function id; empty for all
+	TraceID    string // exact trace id; empty for all
 	Status     string // one of the four statuses; empty for all
 	Limit      int    // 1..MaxLimit; DefaultLimit when 0
 	Cursor     string // from a previous page's next cursor
@@ -356,8 +361,10 @@ func (s *Views) Invocations(q InvocationQuery) (page []Invocation, next string, 
 		return nil, "", ErrBadCursor
 	}
 	prefix := recordKey("")
-	indexed := q.FunctionID != "" || q.Status != ""
+	indexed := q.FunctionID != "" || q.Status != "" || q.TraceID != ""
 	switch {
+	case q.TraceID != "":
+		prefix = traceKey(q.TraceID, "")
 	case q.FunctionID != "":
 		prefix = functionKey(q.FunctionID, "")
 	case q.Status != "":
@@ -386,7 +393,7 @@ func (s *Views) Invocations(q InvocationQuery) (page []Invocation, next string, 
 			if inv, derr = readInvocation(r, id, v); derr != nil {
 				return false
 			}
-			if q.Status == "" || inv.Status == q.Status {
+			if (q.Status == "" || inv.Status == q.Status) && (q.FunctionID == "" || inv.FunctionID == q.FunctionID) {
 				page = append(page, inv)
 			}
 			return true

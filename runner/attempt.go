@@ -20,6 +20,10 @@ type attempt struct {
 	n       int    // which attempt, from 1
 	event   json.RawMessage
 	timeout time.Duration
+	// trace is the invocation's trace id; supplied says its caller gave
+	// it, so that a cold function must have it in its environment.
+	trace    string
+	supplied bool
 	// queued is a sync invocation's invocation.queued event, which the
 	// attempt appends: before it asks the engine for anything or, with a
 	// container that takes the event at once, in the commit of the
@@ -91,6 +95,25 @@ func (s *Service) appendQueued(ctx context.Context, f projections.Function, even
 	}, events...)
 }
 
+// appendScheduled appends the queued event of a schedule's firing: the
+// schedule must still exist, and must not have fired for that instant or
+// a later one, so that no instant fires twice.
+func (s *Service) appendScheduled(ctx context.Context, f projections.Function, req function.Request, q eventlog.Event) ([]eventlog.Event, error) {
+	return s.log.AppendIf(ctx, func(r eventlog.ViewReader) error {
+		if err := projections.FunctionLive(r, f.ID); err != nil {
+			return err
+		}
+		sc, err := projections.ScheduleOf(r, f.ID, req.ScheduleID)
+		if err != nil {
+			return err
+		}
+		if sc.LastDue != nil && !req.ScheduledAt.After(*sc.LastDue) {
+			return fmt.Errorf("%w: schedule %s fired for %s already", function.ErrConflict, sc.ID, req.ScheduledAt.Format(time.RFC3339))
+		}
+		return nil
+	}, q)
+}
+
 // queuedEvent is the invocation.queued event of a new invocation of f;
 // req has passed its Check.
 func queuedEvent(f projections.Resolved, id string, req function.Request, async bool) (eventlog.Event, error) {
@@ -98,6 +121,8 @@ func queuedEvent(f projections.Resolved, id string, req function.Request, async 
 		FunctionName: f.Name, FunctionVersion: f.Version, Async: async,
 		Event: req.Event, Timeout: req.Timeout, CallbackURL: req.CallbackURL,
 		ExecutedVersion: f.Executed, Alias: f.Alias,
+		TraceID: req.TraceID, TraceSupplied: req.TraceSupplied, CloudEvent: req.CloudEvent,
+		ScheduleID: req.ScheduleID, ScheduledAt: req.ScheduledAt,
 	})
 }
 

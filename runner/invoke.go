@@ -63,7 +63,7 @@ func (s *Service) Invoke(ctx context.Context, ref string, req function.Request) 
 	if p, err := projections.DecodeQueued(&q); err == nil {
 		event = p.Event
 	}
-	a := &attempt{f: f, id: q.InvocationID, n: 1, event: event, timeout: timeout, queued: &q}
+	a := &attempt{f: f, id: q.InvocationID, n: 1, event: event, timeout: timeout, queued: &q, trace: req.TraceID, supplied: req.TraceSupplied}
 	events, res, runErr := s.run(ctx, a)
 	if len(events) == 0 {
 		return inv, runErr

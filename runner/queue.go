@@ -114,7 +114,12 @@ func (s *Service) Enqueue(ctx context.Context, ref string, req function.Request)
 	if err != nil {
 		return inv, err
 	}
-	events, err := s.appendQueued(ctx, f, q)
+	var events []eventlog.Event
+	if req.ScheduleID != "" {
+		events, err = s.appendScheduled(ctx, f, req, q)
+	} else {
+		events, err = s.appendQueued(ctx, f, q)
+	}
 	if err != nil {
 		return inv, err
 	}
@@ -255,7 +260,7 @@ func (s *Service) runAsync(it *item, f projections.Function) {
 		}
 	}
 	defer s.budget.give(room)
-	a := &attempt{f: f, id: it.id, n: it.attempt, event: q.Event, timeout: f.TimeoutFor(q.Timeout)}
+	a := &attempt{f: f, id: it.id, n: it.attempt, event: q.Event, timeout: f.TimeoutFor(q.Timeout), trace: q.TraceID, supplied: q.TraceSupplied}
 	if len(a.event) == 0 {
 		a.event = []byte("{}")
 	}

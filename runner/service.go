@@ -116,6 +116,7 @@ func (o Options) withDefaults() Options {
 type Service struct {
 	log     *eventlog.Log
 	views   *projections.Views
+	sched   scheduler
 	engine  engine.Driver
 	logger  *slog.Logger
 	metrics *metrics.Metrics
@@ -174,6 +175,7 @@ func New(opts Options) (*Service, error) {
 	s.pools.init(s)
 	s.spares.init(s)
 	s.callbacks.init(s)
+	s.sched = scheduler{wake: make(chan struct{}, 1), cursors: map[string]time.Time{}}
 	if opts.LambdaInit != "" || opts.LambdaInitDir != "" {
 		host, err := lambda.New(lambda.Options{
 			Engine: opts.Engine, Init: opts.LambdaInit, InitDir: opts.LambdaInitDir, Region: opts.Region,
@@ -215,11 +217,16 @@ func (s *Service) Head() (uint64, eventlog.Hash) { return s.log.Head() }
 // called; a server passes the context its shutdown signal ends, so that
 // no queued invocation starts once shutdown has begun.
 func (s *Service) Start(ctx context.Context) {
+	started := time.Now()
 	ctx, s.stopWorkers = context.WithCancel(ctx)
-	s.workers.Add(1)
+	s.workers.Add(2)
 	go func() {
 		defer s.workers.Done()
 		s.reap(ctx)
+	}()
+	go func() {
+		defer s.workers.Done()
+		s.runSchedules(ctx, started)
 	}()
 	for range s.opts.Workers {
 		s.workers.Add(1)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/minilambda/minilambda/function"
@@ -51,11 +52,19 @@ func (s *Service) take(ctx context.Context, a *attempt) (container, error) {
 		}
 		return &hotContainer{s: s, f: a.f, p: p, h: h, warm: warm, line: line}, nil
 	}
-	if p := s.spares.take(ctx, a.f); p != nil {
-		return &coldContainer{s: s, f: a.f, spare: p}, nil
+	// A spare's environment was fixed before its invocation came: one
+	// whose caller gave a trace id starts its own, with TRACE_ID.
+	if !a.supplied {
+		if p := s.spares.take(ctx, a.f); p != nil {
+			return &coldContainer{s: s, f: a.f, spare: p}, nil
+		}
 	}
 	return &coldContainer{s: s, f: a.f}, nil
 }
+
+// TraceEnv is the variable a cold function started for its invocation
+// finds the invocation's trace id in.
+const TraceEnv = "TRACE_ID"
 
 // containerSpec is the container of function f, for one invocation (cold)
 // or for many (hot, with no invocation id).
@@ -94,7 +103,15 @@ func (c *coldContainer) run(ctx context.Context, a *attempt, started engine.OnSt
 	if c.spare != nil {
 		return c.spare.Run(ctx, a.event, a.timeout, started)
 	}
-	return c.s.engine.Run(ctx, c.s.containerSpec(c.f, a.id), a.event, a.timeout, started)
+	spec := c.s.containerSpec(c.f, a.id)
+	if a.trace != "" {
+		spec.Env = maps.Clone(spec.Env)
+		if spec.Env == nil {
+			spec.Env = map[string]string{}
+		}
+		spec.Env[TraceEnv] = a.trace
+	}
+	return c.s.engine.Run(ctx, spec, a.event, a.timeout, started)
 }
 
 // release lets go of a spare the attempt took but never ran (its queued
@@ -137,7 +154,7 @@ const staleTries = 3
 // took the event ran nothing, and the event goes to another.
 func (c *hotContainer) run(ctx context.Context, a *attempt, started engine.OnStart) (engine.Result, error) {
 	for try := 1; ; try++ {
-		res, err := c.h.Do(ctx, a.id, c.line, a.timeout, started)
+		res, err := c.h.Do(engine.WithTraceID(ctx, a.trace), a.id, c.line, a.timeout, started)
 		if errors.Is(err, engine.ErrHotStale) && try < staleTries {
 			c.s.pools.put(c.f, c.p, c.h, err.Error())
 			c.h, c.p, c.warm, err = c.s.pools.get(ctx, c.f, a.timeout)

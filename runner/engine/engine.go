@@ -284,6 +284,24 @@ type Prestarted interface {
 	Discard(ctx context.Context)
 }
 
+type traceKey struct{}
+
+// WithTraceID gives an invocation's context its trace id, which an engine
+// may pass to the function (the Lambda Runtime API's
+// Lambda-Runtime-Trace-Id).
+func WithTraceID(ctx context.Context, id string) context.Context {
+	if id == "" {
+		return ctx
+	}
+	return context.WithValue(ctx, traceKey{}, id)
+}
+
+// TraceID is the trace id WithTraceID gave ctx, or "".
+func TraceID(ctx context.Context) string {
+	id, _ := ctx.Value(traceKey{}).(string)
+	return id
+}
+
 // Hot is a long-lived container speaking the line protocol: one JSON
 // event per line on its stdin, one result line on its stdout, one event in
 // flight at a time; its stderr while an event is in flight is that

@@ -3,9 +3,7 @@ package lambda
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/runner/engine"
 )
 
@@ -70,6 +69,7 @@ type session struct {
 // call is one invocation given to the session.
 type call struct {
 	id       string
+	trace    string
 	event    []byte
 	deadline time.Time
 	// onStart records the start, which the runtime's next calls just
@@ -128,7 +128,7 @@ func (s *session) Alive() bool {
 // never got ready fails the invocation that waited for it.
 func (s *session) Do(ctx context.Context, id string, event []byte, timeout time.Duration, onStart engine.OnStart) (engine.Result, error) {
 	res := engine.Result{ContainerID: s.c.ID(), ImageDigest: s.c.ImageDigest(), StartedAt: time.Now()}
-	c := &call{id: id, event: event, deadline: res.StartedAt.Add(timeout), onStart: onStart,
+	c := &call{id: id, trace: engine.TraceID(ctx), event: event, deadline: res.StartedAt.Add(timeout), onStart: onStart,
 		started: make(chan error, 1), done: make(chan answer, 1)}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -372,7 +372,7 @@ func (s *session) next(w http.ResponseWriter, r *http.Request) {
 	h.Set("Lambda-Runtime-Aws-Request-Id", c.id)
 	h.Set("Lambda-Runtime-Deadline-Ms", strconv.FormatInt(c.deadline.UnixMilli(), 10))
 	h.Set("Lambda-Runtime-Invoked-Function-Arn", s.arn)
-	h.Set("Lambda-Runtime-Trace-Id", traceID())
+	h.Set("Lambda-Runtime-Trace-Id", traceHeader(c.trace))
 	h.Set("Content-Length", strconv.Itoa(len(c.event)))
 	w.WriteHeader(http.StatusOK)
 	if _, err := w.Write(c.event); err != nil {
@@ -555,11 +555,13 @@ func methodNotAllowed(w http.ResponseWriter, allow string) {
 	writeError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "use "+allow)
 }
 
-// traceID is an X-Ray trace header for one invocation.
-func traceID() string {
-	var b [20]byte
-	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("Root=1-%08x-%s;Parent=%s;Sampled=0", time.Now().Unix(), hex.EncodeToString(b[:12]), hex.EncodeToString(b[12:]))
+// traceHeader is the Lambda-Runtime-Trace-Id of an invocation: its trace
+// id in X-Ray's form, or a fresh one when it has none.
+func traceHeader(id string) string {
+	if id == "" {
+		id = function.NewTraceID()
+	}
+	return function.XRayTraceHeader(id)
 }
 
 var _ engine.Hot = (*session)(nil)

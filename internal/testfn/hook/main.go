@@ -2,7 +2,8 @@
 // hook makes of a request from stdin and answers in the function URL
 // response form, echoing what it saw, so that a test can check both ways.
 // A body of "fail" makes it exit 1; "plain" makes it answer a bare string;
-// "binary" a base64-encoded body.
+// "binary" a base64-encoded body. X-Trace-Env answers the TRACE_ID it was
+// started with.
 package main
 
 import (
@@ -53,8 +54,9 @@ func main() {
 	seen, _ := json.Marshal(e)
 	json.NewEncoder(os.Stdout).Encode(map[string]any{
 		"statusCode": 201,
-		"headers":    map[string]string{"X-Echo-Method": e.RequestContext.HTTP.Method, "Content-Type": "application/json"},
-		"cookies":    []string{"seen=1; Path=/"},
-		"body":       string(seen),
+		"headers": map[string]string{"X-Echo-Method": e.RequestContext.HTTP.Method, "Content-Type": "application/json",
+			"X-Trace-Env": os.Getenv("TRACE_ID")},
+		"cookies": []string{"seen=1; Path=/"},
+		"body":    string(seen),
 	})
 }

@@ -1,0 +1,212 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/minilambda/minilambda/eventlog"
+	"github.com/minilambda/minilambda/function"
+	"github.com/minilambda/minilambda/projections"
+	"github.com/oklog/ulid/v2"
+)
+
+// Schedules fire async invocations of their functions through the durable
+// queue. Each firing's queued event names the schedule and the instant it
+// was due, and the schedule's view keeps the newest such instant, so that
+// after a restart the scheduler knows which firings it missed: it skips
+// them, or runs the latest of them once, as the schedule says. Never a
+// burst: a scheduler that fell behind fires the latest due instant only.
+
+// scheduleRetry is how soon a firing the server could not queue is tried
+// again.
+const scheduleRetry = time.Second
+
+// maxMissedScan bounds the due instants walked to find the latest missed
+// one (a schedule every second, down for a day, is 86,400).
+const maxMissedScan = 1 << 20
+
+// CreateSchedule adds a schedule to function ref.
+func (s *Service) CreateSchedule(ctx context.Context, ref string, spec function.ScheduleSpec) (projections.Schedule, error) {
+	spec, err := spec.Normalize()
+	if err != nil {
+		return projections.Schedule{}, err
+	}
+	f, err := s.views.Function(ref)
+	if err != nil {
+		return projections.Schedule{}, err
+	}
+	id := ulid.Make().String()
+	e, err := projections.NewScheduleCreated(f.ID, projections.ScheduleCreated{ID: id, ScheduleSpec: spec})
+	if err != nil {
+		return projections.Schedule{}, err
+	}
+	if _, err := s.log.AppendIf(ctx, func(r eventlog.ViewReader) error {
+		if err := projections.FunctionLive(r, f.ID); err != nil {
+			return err
+		}
+		if list, err := projections.SchedulesOf(r, f.ID); err != nil || len(list) >= function.MaxSchedulesPerFn {
+			return errors.Join(err, fmt.Errorf("%w: function %s has %d schedules, the most it may have", function.ErrInvalid, f.Name, function.MaxSchedulesPerFn))
+		}
+		return nil
+	}, e); err != nil {
+		return projections.Schedule{}, err
+	}
+	s.wakeScheduler()
+	return s.scheduleOf(f.ID, id)
+}
+
+// DeleteSchedule removes schedule id of function ref.
+func (s *Service) DeleteSchedule(ctx context.Context, ref, id string) error {
+	f, err := s.views.Function(ref)
+	if err != nil {
+		return err
+	}
+	e, err := projections.NewScheduleDeleted(f.ID, id)
+	if err != nil {
+		return err
+	}
+	_, err = s.log.AppendIf(ctx, func(r eventlog.ViewReader) error {
+		_, err := projections.ScheduleOf(r, f.ID, id)
+		return err
+	}, e)
+	s.wakeScheduler()
+	return err
+}
+
+func (s *Service) scheduleOf(fnID, id string) (sc projections.Schedule, err error) {
+	err = s.log.View(func(r eventlog.ViewReader) error {
+		sc, err = projections.ScheduleOf(r, fnID, id)
+		return err
+	})
+	return sc, err
+}
+
+// NextRun is when schedule sc fires next, as the scheduler sees it now.
+func (s *Service) NextRun(sc projections.Schedule) time.Time {
+	next, err := sc.Schedule()
+	if err != nil {
+		return time.Time{}
+	}
+	s.sched.mu.Lock()
+	cur, ok := s.sched.cursors[sc.ID]
+	s.sched.mu.Unlock()
+	if !ok {
+		cur = time.Now()
+	}
+	return next(cur)
+}
+
+// scheduler is the state of the loop that fires schedules.
+type scheduler struct {
+	wake chan struct{}
+	mu   sync.Mutex
+	// cursors holds, by schedule id, the instant after which the
+	// schedule's next firing falls due.
+	cursors map[string]time.Time
+}
+
+func (s *Service) wakeScheduler() {
+	select {
+	case s.sched.wake <- struct{}{}:
+	default:
+	}
+}
+
+// runSchedules fires schedules until ctx ends; started is when the server
+// started, before which due firings count as missed.
+func (s *Service) runSchedules(ctx context.Context, started time.Time) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		wait := s.fireDue(ctx, started)
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.sched.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// fireDue fires every schedule that is due and returns how long to wait
+// for the next.
+func (s *Service) fireDue(ctx context.Context, started time.Time) time.Duration {
+	list, err := s.views.Schedules("")
+	if err != nil {
+		s.logger.Error("cannot read the schedules", "err", err)
+		return scheduleRetry
+	}
+	now := time.Now()
+	wait := time.Minute
+	live := make(map[string]bool, len(list))
+	for _, sc := range list {
+		live[sc.ID] = true
+		next, err := sc.Schedule()
+		if err != nil {
+			continue
+		}
+		s.sched.mu.Lock()
+		cur, seen := s.sched.cursors[sc.ID]
+		s.sched.mu.Unlock()
+		if !seen {
+			cur = sc.CreatedAt
+			if sc.LastDue != nil {
+				cur = *sc.LastDue
+			}
+			// The firings that fell due while the server was down.
+			if missed, ok := latestDue(next, cur, started); ok {
+				if sc.Missed == function.MissedRunOnce && !s.fire(ctx, sc, missed) {
+					return scheduleRetry
+				}
+				cur = started
+			}
+		}
+		if due, ok := latestDue(next, cur, now); ok {
+			if !s.fire(ctx, sc, due) {
+				return scheduleRetry
+			}
+			cur = due
+		}
+		s.sched.mu.Lock()
+		s.sched.cursors[sc.ID] = cur
+		s.sched.mu.Unlock()
+		wait = min(wait, time.Until(next(cur)))
+	}
+	s.sched.mu.Lock()
+	for id := range s.sched.cursors {
+		if !live[id] {
+			delete(s.sched.cursors, id)
+		}
+	}
+	s.sched.mu.Unlock()
+	return max(wait, 0)
+}
+
+// latestDue is the latest instant after from and not after until at
+// which a schedule falls due, if any.
+func latestDue(next func(time.Time) time.Time, from, until time.Time) (time.Time, bool) {
+	var due time.Time
+	for d, n := next(from), 0; !d.IsZero() && !d.After(until) && n < maxMissedScan; d, n = next(d), n+1 {
+		due = d
+	}
+	return due, !due.IsZero()
+}
+
+// fire queues one invocation of sc, due at due; false means it could not
+// and should be tried again.
+func (s *Service) fire(ctx context.Context, sc projections.Schedule, due time.Time) bool {
+	_, err := s.Enqueue(ctx, sc.FunctionID, function.Request{Event: sc.Event, ScheduleID: sc.ID, ScheduledAt: &due})
+	switch {
+	case err == nil, errors.Is(err, projections.ErrNotFound), errors.Is(err, function.ErrConflict):
+		// Queued, or its schedule or function is gone, or a firing for
+		// this instant is queued already.
+		return true
+	default:
+		s.logger.Warn("cannot queue a scheduled invocation; trying again", "schedule_id", sc.ID, "due", due, "err", err)
+		return false
+	}
+}
