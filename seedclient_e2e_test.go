@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"net/http"
@@ -171,8 +172,24 @@ func TestSeedClientWorksUnchanged(t *testing.T) {
 	if hook.InvocationID == "" || hook.Status != "PENDING" {
 		t.Errorf("async webhook: %+v", hook)
 	}
+	// An open event stream does not hold up shutdown.
+	req, _ := http.NewRequest("GET", c.base+"/events?from=1", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	stream, err := http.DefaultClient.Do(req)
+	if err != nil || stream.StatusCode != 200 {
+		t.Fatalf("events: %v %v", stream, err)
+	}
+	defer stream.Body.Close()
+	first, _ := bufio.NewReader(stream.Body).ReadString('\n')
+	if first != "id: 1\n" {
+		t.Errorf("the stream began with %q", first)
+	}
+	begin := time.Now()
 	if err := s.stop(15); err != nil {
 		t.Fatal(err)
+	}
+	if d := time.Since(begin); d > 10*time.Second {
+		t.Errorf("shutdown with an open event stream took %v", d)
 	}
 	assertAudit(t, db)
 }

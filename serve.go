@@ -145,13 +145,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}()
 	defer func() { <-memoryReturned }()
 
+	api := lambdahttp.New(lambdahttp.Options{
+		Functions: svc, Invoker: svc, Images: svc, Status: svc, Views: svc.Views(), Versions: versions{svc, svc.Views()}, Schedules: versions{svc, svc.Views()}, Events: log, Budget: svc,
+		Logger: logger, Registry: m.Registry, MaxImageBytes: *maxImage, SpoolDir: spool,
+		Token: *token, OpenMetrics: *openMetrics,
+		AWSAccessKeyID: *awsKey, AWSSecretAccessKey: cmp.Or(*awsSecret, *token), Region: *region,
+	})
 	srv := &http.Server{
-		Handler: lambdahttp.New(lambdahttp.Options{
-			Functions: svc, Invoker: svc, Images: svc, Status: svc, Views: svc.Views(), Versions: versions{svc, svc.Views()}, Schedules: versions{svc, svc.Views()}, Budget: svc,
-			Logger: logger, Registry: m.Registry, MaxImageBytes: *maxImage, SpoolDir: spool,
-			Token: *token, OpenMetrics: *openMetrics,
-			AWSAccessKeyID: *awsKey, AWSSecretAccessKey: cmp.Or(*awsSecret, *token), Region: *region,
-		}),
+		Handler: api,
 		// Bodies are paced by the handler (at least 64 KiB/s), headers
 		// here; an idle connection closes after two minutes.
 		ReadHeaderTimeout: 10 * time.Second,
@@ -159,6 +160,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	// Event streams never end by themselves: shutdown ends them.
+	srv.RegisterOnShutdown(api.EndStreams)
 	head, hash := log.Head()
 	logger.Info("serving", "addr", ln.Addr().String(), "db", *db, "events", head, "head", hash.String(), "max_connections", *maxConns)
 	served := make(chan error, 1)

@@ -89,6 +89,8 @@ type Options struct {
 	Versions Versions
 	// Schedules, when set, serves functions' schedule triggers.
 	Schedules Schedules
+	// Events, when set, serves the log as a stream on /events.
+	Events Events
 	// AWSAccessKeyID and AWSSecretAccessKey are the key pair that Lambda
 	// API requests must be signed with (SigV4) when Token is set; Region
 	// goes into ARNs.
@@ -125,6 +127,9 @@ type Server struct {
 	router *httprouter.Router
 	log    *slog.Logger
 	opts   Options
+	// streamsEnd closes when the server shuts down, ending event streams.
+	streamsEnd chan struct{}
+	endOnce    sync.Once
 }
 
 // New returns the API handler.
@@ -148,7 +153,7 @@ func New(opts Options) *Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{log: logger.With("subsystem", "http"), opts: opts}
+	s := &Server{log: logger.With("subsystem", "http"), opts: opts, streamsEnd: make(chan struct{})}
 	r := httprouter.New()
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
@@ -179,6 +184,9 @@ func New(opts Options) *Server {
 		s.routeLambda(r)
 	}
 	s.routeHooks(r)
+	if opts.Events != nil {
+		r.GET("/events", s.events)
+	}
 	if opts.Schedules != nil {
 		s.routeSchedules(r)
 	}

@@ -1,0 +1,165 @@
+package http
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+	"github.com/minilambda/minilambda/eventlog"
+	"github.com/minilambda/minilambda/function"
+)
+
+// GET /events streams the event log as Server-Sent Events: each event as
+// dump prints it, its SSE id its seq, so that a client resumes exactly
+// where it left off (?from=, or the Last-Event-ID its reconnect sends). A
+// subscriber that reads slower than the log grows is cut off, not waited
+// for: it holds at most streamBuffer bytes of the server's memory, never
+// slows an append, and resumes from its last id.
+
+// Events is the log as a stream.
+type Events interface {
+	// Follow calls fn for each event matching f from seq from on, as they
+	// are committed, until ctx ends or fn fails.
+	Follow(ctx context.Context, from uint64, f eventlog.Filter, fn func(eventlog.Event) error) error
+	Head() (uint64, eventlog.Hash)
+}
+
+// Bounds of one subscriber.
+const (
+	streamBuffer    = 4 << 20 // bytes queued for it at most
+	streamKeepAlive = 15 * time.Second
+	streamWriteWait = 10 * time.Second // a write stalled longer ends the stream
+)
+
+// errSlowSubscriber ends a stream whose client does not keep up.
+var errSlowSubscriber = errors.New("the subscriber reads slower than events are appended")
+
+func (s *Server) events(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	q := r.URL.Query()
+	var from uint64
+	if v := q.Get("from"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n == 0 {
+			s.writeError(w, r, badRequest{"from must be a seq, 1 or more"})
+			return
+		}
+		from = n
+	}
+	// A reconnect's Last-Event-ID is the last event the client has.
+	if v := r.Header.Get("Last-Event-ID"); v != "" {
+		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			s.writeError(w, r, badRequest{"Last-Event-ID must be the seq of an event"})
+			return
+		}
+		from = n + 1
+	}
+	if from == 0 {
+		head, _ := s.opts.Events.Head()
+		from = head + 1 // new events only
+	}
+	filter := eventlog.Filter{Type: q.Get("type")}
+	if fn := q.Get("function"); fn != "" {
+		if function.CheckID(fn) != nil {
+			s.writeError(w, r, badRequest{"function must be a function's id or name"})
+			return
+		}
+		filter.FunctionID = fn
+		if f, err := s.opts.Views.Function(fn); err == nil {
+			filter.FunctionID = f.ID
+		}
+	}
+
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	if err := rc.Flush(); err != nil {
+		return
+	}
+
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	type frame struct {
+		b   []byte
+		err error
+	}
+	frames := make(chan frame, 64)
+	queued := make(chan int, 1) // bytes in frames, passed like a token
+	queued <- 0
+	go func() {
+		err := s.opts.Events.Follow(ctx, from, filter, func(e eventlog.Event) error {
+			data, err := json.Marshal(e)
+			if err != nil {
+				return err
+			}
+			b := fmt.Appendf(nil, "id: %d\ndata: %s\n\n", e.Seq, data)
+			n := <-queued
+			if n+len(b) > streamBuffer && n > 0 {
+				queued <- n
+				return errSlowSubscriber
+			}
+			queued <- n + len(b)
+			select {
+			case frames <- frame{b: b}:
+				return nil
+			default:
+				return errSlowSubscriber
+			}
+		})
+		select {
+		case frames <- frame{err: err}:
+		case <-ctx.Done():
+		}
+	}()
+
+	keepAlive := time.NewTicker(streamKeepAlive)
+	defer keepAlive.Stop()
+	write := func(b []byte) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteWait))
+		if _, err := w.Write(b); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	for {
+		select {
+		case f := <-frames:
+			if f.b == nil {
+				if errors.Is(f.err, errSlowSubscriber) {
+					s.log.Info("event stream cut off", "reason", f.err, "remote", r.RemoteAddr)
+					write([]byte(": " + f.err.Error() + "; reconnect with Last-Event-ID\n\n"))
+				}
+				return
+			}
+			n := <-queued
+			queued <- n - len(f.b)
+			if !write(f.b) {
+				return
+			}
+		case <-keepAlive.C:
+			if !write([]byte(": keep-alive\n\n")) {
+				return
+			}
+		case <-ctx.Done():
+			return
+		case <-s.streamsEnd:
+			return
+		}
+	}
+}
+
+// EndStreams ends every event stream, as the server shuts down: their
+// clients reconnect, with Last-Event-ID, to wherever the server comes
+// back.
+func (s *Server) EndStreams() {
+	s.endOnce.Do(func() { close(s.streamsEnd) })
+}

@@ -1,0 +1,212 @@
+package http
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minilambda/minilambda/eventlog"
+	"github.com/minilambda/minilambda/function"
+	"github.com/minilambda/minilambda/projections"
+)
+
+// streamServer serves /events of the log at path, with a token.
+func streamServer(t *testing.T, path string) (*eventlog.Log, *httptest.Server, *Server) {
+	t.Helper()
+	l, err := eventlog.Open(path, eventlog.Options{Projector: projections.Projector{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := New(Options{Events: l, Views: projections.NewViews(l), Token: "tok"})
+	srv := httptest.NewServer(api)
+	t.Cleanup(func() {
+		api.EndStreams()
+		srv.Close()
+		l.Close()
+	})
+	return l, srv, api
+}
+
+func register(t *testing.T, l *eventlog.Log, id, name string) {
+	t.Helper()
+	e, err := projections.NewFunctionRegistered(id, projections.FunctionRegistered{Spec: function.Spec{Name: name, Image: "img"}, CreatedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sse reads a stream: each event's id and decoded data, until n events or
+// the stream's end.
+type sseEvent struct {
+	id uint64
+	e  eventlog.Event
+}
+
+func readSSE(t *testing.T, r *bufio.Reader, n int) []sseEvent {
+	t.Helper()
+	var out []sseEvent
+	var cur sseEvent
+	for len(out) < n {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return out
+		}
+		line = strings.TrimRight(line, "\n")
+		switch {
+		case strings.HasPrefix(line, "id: "):
+			cur.id, _ = strconv.ParseUint(line[4:], 10, 64)
+		case strings.HasPrefix(line, "data: "):
+			if err := json.Unmarshal([]byte(line[6:]), &cur.e); err != nil {
+				t.Fatalf("data %q: %v", line, err)
+			}
+		case line == "" && cur.id != 0:
+			out = append(out, cur)
+			cur = sseEvent{}
+		}
+	}
+	return out
+}
+
+func subscribe(t *testing.T, url, lastID string) (*http.Response, *bufio.Reader) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Authorization", "Bearer tok")
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp, bufio.NewReader(resp.Body)
+}
+
+// TestEventStreamResumes reads the stream, stops the server and its log,
+// appends more on the reopened log, and reconnects with Last-Event-ID: the
+// events continue from the next seq, none missing and none twice. Filters
+// and the token apply.
+func TestEventStreamResumes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	l, srv, api := streamServer(t, path)
+	for i := range 3 {
+		register(t, l, fmt.Sprintf("F%d", i), fmt.Sprintf("fn%d", i))
+	}
+	if resp, err := http.Get(srv.URL + "/events"); err != nil || resp.StatusCode != 401 {
+		t.Fatalf("without the token: %v %v", resp, err)
+	}
+	resp, r := subscribe(t, srv.URL+"/events?from=1", "")
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != 200 || ct != "text/event-stream" {
+		t.Fatalf("%d %s", resp.StatusCode, ct)
+	}
+	got := readSSE(t, r, 2)
+	if len(got) != 2 || got[0].id != 1 || got[1].id != 2 || got[1].e.Seq != 2 || got[1].e.Type != projections.TypeFunctionRegistered || got[1].e.Hash.String() == "" {
+		t.Fatalf("first events: %+v", got)
+	}
+	// The server goes away with the client mid-stream.
+	api.EndStreams()
+	srv.Close()
+	l.Close()
+
+	l, srv, _ = streamServer(t, path)
+	register(t, l, "F3", "fn3")
+	_, r = subscribe(t, srv.URL+"/events", strconv.FormatUint(got[1].id, 10))
+	rest := readSSE(t, r, 2)
+	if len(rest) != 2 || rest[0].id != 3 || rest[1].id != 4 || rest[1].e.FunctionID != "F3" {
+		t.Fatalf("after the reconnect: %+v", rest)
+	}
+	// Live: appended after the subscription, new events only by default.
+	_, live := subscribe(t, srv.URL+"/events?type="+projections.TypeFunctionDeleted+"&function=fn3", "")
+	del, _ := projections.NewFunctionDeleted("F3")
+	register(t, l, "F4", "fn4")
+	if _, err := l.Append(context.Background(), del); err != nil {
+		t.Fatal(err)
+	}
+	if ev := readSSE(t, live, 1); len(ev) != 1 || ev[0].e.Type != projections.TypeFunctionDeleted || ev[0].e.FunctionID != "F3" {
+		t.Fatalf("live, filtered: %+v", ev)
+	}
+	for _, bad := range []string{"?from=x", "?from=0", "?function=a%20b"} {
+		req, _ := http.NewRequest("GET", srv.URL+"/events"+bad, nil)
+		req.Header.Set("Authorization", "Bearer tok")
+		if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 400 {
+			t.Errorf("%s: %v %v", bad, resp, err)
+		}
+	}
+}
+
+// TestSlowSubscriberIsCutOff subscribes and never reads while large
+// events are appended: every append completes at full speed, the server
+// cuts the subscriber off instead of holding the events for it, and the
+// subscriber resumes from the last id it got.
+func TestSlowSubscriberIsCutOff(t *testing.T) {
+	l, srv, _ := streamServer(t, filepath.Join(t.TempDir(), "events.db"))
+	register(t, l, "F1", "fn")
+	// A raw connection, which reads nothing until the appends are done.
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /events?from=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok\r\n\r\n")
+	time.Sleep(200 * time.Millisecond)
+
+	big := strings.Repeat("x", 256<<10)
+	begin := time.Now()
+	const n = 200 // 50 MiB of events, far past what a subscriber may hold
+	for i := range n {
+		e, err := projections.NewFunctionUpdated("F1", projections.FunctionUpdated{Version: i + 2, Spec: function.Spec{Name: "fn", Image: "img", Description: big[:200]}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Data = json.RawMessage(fmt.Sprintf(`{"v":1,"version":%d,"name":"fn","image":"img","description":%q}`, i+2, big))
+		if _, err := l.Append(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	took := time.Since(begin)
+	// Now read what the server sent: a part of it, then the end.
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(resp.Body)
+	var lastID uint64
+	count, told := 0, false
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			break // the end of the response: the server ended the stream
+		}
+		if id, ok := strings.CutPrefix(strings.TrimSpace(line), "id: "); ok {
+			lastID, _ = strconv.ParseUint(id, 10, 64)
+			count++
+		}
+		told = told || strings.Contains(line, "reads slower")
+	}
+	// Cut off by the bound on what it may hold (the stream says so) or,
+	// when the appends outlast a stalled write, by the write's deadline.
+	t.Logf("cut off with a word of why: %v", told)
+	if count == 0 || count >= n {
+		t.Errorf("the slow subscriber got %d of %d events before it was cut off", count, n+1)
+	}
+	t.Logf("%d appends of 256 KiB took %v with a stalled subscriber; it got %d events", n, took, count)
+	// It resumes where it stopped.
+	_, rr := subscribe(t, srv.URL+"/events", strconv.FormatUint(lastID, 10))
+	if ev := readSSE(t, rr, 1); len(ev) != 1 || ev[0].id != lastID+1 {
+		t.Errorf("resume after %d: %+v", lastID, ev)
+	}
+}
