@@ -23,6 +23,9 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	// Schedules name IANA zones; a server in a scratch image has no
+	// zoneinfo of its own.
+	_ "time/tzdata"
 
 	"github.com/minilambda/minilambda/eventlog"
 	"github.com/minilambda/minilambda/migrate"

@@ -63,6 +63,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	openMetrics := fs.Bool("metrics-open", env("METRICS_OPEN", "") == "true", "serve /metrics without the token")
 	callbackHosts := fs.String("callback-hosts", env("CALLBACK_HOSTS", ""), "comma-separated hosts (or host:port) completion callbacks may go to; empty allows none")
 	maxConns := fs.Int("max-connections", envInt("MAX_CONNECTIONS", 0), "client connections served at once; 0: half the process's open-file limit")
+	// The temporary directory holds lambda containers' sockets; a server
+	// in a container is told one in its state volume, which may not exist
+	// yet.
+	if dir := os.Getenv("TMPDIR"); dir != "" {
+		_ = os.MkdirAll(dir, 0o700)
+	}
 	lambdaInit := fs.String("lambda-init", env("LAMBDA_INIT", ""), "a static build of ./runner/lambda/lambdainit for lambda functions' containers; built beside the log with the Go toolchain when empty")
 	region := fs.String("region", env("REGION", lambda.DefaultRegion), "the AWS region lambda functions are told they run in, and the Lambda API's ARNs name")
 	awsKey := fs.String("aws-access-key-id", env("AWS_ACCESS_KEY_ID", "minilambda"), "the access key id Lambda API requests are signed with (checked when a token is set)")

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 	"github.com/minilambda/minilambda/eventlog"
 	"github.com/minilambda/minilambda/function"
+	"github.com/minilambda/minilambda/projections"
 )
 
 // GET /events streams the event log as Server-Sent Events: each event as
@@ -36,6 +38,33 @@ const (
 	streamKeepAlive = 15 * time.Second
 	streamWriteWait = 10 * time.Second // a write stalled longer ends the stream
 )
+
+// redactedEvent is an event whose data had a secret taken out: its hash
+// is the stored event's, which a client can no longer recompute.
+type redactedEvent struct {
+	eventlog.Event
+	Redacted []string `json:"redacted,omitempty"`
+}
+
+// redactEvent takes HTTP triggers' HMAC secrets, which the API never
+// shows, out of the events that set them.
+func redactEvent(e eventlog.Event) redactedEvent {
+	if e.Type != projections.TypeFunctionRegistered && e.Type != projections.TypeFunctionUpdated || !bytes.Contains(e.Data, []byte(`"hmac_secret"`)) {
+		return redactedEvent{Event: e}
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(e.Data, &m) != nil {
+		return redactedEvent{Event: e}
+	}
+	var t map[string]json.RawMessage
+	if json.Unmarshal(m["http_trigger"], &t) != nil || t["hmac_secret"] == nil {
+		return redactedEvent{Event: e}
+	}
+	delete(t, "hmac_secret")
+	m["http_trigger"], _ = json.Marshal(t)
+	e.Data, _ = json.Marshal(m)
+	return redactedEvent{Event: e, Redacted: []string{"data.http_trigger.hmac_secret"}}
+}
 
 // errSlowSubscriber ends a stream whose client does not keep up.
 var errSlowSubscriber = errors.New("the subscriber reads slower than events are appended")
@@ -97,7 +126,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 	queued <- 0
 	go func() {
 		err := s.opts.Events.Follow(ctx, from, filter, func(e eventlog.Event) error {
-			data, err := json.Marshal(e)
+			data, err := json.Marshal(redactEvent(e))
 			if err != nil {
 				return err
 			}

@@ -210,3 +210,29 @@ func TestSlowSubscriberIsCutOff(t *testing.T) {
 		t.Errorf("resume after %d: %+v", lastID, ev)
 	}
 }
+
+// TestEventStreamHidesTriggerSecrets streams the registration of a
+// function with an HMAC trigger: the event comes without the secret, and
+// says what was taken out.
+func TestEventStreamHidesTriggerSecrets(t *testing.T) {
+	l, srv, _ := streamServer(t, filepath.Join(t.TempDir(), "events.db"))
+	e, err := projections.NewFunctionRegistered("F1", projections.FunctionRegistered{Spec: function.Spec{Name: "fn", Image: "img",
+		HTTPTrigger: &function.HTTPTrigger{Auth: "hmac", HMACSecret: "a-very-secret-secret", HMACHeader: "X-Sig"}}, CreatedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+	_, r := subscribe(t, srv.URL+"/events?from=1", "")
+	var line string
+	for !strings.HasPrefix(line, "data: ") {
+		if line, err = r.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if strings.Contains(line, "a-very-secret-secret") || !strings.Contains(line, `"redacted":["data.http_trigger.hmac_secret"]`) ||
+		!strings.Contains(line, `"hmac_header":"X-Sig"`) {
+		t.Errorf("streamed: %s", line)
+	}
+}

@@ -95,9 +95,12 @@ func (h *Host) Init(ctx context.Context) (string, error) {
 	h.initOnce.Do(func() {
 		go func() {
 			defer close(h.initReady)
-			if h.opts.Init != "" {
+			switch {
+			case h.opts.Init != "" && h.opts.InitDir != "":
+				h.initPath, h.initErr = PlaceInit(h.opts.Init, h.opts.InitDir)
+			case h.opts.Init != "":
 				h.initPath, h.initErr = h.opts.Init, CheckInit(h.opts.Init)
-			} else {
+			default:
 				h.initPath, h.initErr = BuildInit(h.buildCtx, h.opts.InitDir)
 			}
 			if h.initErr != nil {

@@ -73,6 +73,48 @@ func BuildInit(ctx context.Context, dir string) (string, error) {
 	return path, CheckInit(path)
 }
 
+// PlaceInit copies the init given into dir, once per content, and returns
+// the copy's path. Containers bind-mount the init from the engine's host,
+// and dir is where the server keeps its state: a server that runs in a
+// container of its own shares that directory with the host (at the same
+// path), while the init it was given is in its own filesystem.
+func PlaceInit(given, dir string) (string, error) {
+	if err := CheckInit(given); err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(given)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrNoInit, err)
+	}
+	sum := sha256.Sum256(b)
+	path := filepath.Join(dir, "lambdainit-given-"+hex.EncodeToString(sum[:8]))
+	if err := CheckInit(path); err == nil {
+		return path, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrNoInit, err)
+	}
+	tmp, err := os.CreateTemp(dir, "lambdainit-copy-")
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrNoInit, err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(b)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o755)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrNoInit, err)
+	}
+	return path, CheckInit(path)
+}
+
 // CheckInit says whether path is an init the containers can run: an
 // executable, statically linked ELF file for this machine's architecture.
 func CheckInit(path string) error {
