@@ -22,8 +22,12 @@ func (f Filter) match(e *Event) bool {
 }
 
 // readChunk bounds the events read in one transaction, so a long read never
-// holds back the writer.
-const readChunk = 1024
+// holds back the writer; readChunkBytes bounds the bytes a chunk holds,
+// since an event can be megabytes.
+const (
+	readChunk      = 1024
+	readChunkBytes = 4 << 20
+)
 
 // Read calls fn for each event matching f from seq from (1 is the first) to
 // the last one committed when it is called, in order, until fn returns an
@@ -74,7 +78,8 @@ func (l *Log) readRange(ctx context.Context, from, to uint64, f Filter, fn func(
 				copy(prev[:], v[len(v)-HashSize:])
 			}
 			c := b.Cursor()
-			for k, v := c.Seek(seqKey(from)); k != nil && len(buf) < readChunk; k, v = c.Next() {
+			size := 0
+			for k, v := c.Seek(seqKey(from)); k != nil && len(buf) < readChunk && (size < readChunkBytes || len(buf) == 0); k, v = c.Next() {
 				seq := binary.BigEndian.Uint64(k)
 				if seq > to {
 					break
@@ -87,6 +92,7 @@ func (l *Log) readRange(ctx context.Context, from, to uint64, f Filter, fn func(
 				next = seq + 1
 				if f.match(&e) {
 					buf = append(buf, e)
+					size += len(v)
 				}
 			}
 			return nil

@@ -50,8 +50,12 @@ func (s ScheduleSpec) Normalize() (ScheduleSpec, error) {
 	if s.Timezone == "" {
 		s.Timezone = "UTC"
 	}
-	if _, err := s.Schedule(); err != nil {
+	next, err := s.Schedule()
+	if err != nil {
 		return s, err
+	}
+	if next(time.Now()).IsZero() {
+		return s, invalid("cron %.60q never fires", s.Cron)
 	}
 	switch s.Missed {
 	case "":

@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/textproto"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // HTTPTrigger lets plain HTTP requests to /hooks/{function} invoke a
@@ -23,6 +25,10 @@ type HTTPTrigger struct {
 	// X-Invocation-Type: Event asks for one request.
 	Async bool `json:"async,omitempty"`
 }
+
+// StripeTolerance is how far a Stripe-style signature's timestamp may be
+// from the server's clock.
+const StripeTolerance = 5 * time.Minute
 
 // Trigger auth kinds, and the default signature header (GitHub's).
 const (
@@ -81,7 +87,7 @@ func (t *HTTPTrigger) Redacted() *HTTPTrigger {
 // VerifyHMAC reports whether signature, the value of the trigger's
 // header, signs body with its secret: "sha256=<hex>" as GitHub sends it,
 // "<hex>", or "t=<timestamp>,v1=<hex>" over "<timestamp>.<body>" as Stripe
-// does.
+// does, within StripeTolerance of the timestamp.
 func (t *HTTPTrigger) VerifyHMAC(signature string, body []byte) bool {
 	sign := func(parts ...[]byte) []byte {
 		m := hmac.New(sha256.New, []byte(t.HMACSecret))
@@ -106,7 +112,10 @@ func (t *HTTPTrigger) VerifyHMAC(signature string, body []byte) bool {
 				sigs = append(sigs, v)
 			}
 		}
-		if ts == "" {
+		// As Stripe's libraries do: a signature older (or newer) than the
+		// tolerance is a replay.
+		sec, err := strconv.ParseInt(ts, 10, 64)
+		if err != nil || time.Since(time.Unix(sec, 0)).Abs() > StripeTolerance {
 			return false
 		}
 		want := sign([]byte(ts), []byte("."), body)

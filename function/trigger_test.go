@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/minilambda/minilambda/function"
 )
@@ -54,16 +56,19 @@ func TestVerifyHMAC(t *testing.T) {
 		m.Write([]byte(data))
 		return hex.EncodeToString(m.Sum(nil))
 	}
+	now := strconv.FormatInt(time.Now().Unix(), 10)
+	old := strconv.FormatInt(time.Now().Add(-10*time.Minute).Unix(), 10)
 	for sig, want := range map[string]bool{
-		"sha256=" + sum(string(body)):              true,
-		sum(string(body)):                          true,
-		"t=17,v1=" + sum("17."+string(body)):       true,
-		"t=17,v1=00,v1=" + sum("17."+string(body)): true,
-		"sha256=" + sum("other"):                   false,
-		"t=18,v1=" + sum("17."+string(body)):       false,
-		"v1=" + sum(string(body)):                  false,
-		"":                                         false,
-		"sha256=zz":                                false,
+		"sha256=" + sum(string(body)):                         true,
+		sum(string(body)):                                     true,
+		"t=" + now + ",v1=" + sum(now+"."+string(body)):       true,
+		"t=" + now + ",v1=00,v1=" + sum(now+"."+string(body)): true,
+		"t=" + old + ",v1=" + sum(old+"."+string(body)):       false,
+		"sha256=" + sum("other"):                              false,
+		"t=" + now + ",v1=" + sum("17."+string(body)):         false,
+		"v1=" + sum(string(body)):                             false,
+		"":                                                    false,
+		"sha256=zz":                                           false,
 	} {
 		if got := tr.VerifyHMAC(sig, body); got != want {
 			t.Errorf("%q: %v, want %v", sig, got, want)

@@ -9,20 +9,21 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
 	"github.com/minilambda/minilambda/eventlog"
 	"github.com/minilambda/minilambda/function"
-	"github.com/minilambda/minilambda/projections"
 )
 
 // GET /events streams the event log as Server-Sent Events: each event as
 // dump prints it, its SSE id its seq, so that a client resumes exactly
 // where it left off (?from=, or the Last-Event-ID its reconnect sends). A
-// subscriber that reads slower than the log grows is cut off, not waited
-// for: it holds at most streamBuffer bytes of the server's memory, never
-// slows an append, and resumes from its last id.
+// subscriber never slows an append (the log is read for it apart from the
+// writer) and holds at most streamBuffer bytes of the server's memory
+// beside one read chunk; one whose connection stalls is cut off, and
+// resumes from its last id.
 
 // Events is the log as a stream.
 type Events interface {
@@ -49,7 +50,9 @@ type redactedEvent struct {
 // redactEvent takes HTTP triggers' HMAC secrets, which the API never
 // shows, out of the events that set them.
 func redactEvent(e eventlog.Event) redactedEvent {
-	if e.Type != projections.TypeFunctionRegistered && e.Type != projections.TypeFunctionUpdated || !bytes.Contains(e.Data, []byte(`"hmac_secret"`)) {
+	// Any event that carries a function's settings: registered, updated,
+	// a version published.
+	if !bytes.Contains(e.Data, []byte(`"hmac_secret"`)) {
 		return redactedEvent{Event: e}
 	}
 	var m map[string]json.RawMessage
@@ -65,9 +68,6 @@ func redactEvent(e eventlog.Event) redactedEvent {
 	e.Data, _ = json.Marshal(m)
 	return redactedEvent{Event: e, Redacted: []string{"data.http_trigger.hmac_secret"}}
 }
-
-// errSlowSubscriber ends a stream whose client does not keep up.
-var errSlowSubscriber = errors.New("the subscriber reads slower than events are appended")
 
 func (s *Server) events(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	q := r.URL.Query()
@@ -111,6 +111,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
+	// An id of its own before any event: a client cut off before the first
+	// one reconnects with it and misses nothing appended meanwhile.
+	if from > 1 {
+		fmt.Fprintf(w, "id: %d\n\n", from-1)
+	}
 	if err := rc.Flush(); err != nil {
 		return
 	}
@@ -121,9 +126,14 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		b   []byte
 		err error
 	}
+	// The log is read for this subscriber by a goroutine of its own, which
+	// waits (never holding the log) while streamBuffer bytes wait for the
+	// client: a client that keeps reading catches up at its own pace, one
+	// that stalls is cut off by the write deadline below.
 	frames := make(chan frame, 64)
-	queued := make(chan int, 1) // bytes in frames, passed like a token
-	queued <- 0
+	var mu sync.Mutex
+	queued := 0
+	drained := make(chan struct{}, 1)
 	go func() {
 		err := s.opts.Events.Follow(ctx, from, filter, func(e eventlog.Event) error {
 			data, err := json.Marshal(redactEvent(e))
@@ -131,17 +141,25 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 				return err
 			}
 			b := fmt.Appendf(nil, "id: %d\ndata: %s\n\n", e.Seq, data)
-			n := <-queued
-			if n+len(b) > streamBuffer && n > 0 {
-				queued <- n
-				return errSlowSubscriber
+			for {
+				mu.Lock()
+				if queued == 0 || queued+len(b) <= streamBuffer {
+					queued += len(b)
+					mu.Unlock()
+					break
+				}
+				mu.Unlock()
+				select {
+				case <-drained:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
 			}
-			queued <- n + len(b)
 			select {
 			case frames <- frame{b: b}:
 				return nil
-			default:
-				return errSlowSubscriber
+			case <-ctx.Done():
+				return ctx.Err()
 			}
 		})
 		select {
@@ -163,15 +181,21 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		select {
 		case f := <-frames:
 			if f.b == nil {
-				if errors.Is(f.err, errSlowSubscriber) {
-					s.log.Info("event stream cut off", "reason", f.err, "remote", r.RemoteAddr)
-					write([]byte(": " + f.err.Error() + "; reconnect with Last-Event-ID\n\n"))
+				if f.err != nil && !errors.Is(f.err, context.Canceled) {
+					s.log.Warn("event stream ended", "err", f.err, "remote", r.RemoteAddr)
+					write([]byte(": the stream ended: " + f.err.Error() + "; reconnect with Last-Event-ID\n\n"))
 				}
 				return
 			}
-			n := <-queued
-			queued <- n - len(f.b)
+			mu.Lock()
+			queued -= len(f.b)
+			mu.Unlock()
+			select {
+			case drained <- struct{}{}:
+			default:
+			}
 			if !write(f.b) {
+				s.log.Info("event stream cut off: its client stopped reading", "remote", r.RemoteAddr)
 				return
 			}
 		case <-keepAlive.C:

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -85,6 +86,17 @@ func checkSigV4Header(r *http.Request, accessKey string, now time.Time) (sigv4He
 	}
 	if h.date != at.Format("20060102") {
 		return h, at, fmt.Errorf("%w: the Credential's date is not X-Amz-Date's", errSignature)
+	}
+	if h.service != "lambda" {
+		return h, at, fmt.Errorf("%w: the Credential's service is %.20q, not lambda", errSignature, h.service)
+	}
+	// Headers that change what a request does must be signed, or a
+	// replay could add them (X-Amz-Log-Type: Tail, say).
+	for name := range r.Header {
+		lower := strings.ToLower(name)
+		if strings.HasPrefix(lower, "x-amz-") && lower != "x-amz-content-sha256" && !slices.Contains(h.signedHeaders, lower) {
+			return h, at, fmt.Errorf("%w: header %s is not among the signed headers", errSignature, name)
+		}
 	}
 	return h, at, nil
 }

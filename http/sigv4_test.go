@@ -61,6 +61,11 @@ func TestVerifySigV4(t *testing.T) {
 		t.Errorf("a signed header changed: %v", err)
 	}
 	r = signed(t, "minilambda", "s3cret", body, now)
+	r.Header.Set("X-Amz-Log-Type", "Tail")
+	if err := verifySigV4(r, []byte(body), "minilambda", "s3cret", now); !errors.Is(err, errSignature) {
+		t.Errorf("an unsigned X-Amz- header added: %v", err)
+	}
+	r = signed(t, "minilambda", "s3cret", body, now)
 	r.Header.Set("User-Agent", "another")
 	if err := verifySigV4(r, []byte(body), "minilambda", "s3cret", now); err != nil {
 		t.Errorf("an unsigned header changed: %v", err)

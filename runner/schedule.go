@@ -24,10 +24,6 @@ import (
 // again.
 const scheduleRetry = time.Second
 
-// maxMissedScan bounds the due instants walked to find the latest missed
-// one (a schedule every second, down for a day, is 86,400).
-const maxMissedScan = 1 << 20
-
 // CreateSchedule adds a schedule to function ref.
 func (s *Service) CreateSchedule(ctx context.Context, ref string, spec function.ScheduleSpec) (projections.Schedule, error) {
 	spec, err := spec.Normalize()
@@ -160,21 +156,29 @@ func (s *Service) fireDue(ctx context.Context, started time.Time) time.Duration 
 			// The firings that fell due while the server was down.
 			if missed, ok := latestDue(next, cur, started); ok {
 				if sc.Missed == function.MissedRunOnce && !s.fire(ctx, sc, missed) {
-					return scheduleRetry
+					// Tried again next round; the other schedules go on.
+					wait = min(wait, scheduleRetry)
+					continue
 				}
 				cur = started
 			}
 		}
 		if due, ok := latestDue(next, cur, now); ok {
 			if !s.fire(ctx, sc, due) {
-				return scheduleRetry
+				wait = min(wait, scheduleRetry)
+				s.sched.mu.Lock()
+				s.sched.cursors[sc.ID] = cur
+				s.sched.mu.Unlock()
+				continue
 			}
 			cur = due
 		}
 		s.sched.mu.Lock()
 		s.sched.cursors[sc.ID] = cur
 		s.sched.mu.Unlock()
-		wait = min(wait, time.Until(next(cur)))
+		if n := next(cur); !n.IsZero() {
+			wait = min(wait, time.Until(n))
+		}
 	}
 	s.sched.mu.Lock()
 	for id := range s.sched.cursors {
@@ -187,13 +191,24 @@ func (s *Service) fireDue(ctx context.Context, started time.Time) time.Duration 
 }
 
 // latestDue is the latest instant after from and not after until at
-// which a schedule falls due, if any.
+// which a schedule falls due, if any. next never goes back in time, so
+// the instant is found by bisection, whatever the number of instants in
+// between (a schedule every second, down for a month).
 func latestDue(next func(time.Time) time.Time, from, until time.Time) (time.Time, bool) {
-	var due time.Time
-	for d, n := next(from), 0; !d.IsZero() && !d.After(until) && n < maxMissedScan; d, n = next(d), n+1 {
-		due = d
+	if d := next(from); d.IsZero() || d.After(until) {
+		return time.Time{}, false
 	}
-	return due, !due.IsZero()
+	// next(lo) is due by until; next(hi) is not.
+	lo, hi := from, until
+	for hi.Sub(lo) > time.Nanosecond {
+		mid := lo.Add(hi.Sub(lo) / 2)
+		if d := next(mid); !d.IsZero() && !d.After(until) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return next(lo), true
 }
 
 // fire queues one invocation of sc, due at due; false means it could not
@@ -204,6 +219,11 @@ func (s *Service) fire(ctx context.Context, sc projections.Schedule, due time.Ti
 	case err == nil, errors.Is(err, projections.ErrNotFound), errors.Is(err, function.ErrConflict):
 		// Queued, or its schedule or function is gone, or a firing for
 		// this instant is queued already.
+		return true
+	case errors.Is(err, function.ErrInvalid):
+		// It cannot be queued as it is (its function's callback is no
+		// longer allowed, say): the instant passes, as a missed one would.
+		s.logger.Error("a scheduled invocation cannot be queued; its instant is skipped", "schedule_id", sc.ID, "due", due, "err", err)
 		return true
 	default:
 		s.logger.Warn("cannot queue a scheduled invocation; trying again", "schedule_id", sc.ID, "due", due, "err", err)
