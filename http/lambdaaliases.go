@@ -1,0 +1,145 @@
+package http
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/julienschmidt/httprouter"
+	"github.com/minilambda/minilambda/function"
+	"github.com/minilambda/minilambda/projections"
+)
+
+// The Lambda API's alias operations.
+
+type lambdaAliasBody struct {
+	Name            string         `json:"Name"`
+	FunctionVersion string         `json:"FunctionVersion"`
+	Description     *string        `json:"Description"`
+	RoutingConfig   *lambdaRouting `json:"RoutingConfig"`
+	RevisionID      string         `json:"RevisionId"`
+}
+
+func (s *Server) aliasOut(fnName string, a projections.Alias) lambdaAlias {
+	out := lambdaAlias{
+		AliasArn: s.arn(fnName, a.Name), Name: a.Name, FunctionVersion: a.FunctionVersion,
+		Description: a.Description, RevisionID: fmt.Sprintf("%s-%d", strings.ToLower(a.Name), a.Revision),
+	}
+	if len(a.Weights) > 0 {
+		out.RoutingConfig = &lambdaRouting{AdditionalVersionWeights: a.Weights}
+	}
+	return out
+}
+
+func (s *Server) lambdaPutAlias(w http.ResponseWriter, r *http.Request, p httprouter.Params, create bool) {
+	var b lambdaAliasBody
+	f, ok := s.lambdaFunction(w, r, p)
+	if !ok {
+		return
+	}
+	if err := s.lambdaDecode(w, r, &b); err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	name := b.Name
+	var spec function.AliasSpec
+	if !create {
+		name = p.ByName("alias")
+		cur, err := s.opts.Versions.Alias(f.ID, name)
+		if err != nil {
+			s.writeLambdaError(w, r, s.aliasNotFound(f.Name, name))
+			return
+		}
+		if b.RevisionID != "" && b.RevisionID != s.aliasOut(f.Name, cur).RevisionID {
+			s.writeLambdaError(w, r, lambdaError{http.StatusPreconditionFailed, "PreconditionFailedException", "the RevisionId does not match the alias's"})
+			return
+		}
+		// UpdateAlias changes what it names and keeps the rest.
+		spec = cur.AliasSpec
+	}
+	if b.FunctionVersion != "" {
+		spec.FunctionVersion = b.FunctionVersion
+	}
+	if b.Description != nil {
+		spec.Description = *b.Description
+	}
+	if b.RoutingConfig != nil {
+		spec.Weights = b.RoutingConfig.AdditionalVersionWeights
+	}
+	if spec.FunctionVersion == "" {
+		s.writeLambdaError(w, r, lambdaInvalid("FunctionVersion is required"))
+		return
+	}
+	a, err := s.opts.Versions.PutAlias(r.Context(), f.ID, name, spec, create)
+	if err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if create {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, s.aliasOut(f.Name, a))
+}
+
+func (s *Server) lambdaCreateAlias(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	s.lambdaPutAlias(w, r, p, true)
+}
+
+func (s *Server) lambdaUpdateAlias(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	s.lambdaPutAlias(w, r, p, false)
+}
+
+func (s *Server) lambdaGetAlias(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	f, ok := s.lambdaFunction(w, r, p)
+	if !ok {
+		return
+	}
+	a, err := s.opts.Versions.Alias(f.ID, p.ByName("alias"))
+	if err != nil {
+		s.writeLambdaError(w, r, s.aliasNotFound(f.Name, p.ByName("alias")))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.aliasOut(f.Name, a))
+}
+
+func (s *Server) lambdaListAliases(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	f, ok := s.lambdaFunction(w, r, p)
+	if !ok {
+		return
+	}
+	as, err := s.opts.Versions.Aliases(f.ID)
+	if err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	if v := r.URL.Query().Get("FunctionVersion"); v != "" {
+		as = slices.DeleteFunc(as, func(a projections.Alias) bool { return a.FunctionVersion != v })
+	}
+	page, next, err := lambdaPage(r, as, func(a projections.Alias) string { return a.Name })
+	if err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	out := struct {
+		Aliases    []lambdaAlias `json:"Aliases"`
+		NextMarker string        `json:"NextMarker,omitempty"`
+	}{Aliases: []lambdaAlias{}, NextMarker: next}
+	for _, a := range page {
+		out.Aliases = append(out.Aliases, s.aliasOut(f.Name, a))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) lambdaDeleteAlias(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	ref, _, err := lambdaName(r, p)
+	if err == nil {
+		if err = s.opts.Versions.DeleteAlias(r.Context(), ref, p.ByName("alias")); err == nil {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		err = s.notFound(ref, err)
+	}
+	s.writeLambdaError(w, r, err)
+}
