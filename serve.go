@@ -152,7 +152,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	defer func() { <-memoryReturned }()
 
 	api := lambdahttp.New(lambdahttp.Options{
-		Functions: svc, Invoker: svc, Images: svc, Status: svc, Views: svc.Views(), Versions: versions{svc, svc.Views()}, Schedules: versions{svc, svc.Views()}, Events: log, Budget: svc,
+		Functions: svc, Invoker: svc, Images: svc, Status: svc, Views: svc.Views(), Versions: versions{svc, svc.Views()}, Schedules: versions{svc, svc.Views()}, Events: log, Audit: log, Budget: svc,
 		Logger: logger, Registry: m.Registry, MaxImageBytes: *maxImage, SpoolDir: spool,
 		Token: *token, OpenMetrics: *openMetrics,
 		AWSAccessKeyID: *awsKey, AWSSecretAccessKey: cmp.Or(*awsSecret, *token), Region: *region,

@@ -15,6 +15,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 	"github.com/minilambda/minilambda/eventlog"
 	"github.com/minilambda/minilambda/function"
+	"github.com/minilambda/minilambda/projections"
 )
 
 // GET /events streams the event log as Server-Sent Events: each event as
@@ -30,6 +31,8 @@ type Events interface {
 	// Follow calls fn for each event matching f from seq from on, as they
 	// are committed, until ctx ends or fn fails.
 	Follow(ctx context.Context, from uint64, f eventlog.Filter, fn func(eventlog.Event) error) error
+	// Read calls fn for each event matching f from seq from to the head.
+	Read(ctx context.Context, from uint64, f eventlog.Filter, fn func(eventlog.Event) error) error
 	Head() (uint64, eventlog.Hash)
 }
 
@@ -215,4 +218,53 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 // back.
 func (s *Server) EndStreams() {
 	s.endOnce.Do(func() { close(s.streamsEnd) })
+}
+
+// invocationTimeline is the answer of GET /invocations/{id}/events.
+type invocationTimeline struct {
+	InvocationID string           `json:"invocation_id"`
+	Events       []eventlog.Event `json:"events"`
+}
+
+// errTimelineRead stops a timeline's read at its last event.
+var errTimelineRead = errors.New("the timeline is read")
+
+// invocationEvents answers with an invocation's events, as dump prints
+// them: queued, each attempt's start and its end or retry, the callback's
+// delivery. They are read from the log between its queued event and the
+// one that ended it, which the views point at, so an old invocation costs
+// no more to read than a new one.
+func (s *Server) invocationEvents(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	id, ok := s.ref(w, r, p)
+	if !ok {
+		return
+	}
+	first, last, err := s.opts.Views.InvocationSpan(id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := invocationTimeline{InvocationID: id, Events: []eventlog.Event{}}
+	callback := false
+	err = s.opts.Events.Read(r.Context(), first, eventlog.Filter{InvocationID: id}, func(e eventlog.Event) error {
+		out.Events = append(out.Events, e)
+		if e.Type == projections.TypeInvocationQueued {
+			var q struct {
+				CallbackURL string `json:"callback_url"`
+			}
+			_ = json.Unmarshal(e.Data, &q)
+			callback = q.CallbackURL != ""
+		}
+		// A callback's delivery is the last event an invocation has; without
+		// a callback, the end is.
+		if last != 0 && e.Seq >= last && (!callback || e.Type == projections.TypeInvocationCallback) {
+			return errTimelineRead
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errTimelineRead) {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
 }

@@ -3,6 +3,7 @@ package http_test
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -269,6 +270,11 @@ func (f *fake) Invocation(id string) (projections.Invocation, error) {
 		}
 	}
 	return projections.Invocation{}, fmt.Errorf("invocation %q: %w", id, projections.ErrNotFound)
+}
+
+// InvocationSpan is not the fake's: it keeps no log.
+func (f *fake) InvocationSpan(id string) (uint64, uint64, error) {
+	return 0, 0, errors.New("the fake keeps no event log")
 }
 
 // Invocations lists newest first, without paging; a cursor must be an

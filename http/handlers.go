@@ -302,6 +302,21 @@ func (s *Server) listInvocations(w http.ResponseWriter, r *http.Request, _ httpr
 		}
 		query.Limit = n
 	}
+	for _, b := range []struct {
+		name string
+		to   *time.Time
+	}{{"before", &query.Before}, {"after", &query.After}} {
+		v := q.Get(b.name)
+		if v == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			s.writeError(w, r, badRequest{fmt.Sprintf("%s must be a time in RFC 3339 form (2026-11-27T20:00:00Z), not %.40q", b.name, v)})
+			return
+		}
+		*b.to = t
+	}
 	page, next, err := s.opts.Views.Invocations(query)
 	if err != nil {
 		s.writeError(w, r, err)

@@ -73,6 +73,9 @@ type Views interface {
 	Functions() ([]projections.Function, error)
 	Invocation(id string) (projections.Invocation, error)
 	Invocations(q projections.InvocationQuery) ([]projections.Invocation, string, error)
+	// InvocationSpan is where an invocation's events lie in the log: from
+	// first on, ending at last once it has ended (0 until then).
+	InvocationSpan(id string) (first, last uint64, err error)
 }
 
 var _ Views = (*projections.Views)(nil)
@@ -89,8 +92,12 @@ type Options struct {
 	Versions Versions
 	// Schedules, when set, serves functions' schedule triggers.
 	Schedules Schedules
-	// Events, when set, serves the log as a stream on /events.
+	// Events, when set, serves the log as a stream on /events, and each
+	// invocation's timeline.
 	Events Events
+	// Audit, when set, serves the log's head and a verification of its
+	// hash chain on /audit.
+	Audit Audit
 	// AWSAccessKeyID and AWSSecretAccessKey are the key pair that Lambda
 	// API requests must be signed with (SigV4) when Token is set; Region
 	// goes into ARNs.
@@ -130,6 +137,9 @@ type Server struct {
 	// streamsEnd closes when the server shuts down, ending event streams.
 	streamsEnd chan struct{}
 	endOnce    sync.Once
+	// verifying lets one audit verification run at a time: each reads the
+	// whole log.
+	verifying sync.Mutex
 }
 
 // New returns the API handler.
@@ -186,7 +196,13 @@ func New(opts Options) *Server {
 	s.routeHooks(r)
 	if opts.Events != nil {
 		r.GET("/events", s.events)
+		r.GET("/invocations/:id/events", s.invocationEvents)
 	}
+	if opts.Audit != nil {
+		r.GET("/audit", s.auditHead)
+		r.POST("/audit/verify", s.auditVerify)
+	}
+	s.routeConsole(r)
 	if opts.Schedules != nil {
 		s.routeSchedules(r)
 	}
@@ -241,6 +257,11 @@ func (s *Server) authorized(r *http.Request) bool {
 	}
 	// Each HTTP trigger says who may call it; the hook checks.
 	if strings.HasPrefix(r.URL.Path, "/hooks/") {
+		return true
+	}
+	// The console's files hold no data; the console asks for the token
+	// and sends it with its own requests.
+	if r.Method == http.MethodGet && (r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, consolePrefix)) {
 		return true
 	}
 	switch r.URL.Path {

@@ -416,3 +416,54 @@ func TestFunctionCacheFollowsTheView(t *testing.T) {
 		t.Fatalf("name now F2's: %+v %v", f, err)
 	}
 }
+
+// TestInvocationTimeBounds lists the invocations created in a time range,
+// paged, alone and with a function's index.
+func TestInvocationTimeBounds(t *testing.T) {
+	l := openLog(t, "")
+	v := projections.NewViews(l)
+	base := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	var ids []string
+	for i := range 10 {
+		id := ulid.MustNew(ulid.Timestamp(base.Add(time.Duration(i)*time.Second)), ulid.DefaultEntropy()).String()
+		appendAll(t, l, mustEvent(t, projections.TypeInvocationQueued, fmt.Sprintf("F%d", i%2), id, projections.InvocationQueued{V: 1, FunctionName: "hello", FunctionVersion: 1}))
+		ids = append(ids, id)
+	}
+	list := func(q projections.InvocationQuery) []string {
+		var out []string
+		for {
+			page, next, err := v.Invocations(q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, inv := range page {
+				out = append(out, inv.InvocationID)
+			}
+			if next == "" {
+				return out
+			}
+			q.Cursor = next
+		}
+	}
+	at := func(s int) time.Time { return base.Add(time.Duration(s) * time.Second) }
+	for _, tc := range []struct {
+		q    projections.InvocationQuery
+		want []int
+	}{
+		{projections.InvocationQuery{After: at(3), Before: at(7), Limit: 2}, []int{6, 5, 4, 3}},
+		{projections.InvocationQuery{After: at(3), Before: at(7), Limit: 1, FunctionID: "F0"}, []int{6, 4}},
+		{projections.InvocationQuery{Before: at(2)}, []int{1, 0}},
+		{projections.InvocationQuery{After: at(8).Add(-time.Millisecond)}, []int{9, 8}},
+		{projections.InvocationQuery{Before: time.Unix(-5, 0)}, nil},
+		{projections.InvocationQuery{After: at(3600)}, nil},
+		{projections.InvocationQuery{Before: time.Date(20000, 1, 1, 0, 0, 0, 0, time.UTC), Limit: 3}, []int{9, 8, 7, 6, 5, 4, 3, 2, 1, 0}},
+	} {
+		var want []string
+		for _, i := range tc.want {
+			want = append(want, ids[i])
+		}
+		if got := list(tc.q); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%+v:\n got %v\nwant %v", tc.q, got, want)
+		}
+	}
+}

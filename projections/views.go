@@ -13,6 +13,7 @@ import (
 
 	"github.com/minilambda/minilambda/eventlog"
 	"github.com/minilambda/minilambda/function"
+	"github.com/oklog/ulid/v2"
 )
 
 // Function is the read model of a registered function.
@@ -239,6 +240,28 @@ func (s *Views) Invocation(id string) (inv Invocation, err error) {
 	return inv, err
 }
 
+// InvocationSpan says where an invocation's events lie in the log: from
+// first, its queued event, on. last is the event that ended it once it has
+// (only a callback delivery may follow it), 0 while more may come.
+func (s *Views) InvocationSpan(id string) (first, last uint64, err error) {
+	err = s.v.View(func(r eventlog.ViewReader) error {
+		v := r.Get(viewInvocations, recordKey(id))
+		if v == nil {
+			return fmt.Errorf("invocation %q: %w", id, ErrNotFound)
+		}
+		var rec storedInvocation
+		if err := rec.unmarshal(id, v); err != nil {
+			return err
+		}
+		first = rec.QueuedSeq
+		if rec.Status == StatusCompleted || rec.Status == StatusFailed {
+			last = rec.EndSeq
+		}
+		return nil
+	})
+	return first, last, err
+}
+
 // Queued returns what an invocation was queued with: the event, the
 // timeout and the callback, for running it again after a restart. The
 // event is read from the log once, not copied again.
@@ -342,6 +365,11 @@ type InvocationQuery struct {
 	Status     string // one of the four statuses; empty for all
 	Limit      int    // 1..MaxLimit; DefaultLimit when 0
 	Cursor     string // from a previous page's next cursor
+	// Before and After bound when an invocation was created: before
+	// Before, at or after After, to the millisecond; zero for no bound.
+	// Invocation ids are ULIDs, ordered by that time, so a bound is a
+	// place in each index: a page costs the same wherever it starts.
+	Before, After time.Time
 }
 
 // Paging bounds of InvocationQuery.Limit.
@@ -371,8 +399,17 @@ func (s *Views) Invocations(q InvocationQuery) (page []Invocation, next string, 
 		prefix = statusKey(q.Status, "")
 	}
 	var start []byte
-	if q.Cursor != "" {
+	switch {
+	case q.Cursor != "":
 		start = append(append([]byte(nil), prefix...), q.Cursor...)
+	case !q.Before.IsZero():
+		// The smallest id of Before's millisecond, which no invocation has:
+		// the scan starts at the last one created before it.
+		start = append(append([]byte(nil), prefix...), timeKey(q.Before)...)
+	}
+	var stop string
+	if !q.After.IsZero() {
+		stop = timeKey(q.After)
 	}
 	page = []Invocation{}
 	err = s.v.View(func(r eventlog.ViewReader) error {
@@ -381,6 +418,9 @@ func (s *Views) Invocations(q InvocationQuery) (page []Invocation, next string, 
 			id := k[len(prefix):]
 			if string(id) == q.Cursor {
 				return true
+			}
+			if stop != "" && string(id) < stop {
+				return false
 			}
 			if len(page) == q.Limit {
 				next = page[len(page)-1].InvocationID
@@ -401,6 +441,18 @@ func (s *Views) Invocations(q InvocationQuery) (page []Invocation, next string, 
 		return errors.Join(err, derr)
 	})
 	return page, next, err
+}
+
+// timeKey is the smallest invocation id of t's millisecond.
+func timeKey(t time.Time) string {
+	var id ulid.ULID
+	if t.Before(time.UnixMilli(0)) {
+		return id.String()
+	}
+	if err := id.SetTime(ulid.Timestamp(t)); err != nil {
+		id = ulid.MustParse("7ZZZZZZZZZZZZZZZZZZZZZZZZZ") // past the last time a ULID holds
+	}
+	return id.String()
 }
 
 // validCursor accepts invocation ids: ULIDs, 26 characters of Crockford's

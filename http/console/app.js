@@ -1,0 +1,117 @@
+// The console's shell: the token dialog, the navigation and the router.
+// Each view is a function (params, ctx) that returns the view's element;
+// ctx.signal ends when the user leaves the view, which stops its streams
+// and timers.
+
+import { get, token, onUnauthorized, errorText } from './api.js';
+import { h, replace } from './dom.js';
+import { functionsView, editFunctionView } from './functions.js';
+import { invokeView } from './invoke.js';
+import { invocationsView, invocationView } from './invocations.js';
+import { liveView } from './live.js';
+import { chartsView } from './charts.js';
+import { auditView } from './audit.js';
+
+const routes = [
+  [/^\/functions$/, functionsView, 'functions'],
+  [/^\/functions\/([^/]+)\/edit$/, editFunctionView, 'functions'],
+  [/^\/invoke(?:\/([^/]+))?$/, invokeView, 'invoke'],
+  [/^\/invocations$/, invocationsView, 'invocations'],
+  [/^\/invocations\/([^/]+)$/, invocationView, 'invocations'],
+  [/^\/live$/, liveView, 'live'],
+  [/^\/charts$/, chartsView, 'charts'],
+  [/^\/audit$/, auditView, 'audit'],
+];
+
+const view = document.getElementById('view');
+let leave = null;
+
+// route shows the view the location's hash names: #/path?query.
+async function route() {
+  if (leave) leave.abort();
+  leave = new AbortController();
+  const ctx = { signal: leave.signal };
+  const hash = location.hash.replace(/^#/, '') || '/functions';
+  const [path, query] = hash.split('?');
+  ctx.query = new URLSearchParams(query || '');
+  for (const [re, fn, tab] of routes) {
+    const m = path.match(re);
+    if (!m) continue;
+    for (const a of document.querySelectorAll('#nav a')) {
+      a.classList.toggle('active', a.getAttribute('href') === `#/${tab}`);
+    }
+    const params = m.slice(1).map((p) => (p === undefined ? undefined : decodeURIComponent(p)));
+    replace(view, h('p', { class: 'loading' }, 'Loading…'));
+    try {
+      const el = await fn(params, ctx);
+      if (!ctx.signal.aborted) replace(view, el);
+    } catch (err) {
+      if (ctx.signal.aborted || err.name === 'AbortError') return;
+      replace(view, h('div', { class: 'panel' }, h('h1', null, 'Something went wrong'), h('p', { class: 'error', role: 'alert' }, errorText(err))));
+    }
+    return;
+  }
+  replace(view, h('div', { class: 'panel' }, h('h1', null, 'Not found'), h('p', null, 'No view at ', h('code', null, hash), '.')));
+}
+
+// Token: asked for once, when the server first says 401, and kept in this
+// tab's sessionStorage.
+const dialog = document.getElementById('token-dialog');
+const tokenInput = document.getElementById('token-input');
+const tokenError = document.getElementById('token-error');
+const forget = document.getElementById('forget-token');
+let asking = false;
+
+function askToken(message) {
+  if (asking) return;
+  asking = true;
+  tokenError.textContent = message || '';
+  tokenError.hidden = !message;
+  tokenInput.value = '';
+  dialog.showModal();
+}
+
+onUnauthorized(() => {
+  const had = token.get() !== '';
+  token.clear();
+  forget.hidden = true;
+  askToken(had ? 'The server refused that token.' : '');
+});
+
+dialog.addEventListener('cancel', (e) => e.preventDefault()); // nothing works without it
+document.getElementById('token-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const t = tokenInput.value.trim();
+  if (!t) {
+    tokenError.textContent = 'Enter the token the server was started with (MINILAMBDA_TOKEN).';
+    tokenError.hidden = false;
+    return;
+  }
+  token.set(t);
+  asking = false;
+  try {
+    await get('/functions');
+  } catch {
+    return; // a 401 asked again
+  }
+  dialog.close();
+  forget.hidden = false;
+  route();
+});
+
+forget.addEventListener('click', () => {
+  token.clear();
+  forget.hidden = true;
+  askToken('');
+});
+
+window.addEventListener('hashchange', route);
+forget.hidden = token.get() === '';
+// The server says whether it wants a token: ask before the first call
+// rather than after a refusal.
+fetch('config.json', { cache: 'no-store' })
+  .then((r) => r.json())
+  .then((cfg) => {
+    if (cfg.token_required && !token.get()) askToken('');
+    else route();
+  }, () => route());
