@@ -259,6 +259,17 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 	b.screenshot("live")
 
+	// The stream's parser, in the browser: frames split anywhere, CRLF and
+	// CR line ends, comments and id-only frames.
+	frames, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`import('./api.js').then(({ SSEFrames }) => {
+		const f = new SSEFrames(), out = [];
+		for (const c of ['id: 1\r', '\ndata: {"a":', '1}\r\n\r', '\n: keep\n\nid: 2\rdata: x\r\r', 'id: 3\n\n']) out.push(...f.push(c));
+		return JSON.stringify(out);
+	})`, chromedp.EvalAwaitPromise))
+	if want := `[{"id":"1","data":"{\"a\":1}"},{"id":null,"data":null},{"id":"2","data":"x"},{"id":"3","data":null}]`; err != nil || frames != want {
+		t.Errorf("SSE frames: %s %v\nwant %s", frames, err, want)
+	}
+
 	// Invocations: filtered by function, paged, and one's timeline.
 	b.do("open invocations", goHash("#/invocations?function=console-fn&limit=20"))
 	rows := wait[int](b, "the invocations", `document.querySelectorAll('#invocations tbody tr').length`, 10*time.Second)

@@ -52,6 +52,12 @@ func (l *Log) Read(ctx context.Context, from uint64, f Filter, fn func(Event) er
 	return err
 }
 
+// ReadRange is Read between seqs from and to, both included.
+func (l *Log) ReadRange(ctx context.Context, from, to uint64, f Filter, fn func(Event) error) error {
+	_, err := l.readRange(ctx, from, to, f, fn)
+	return err
+}
+
 // readRange reads [from, to] and returns the seq after the last one read.
 func (l *Log) readRange(ctx context.Context, from, to uint64, f Filter, fn func(Event) error) (uint64, error) {
 	if from == 0 {

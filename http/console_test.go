@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -193,7 +194,7 @@ type verifier struct {
 
 func (v *verifier) Head() (uint64, eventlog.Hash) { return 7, eventlog.Hash{0xab} }
 
-func (v *verifier) VerifyChain(ctx context.Context, _ func(done, total uint64)) (eventlog.Summary, error) {
+func (v *verifier) VerifyEvents(ctx context.Context, _ func(done, total uint64)) (eventlog.Summary, error) {
 	if v.started != nil {
 		close(v.started)
 		<-v.release
@@ -230,7 +231,7 @@ func TestAuditEndpoints(t *testing.T) {
 
 	// A broken chain is a result, not a failed request; one verification
 	// runs at a time.
-	bad := &verifier{err: errors.New("seq 3: the hash chain is broken"), started: make(chan struct{}), release: make(chan struct{})}
+	bad := &verifier{err: fmt.Errorf("%w: seq 3: the hash chain is broken", eventlog.ErrCorrupt), started: make(chan struct{}), release: make(chan struct{})}
 	srv2 := httptest.NewServer(New(Options{Audit: bad}))
 	defer srv2.Close()
 	done := make(chan verification)
@@ -247,5 +248,12 @@ func TestAuditEndpoints(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the verification did not answer")
+	}
+
+	// A log that cannot be read is the request's failure, not a finding.
+	broken := httptest.NewServer(New(Options{Audit: &verifier{err: errors.New("read events.db: input/output error")}}))
+	defer broken.Close()
+	if code, v := verify(broken); code != http.StatusInternalServerError || v.OK {
+		t.Errorf("an unreadable log: %d %+v", code, v)
 	}
 }

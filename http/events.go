@@ -15,7 +15,6 @@ import (
 	"github.com/julienschmidt/httprouter"
 	"github.com/minilambda/minilambda/eventlog"
 	"github.com/minilambda/minilambda/function"
-	"github.com/minilambda/minilambda/projections"
 )
 
 // GET /events streams the event log as Server-Sent Events: each event as
@@ -31,8 +30,9 @@ type Events interface {
 	// Follow calls fn for each event matching f from seq from on, as they
 	// are committed, until ctx ends or fn fails.
 	Follow(ctx context.Context, from uint64, f eventlog.Filter, fn func(eventlog.Event) error) error
-	// Read calls fn for each event matching f from seq from to the head.
-	Read(ctx context.Context, from uint64, f eventlog.Filter, fn func(eventlog.Event) error) error
+	// ReadRange calls fn for each event matching f from seq from to seq
+	// to.
+	ReadRange(ctx context.Context, from, to uint64, f eventlog.Filter, fn func(eventlog.Event) error) error
 	Head() (uint64, eventlog.Hash)
 }
 
@@ -226,14 +226,11 @@ type invocationTimeline struct {
 	Events       []eventlog.Event `json:"events"`
 }
 
-// errTimelineRead stops a timeline's read at its last event.
-var errTimelineRead = errors.New("the timeline is read")
-
 // invocationEvents answers with an invocation's events, as dump prints
 // them: queued, each attempt's start and its end or retry, the callback's
-// delivery. They are read from the log between its queued event and the
-// one that ended it, which the views point at, so an old invocation costs
-// no more to read than a new one.
+// delivery. The record points at its first and its latest event, and only
+// the log between them is read: an old invocation costs no more to read
+// than a new one.
 func (s *Server) invocationEvents(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
 	id, ok := s.ref(w, r, p)
 	if !ok {
@@ -245,24 +242,11 @@ func (s *Server) invocationEvents(w http.ResponseWriter, r *http.Request, p http
 		return
 	}
 	out := invocationTimeline{InvocationID: id, Events: []eventlog.Event{}}
-	callback := false
-	err = s.opts.Events.Read(r.Context(), first, eventlog.Filter{InvocationID: id}, func(e eventlog.Event) error {
+	err = s.opts.Events.ReadRange(r.Context(), first, last, eventlog.Filter{InvocationID: id}, func(e eventlog.Event) error {
 		out.Events = append(out.Events, e)
-		if e.Type == projections.TypeInvocationQueued {
-			var q struct {
-				CallbackURL string `json:"callback_url"`
-			}
-			_ = json.Unmarshal(e.Data, &q)
-			callback = q.CallbackURL != ""
-		}
-		// A callback's delivery is the last event an invocation has; without
-		// a callback, the end is.
-		if last != 0 && e.Seq >= last && (!callback || e.Type == projections.TypeInvocationCallback) {
-			return errTimelineRead
-		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, errTimelineRead) {
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}

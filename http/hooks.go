@@ -113,11 +113,20 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request, p httprouter.Param
 	h := w.Header()
 	for k, v := range res.headers {
 		switch http.CanonicalHeaderKey(k) {
-		case "Content-Length", "Transfer-Encoding", "Connection", "X-Invocation-Id", "X-Trace-Id":
+		case "Content-Length", "Transfer-Encoding", "Connection", "X-Invocation-Id", "X-Trace-Id",
+			// A function's page could otherwise reach past its path: a service
+			// worker over the whole origin, or the origin's storage wiped.
+			"Service-Worker-Allowed", "Clear-Site-Data":
 			continue
 		}
 		h.Set(k, v)
 	}
+	// The console shares this origin and keeps the API token in its tab.
+	// A function's page runs sandboxed, as an origin of its own: its
+	// scripts may run, but it can neither read the console's storage nor
+	// register a service worker. Added to any policy the function sets;
+	// both hold.
+	h.Add("Content-Security-Policy", hookSandbox)
 	for _, c := range res.cookies {
 		h.Add("Set-Cookie", c)
 	}
@@ -129,6 +138,10 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request, p httprouter.Param
 		w.Write(res.body)
 	}
 }
+
+// hookSandbox is the policy on every function URL response: everything a
+// page may do, but as an opaque origin (no allow-same-origin).
+const hookSandbox = "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads"
 
 // writeHookError answers an invocation the server could not run: busy and
 // unavailable as the rest of the API says them, the rest without detail.

@@ -74,7 +74,7 @@ type Views interface {
 	Invocation(id string) (projections.Invocation, error)
 	Invocations(q projections.InvocationQuery) ([]projections.Invocation, string, error)
 	// InvocationSpan is where an invocation's events lie in the log: from
-	// first on, ending at last once it has ended (0 until then).
+	// first, its queued event, to last, its latest so far.
 	InvocationSpan(id string) (first, last uint64, err error)
 }
 

@@ -36,7 +36,7 @@ func statusKey(status, id string) []byte { return indexKey(prefixStatus+status, 
 func traceKey(trace, id string) []byte { return indexKey(prefixTrace+trace, id) }
 
 // version names the layout above; changing it rebuilds the views on open.
-const version = "views-v3"
+const version = "views-v4"
 
 // ErrInconsistent means an event does not fit the views: an invocation
 // that was never queued, a function that does not exist. Appends check
@@ -121,6 +121,14 @@ func (b *batch) ApplyPrepared(e *eventlog.Event, prepared any) error {
 			return err
 		}
 		return applyInvocation(&p.rec, e, prepared)
+	case TypeInvocationCallback:
+		// Changes nothing shown, but ends the invocation's timeline.
+		p, err := b.invocation(e.InvocationID)
+		if err != nil {
+			return err
+		}
+		p.rec.LastSeq = e.Seq
+		return nil
 	}
 	// Other events (images, hot containers, recovery) change no view.
 	return nil
@@ -308,7 +316,7 @@ func (b *batch) invocationQueued(e *eventlog.Event, p InvocationQueued) error {
 		ExecutedVersion: p.ExecutedVersion, Alias: p.Alias,
 		TraceID: p.TraceID, CloudEvent: p.CloudEvent, ScheduleID: p.ScheduleID, ScheduledAt: p.ScheduledAt,
 		Async: p.Async, Status: StatusPending, CreatedAt: e.Time,
-	}, QueuedSeq: e.Seq}}
+	}, QueuedSeq: e.Seq, LastSeq: e.Seq}}
 	return nil
 }
 
@@ -335,6 +343,7 @@ func applyInvocation(r *storedInvocation, e *eventlog.Event, prepared any) error
 		return fmt.Errorf("%w: %s after invocation %s ended", ErrInconsistent, e.Type, r.InvocationID)
 	}
 	t := e.Time
+	r.LastSeq = e.Seq
 	switch e.Type {
 	case TypeInvocationStarted:
 		p := prepared.(InvocationStarted)

@@ -453,6 +453,8 @@ func TestInvocationTimeBounds(t *testing.T) {
 		{projections.InvocationQuery{After: at(3), Before: at(7), Limit: 2}, []int{6, 5, 4, 3}},
 		{projections.InvocationQuery{After: at(3), Before: at(7), Limit: 1, FunctionID: "F0"}, []int{6, 4}},
 		{projections.InvocationQuery{Before: at(2)}, []int{1, 0}},
+		{projections.InvocationQuery{Before: at(2), Cursor: ids[8]}, []int{1, 0}},
+		{projections.InvocationQuery{Before: at(8), Cursor: ids[3]}, []int{2, 1, 0}},
 		{projections.InvocationQuery{After: at(8).Add(-time.Millisecond)}, []int{9, 8}},
 		{projections.InvocationQuery{Before: time.Unix(-5, 0)}, nil},
 		{projections.InvocationQuery{After: at(3600)}, nil},

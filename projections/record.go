@@ -25,6 +25,7 @@ type storedInvocation struct {
 	Invocation
 	EndSeq    uint64 // seq of the event holding the last attempt's outputs: ended or retried
 	QueuedSeq uint64 // seq of the queued event, which holds the input
+	LastSeq   uint64 // seq of the invocation's latest event: its timeline is QueuedSeq to LastSeq
 }
 
 func appendString(b []byte, s string) []byte {
@@ -97,6 +98,7 @@ func (r *storedInvocation) marshal() []byte {
 	b = appendString(b, r.ImageDigest)
 	b = binary.AppendUvarint(b, r.EndSeq)
 	b = binary.AppendUvarint(b, r.QueuedSeq)
+	b = binary.AppendUvarint(b, r.LastSeq)
 	if qualified {
 		b = appendString(b, r.ExecutedVersion)
 		b = appendString(b, r.Alias)
@@ -194,6 +196,7 @@ func (r *storedInvocation) unmarshal(id string, b []byte) error {
 	r.ImageDigest = d.string()
 	r.EndSeq = d.uvarint()
 	r.QueuedSeq = d.uvarint()
+	r.LastSeq = d.uvarint()
 	if flags&flagQualified != 0 {
 		r.ExecutedVersion = d.string()
 		r.Alias = d.string()

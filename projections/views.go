@@ -241,8 +241,7 @@ func (s *Views) Invocation(id string) (inv Invocation, err error) {
 }
 
 // InvocationSpan says where an invocation's events lie in the log: from
-// first, its queued event, on. last is the event that ended it once it has
-// (only a callback delivery may follow it), 0 while more may come.
+// first, its queued event, to last, its latest event so far.
 func (s *Views) InvocationSpan(id string) (first, last uint64, err error) {
 	err = s.v.View(func(r eventlog.ViewReader) error {
 		v := r.Get(viewInvocations, recordKey(id))
@@ -253,10 +252,7 @@ func (s *Views) InvocationSpan(id string) (first, last uint64, err error) {
 		if err := rec.unmarshal(id, v); err != nil {
 			return err
 		}
-		first = rec.QueuedSeq
-		if rec.Status == StatusCompleted || rec.Status == StatusFailed {
-			last = rec.EndSeq
-		}
+		first, last = rec.QueuedSeq, rec.LastSeq
 		return nil
 	})
 	return first, last, err
@@ -365,10 +361,12 @@ type InvocationQuery struct {
 	Status     string // one of the four statuses; empty for all
 	Limit      int    // 1..MaxLimit; DefaultLimit when 0
 	Cursor     string // from a previous page's next cursor
-	// Before and After bound when an invocation was created: before
-	// Before, at or after After, to the millisecond; zero for no bound.
-	// Invocation ids are ULIDs, ordered by that time, so a bound is a
-	// place in each index: a page costs the same wherever it starts.
+	// Before and After bound when the server took an invocation's
+	// request: before Before, at or after After, to the millisecond; zero
+	// for no bound. That is the time in its id (a ULID, made then), so a
+	// bound is a place in each index and a page costs the same wherever it
+	// starts. CreatedAt, the queued event's time, is later by any wait
+	// for a free slot.
 	Before, After time.Time
 }
 
@@ -398,14 +396,18 @@ func (s *Views) Invocations(q InvocationQuery) (page []Invocation, next string, 
 	case q.Status != "":
 		prefix = statusKey(q.Status, "")
 	}
+	// The scan starts at the cursor or at Before, whichever is older: the
+	// smallest id of Before's millisecond, which no invocation has, puts
+	// it at the last one created before then.
 	var start []byte
-	switch {
-	case q.Cursor != "":
-		start = append(append([]byte(nil), prefix...), q.Cursor...)
-	case !q.Before.IsZero():
-		// The smallest id of Before's millisecond, which no invocation has:
-		// the scan starts at the last one created before it.
-		start = append(append([]byte(nil), prefix...), timeKey(q.Before)...)
+	from := q.Cursor
+	if !q.Before.IsZero() {
+		if b := timeKey(q.Before); from == "" || b < from {
+			from = b
+		}
+	}
+	if from != "" {
+		start = append(append([]byte(nil), prefix...), from...)
 	}
 	var stop string
 	if !q.After.IsZero() {

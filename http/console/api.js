@@ -26,14 +26,14 @@ export function errorText(err) {
 
 let unauthorized = () => {};
 
-// onUnauthorized sets what happens when the server refuses the token.
+// onUnauthorized sets what happens when the server refuses a request; it
+// is given the token the request carried.
 export function onUnauthorized(fn) {
   unauthorized = fn;
 }
 
-function headers(extra) {
+function headers(extra, t) {
   const h = { ...extra };
-  const t = token.get();
   if (t) h.Authorization = `Bearer ${t}`;
   return h;
 }
@@ -42,7 +42,8 @@ function headers(extra) {
 // opts.accept are answers too (a sync invocation that failed is a 502
 // carrying its record).
 export async function api(method, path, body, opts = {}) {
-  const init = { method, headers: headers(opts.headers), signal: opts.signal };
+  const sent = token.get();
+  const init = { method, headers: headers(opts.headers, sent), signal: opts.signal };
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -58,7 +59,7 @@ export async function api(method, path, body, opts = {}) {
     }
   }
   if (resp.status === 401) {
-    unauthorized();
+    unauthorized(sent);
     throw new APIError(401, (data && data.error) || 'the server wants its API token', data);
   }
   if (!resp.ok && !(opts.accept || []).includes(resp.status)) {
@@ -71,8 +72,9 @@ export const get = (path, opts) => api('GET', path, undefined, opts);
 
 // metrics returns /metrics in Prometheus' text format.
 export async function metrics(signal) {
-  const resp = await fetch('/metrics', { headers: headers(), signal });
-  if (resp.status === 401) unauthorized();
+  const sent = token.get();
+  const resp = await fetch('/metrics', { headers: headers({}, sent), signal });
+  if (resp.status === 401) unauthorized(sent);
   if (!resp.ok) throw new APIError(resp.status, `metrics: ${resp.status}`);
   return resp.text();
 }
@@ -84,9 +86,10 @@ export async function metrics(signal) {
 export async function events(query, lastID, { signal, onEvent, onID, onOpen }) {
   const extra = { Accept: 'text/event-stream' };
   if (lastID) extra['Last-Event-ID'] = String(lastID);
-  const resp = await fetch(`/events${query ? `?${query}` : ''}`, { headers: headers(extra), signal, cache: 'no-store' });
+  const sent = token.get();
+  const resp = await fetch(`/events${query ? `?${query}` : ''}`, { headers: headers(extra, sent), signal, cache: 'no-store' });
   if (resp.status === 401) {
-    unauthorized();
+    unauthorized(sent);
     throw new APIError(401, 'the server wants its API token');
   }
   if (!resp.ok) {
@@ -101,18 +104,41 @@ export async function events(query, lastID, { signal, onEvent, onID, onOpen }) {
   }
   if (onOpen) onOpen();
   const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = '';
+  const frames = new SSEFrames();
   for (;;) {
     const { value, done } = await reader.read();
     if (done) return;
-    buf += value;
-    let end;
-    while ((end = buf.indexOf('\n\n')) >= 0) {
-      const frame = buf.slice(0, end);
-      buf = buf.slice(end + 2);
+    for (const { id, data } of frames.push(value)) {
+      // The id moves on even when an event cannot be shown, so that a
+      // reconnect never asks for it again.
+      try {
+        if (data !== null) onEvent(JSON.parse(data));
+      } finally {
+        if (id !== null) onID(id);
+      }
+    }
+  }
+}
+
+// SSEFrames splits a stream's text into frames ({id, data}), whatever
+// the chunks and whichever line ends (LF, CRLF, CR) it uses.
+export class SSEFrames {
+  constructor() {
+    this.rest = '';
+  }
+
+  push(text) {
+    let buf = this.rest + text;
+    // A CR at the end may be half of a CRLF: wait for the next chunk.
+    const held = buf.endsWith('\r') ? '\r' : '';
+    if (held) buf = buf.slice(0, -1);
+    buf = buf.replace(/\r\n?/g, '\n');
+    const out = [];
+    let at = 0;
+    for (let end; (end = buf.indexOf('\n\n', at)) >= 0; at = end + 2) {
       let id = null;
       const data = [];
-      for (const line of frame.split('\n')) {
+      for (const line of buf.slice(at, end).split('\n')) {
         if (line.startsWith(':')) continue;
         const i = line.indexOf(':');
         const name = i < 0 ? line : line.slice(0, i);
@@ -120,8 +146,9 @@ export async function events(query, lastID, { signal, onEvent, onID, onOpen }) {
         if (name === 'id') id = val;
         else if (name === 'data') data.push(val);
       }
-      if (data.length) onEvent(JSON.parse(data.join('\n')));
-      if (id !== null) onID(id);
+      out.push({ id, data: data.length ? data.join('\n') : null });
     }
+    this.rest = buf.slice(at) + held;
+    return out;
   }
 }

@@ -40,9 +40,9 @@ async function route() {
     for (const a of document.querySelectorAll('#nav a')) {
       a.classList.toggle('active', a.getAttribute('href') === `#/${tab}`);
     }
-    const params = m.slice(1).map((p) => (p === undefined ? undefined : decodeURIComponent(p)));
     replace(view, h('p', { class: 'loading' }, 'Loading…'));
     try {
+      const params = m.slice(1).map((p) => (p === undefined ? undefined : decodeURIComponent(p)));
       const el = await fn(params, ctx);
       if (!ctx.signal.aborted) replace(view, el);
     } catch (err) {
@@ -65,17 +65,21 @@ let asking = false;
 function askToken(message) {
   if (asking) return;
   asking = true;
+  // Nothing the view does can work meanwhile: stop its streams and timers.
+  if (leave) leave.abort();
   tokenError.textContent = message || '';
   tokenError.hidden = !message;
   tokenInput.value = '';
   dialog.showModal();
 }
 
-onUnauthorized(() => {
-  const had = token.get() !== '';
+onUnauthorized((sent) => {
+  // A request that went before the token changed says nothing of the new
+  // one.
+  if (sent !== token.get()) return;
   token.clear();
   forget.hidden = true;
-  askToken(had ? 'The server refused that token.' : '');
+  askToken(sent ? 'The server refused that token.' : '');
 });
 
 dialog.addEventListener('cancel', (e) => e.preventDefault()); // nothing works without it
@@ -91,8 +95,14 @@ document.getElementById('token-form').addEventListener('submit', async (e) => {
   asking = false;
   try {
     await get('/functions');
-  } catch {
-    return; // a 401 asked again
+  } catch (err) {
+    if (!asking) {
+      // Not a refusal (that asks again): say what went wrong.
+      asking = true;
+      tokenError.textContent = errorText(err);
+      tokenError.hidden = false;
+    }
+    return;
   }
   dialog.close();
   forget.hidden = false;

@@ -32,8 +32,8 @@ export async function auditView(_, ctx) {
   });
   return h('section', { class: 'panel' },
     h('h1', null, 'Audit'),
-    h('p', null, 'Every event is chained to the one before it by a SHA-256 hash. Verifying reads the log from the first event: the pages, seqs without gaps, each event decoding and extending the chain to the head. ',
-      'The views are checked against a rebuild offline, with ', h('code', null, 'minilambda audit --db FILE'), '.'),
+    h('p', null, 'Every event is chained to the one before it by a SHA-256 hash. Verifying reads the log from the first event while the server runs: seqs without gaps, each event decoding and extending the chain to the head. ',
+      'The file\'s pages, and the views against a rebuild, are checked offline with ', h('code', null, 'minilambda audit --db FILE'), '.'),
     h('dl', { class: 'facts' }, h('dt', null, 'Head seq'), headSeq, h('dt', null, 'Head hash'), headHash),
     h('div', { class: 'actions' }, button), result);
 }

@@ -94,26 +94,31 @@ class Sampler {
         out[k].push(dt > 0 ? d / dt : 0);
       }
     }
+    for (const k of keys) out[k] = out[k].slice(-span);
     return out;
   }
 
   percentiles(qs) {
     const out = Object.fromEntries(qs.map((q) => [q, []]));
     for (let i = 1; i < this.snaps.length; i++) {
-      const a = this.snaps[Math.max(0, i - pctWindow)].buckets;
+      let a = this.snaps[Math.max(0, i - pctWindow)].buckets;
       const b = this.snaps[i].buckets;
+      // Fewer observations than before: the server restarted, and its
+      // histogram started again from nothing.
+      if ((b['+Inf'] || 0) < (a['+Inf'] || 0)) a = {};
       const d = {};
-      for (const k of Object.keys(b)) d[k] = Math.max(0, b[k] - (a[k] || 0));
+      for (const k of Object.keys(b)) d[k] = b[k] - (a[k] || 0);
       for (const q of qs) {
         const v = quantile(q, d);
         out[q].push(v === null ? null : v * 1000);
       }
     }
+    for (const q of qs) out[q] = out[q].slice(-span);
     return out;
   }
 
   gauge(pick) {
-    return this.snaps.slice(1).map(pick);
+    return this.snaps.slice(1).map(pick).slice(-span);
   }
 }
 
@@ -223,16 +228,22 @@ export async function chartsView(_, ctx) {
   };
   const sample = async () => {
     try {
-      sampler.add(await metrics(ctx.signal), Date.now());
+      const at = Date.now(); // when the server was asked: its counters' time
+      sampler.add(await metrics(ctx.signal), at);
       replace(status, `Sampling /metrics every ${every / 1000} s · ${sampler.snaps.length} samples`);
       draw();
     } catch (err) {
       if (!ctx.signal.aborted) replace(status, `Cannot read /metrics: ${errorText(err)}`);
     }
   };
-  await sample();
-  const timer = setInterval(sample, every);
-  ctx.signal.addEventListener('abort', () => clearInterval(timer), { once: true });
+  // One sample at a time, each 2 s after the last began (or ended, when
+  // the server took longer than that), until the user leaves.
+  const loop = async () => {
+    const began = Date.now();
+    await sample();
+    if (!ctx.signal.aborted) setTimeout(loop, Math.max(0, every - (Date.now() - began)));
+  };
+  await loop();
   return h('section', { class: 'panel' },
     h('h1', null, 'Charts'), status,
     h('div', { class: 'charts' }, Object.values(charts).map((c) => c.el)));

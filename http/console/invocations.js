@@ -55,12 +55,12 @@ export async function invocationsView(_, ctx) {
   const statusSelect = h('select', { id: 'filter-status', name: 'status' },
     statuses.map((s) => h('option', { value: s, selected: s === filter.status }, s || 'Any status')));
   const trace = h('input', { id: 'filter-trace', name: 'trace_id', value: filter.trace_id, placeholder: 'trace id', autocomplete: 'off' });
-  // Created from / to, in the browser's time zone; the API takes RFC 3339.
-  const after = h('input', { id: 'filter-after', name: 'after', type: 'datetime-local', step: 1, value: toLocal(filter.after), title: 'created at or after' });
-  const before = h('input', { id: 'filter-before', name: 'before', type: 'datetime-local', step: 1, value: toLocal(filter.before), title: 'created before' });
+  // From / before, in the browser's time zone; the API takes RFC 3339.
+  const after = h('input', { id: 'filter-after', name: 'after', type: 'datetime-local', step: 1, value: toLocal(filter.after), title: 'requested at or after' });
+  const before = h('input', { id: 'filter-before', name: 'before', type: 'datetime-local', step: 1, value: toLocal(filter.before), title: 'requested before' });
   const limit = h('select', { id: 'filter-limit', name: 'limit' }, ['20', '50', '100'].map((n) => h('option', { value: n, selected: n === filter.limit }, `${n} a page`)));
   const form = h('form', { class: 'filters', novalidate: true },
-    fnSelect, statusSelect, trace, h('label', { for: 'filter-after' }, 'from'), after, h('label', { for: 'filter-before' }, 'to'), before,
+    fnSelect, statusSelect, trace, h('label', { for: 'filter-after' }, 'from'), after, h('label', { for: 'filter-before' }, 'before'), before,
     limit, h('button', { type: 'submit' }, 'Filter'));
   form.addEventListener('submit', (e) => {
     e.preventDefault();

@@ -54,8 +54,8 @@ export async function liveView(_, ctx) {
       h('td', { title: e.function_id || '' }, fname || (e.function_id ? h('code', null, short(e.function_id, 14)) : '')),
       h('td', null, e.invocation_id ? h('a', { href: `#/invocations/${encodeURIComponent(e.invocation_id)}` }, h('code', null, e.invocation_id)) : ''),
       h('td', null, h('code', { class: 'hash' }, short(e.hash, 12))));
-    if (paused) held.push(row);
-    else show(row);
+    if (!paused) show(row);
+    else if (held.push(row) > keep) held.shift();
   }
 
   (async () => {
@@ -66,10 +66,10 @@ export async function liveView(_, ctx) {
           onOpen: () => {
             replace(state, 'live');
             state.className = 'badge status-completed';
-            wait = 500;
           },
           onEvent,
-          onID: (id) => { last = Number(id); },
+          // Backing off is over once the stream carries something.
+          onID: (id) => { last = Number(id); wait = 500; },
         });
       } catch (err) {
         if (ctx.signal.aborted) return;
