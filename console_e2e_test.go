@@ -108,9 +108,10 @@ func eval[T any](b *browser, js string) T {
 	return v
 }
 
+// screenshot saves the whole page, below the fold too, as name.png.
 func (b *browser) screenshot(name string) {
 	b.t.Helper()
-	png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
+	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		b.t.Fatalf("screenshot %s: %v", name, err)
 	}
@@ -169,7 +170,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	img := dockertest.BuildGoImage(t, cli, "testdata/fn", "minilambda-e2e-console")
 	db := filepath.Join(t.TempDir(), "events.db")
 	const token = "console-test-token"
-	s := startServer(t, db, "--token", token)
+	s := startServer(t, db, "--token", token, "--retry-base", "200ms")
 	base := "http://" + s.addr
 
 	// Every console response forbids inline script and foreign origins.
@@ -311,6 +312,40 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Errorf("completed: %q", ended)
 	}
 	b.screenshot("invocation")
+
+	// An async invocation that fails every attempt: its timeline shows
+	// each attempt, the retries between them, and the failure.
+	var acc struct {
+		InvocationID string `json:"invocation_id"`
+	}
+	if code := s.callAs("POST", "/invoke/console-fn/async", map[string]any{"event": map[string]any{"name": "doomed", "exit": 3}}, &acc, token); code != 202 {
+		t.Fatalf("async invoke: %d", code)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var inv projections.Invocation
+		s.callAs("GET", "/invocations/"+acc.InvocationID, nil, &inv, token)
+		if inv.Status == projections.StatusFailed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the doomed invocation did not fail: %+v", inv)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.do("open the failed one", goHash("#/invocations?function=console-fn&status=FAILED"))
+	wait[bool](b, "it listed as FAILED", fmt.Sprintf(`!!document.querySelector('#invocations tr[data-invocation=%q]')`, acc.InvocationID), 10*time.Second)
+	b.do("its timeline", chromedp.Click(chromedp.CSS(fmt.Sprintf(`#invocations tr[data-invocation=%q] a`, acc.InvocationID))))
+	types = wait[string](b, "the retried timeline", `Array.from(document.querySelectorAll('#timeline li')).map(li => li.dataset.type).join(',')`, 10*time.Second)
+	if types != "invocation.queued,invocation.started,invocation.retried,invocation.started,invocation.retried,invocation.started,invocation.failed" {
+		t.Errorf("a retried timeline: %s", types)
+	}
+	retried := eval[string](b, `document.querySelector('#timeline li[data-type="invocation.retried"] .ev-body').textContent`)
+	failed := eval[string](b, `document.querySelector('#timeline li[data-type="invocation.failed"] .ev-body').textContent`)
+	if !strings.Contains(retried, "attempt 1 failed") || !strings.Contains(retried, "next not before") || !strings.Contains(failed, "attempt 3") || !strings.Contains(failed, "exit 3") {
+		t.Errorf("retried %q, failed %q", retried, failed)
+	}
+	b.screenshot("invocation-retried")
 
 	// Charts: the duration percentiles of invocations made while they
 	// sample.

@@ -2,7 +2,7 @@
 // timeline read from the event log.
 
 import { get } from './api.js';
-import { h, fmtTime, fmtMS, short, statusBadge } from './dom.js';
+import { h, fmtTime, fmtClock, fmtMS, short, statusBadge } from './dom.js';
 import { outcome } from './invoke.js';
 
 const statuses = ['', 'PENDING', 'RUNNING', 'COMPLETED', 'FAILED'];
@@ -109,7 +109,7 @@ function describe(e) {
       return [`attempt ${d.attempt}`, `ran ${fmtMS(d.duration_ms)}`, d.exit_code !== undefined ? `exit ${d.exit_code}` : '',
         d.init_duration ? `init ${fmtMS(d.init_duration)}` : '', d.error_type ? `${d.error_type}: ${d.error || ''}` : ''];
     case 'invocation.retried':
-      return [`attempt ${d.attempt} failed`, d.reason, d.duration_ms ? `ran ${fmtMS(d.duration_ms)}` : '', `next not before ${fmtTime(d.not_before)}`];
+      return [`attempt ${d.attempt} failed`, d.reason, d.duration_ms ? `ran ${fmtMS(d.duration_ms)}` : '', `next not before ${fmtClock(d.not_before)}`];
     case 'invocation.callback':
       return [`callback ${d.url}`, d.status_code ? `HTTP ${d.status_code}` : '', `${d.attempts} attempts`, d.error || ''];
     default:
