@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/minilambda/minilambda/internal/dockertest"
 	"github.com/minilambda/minilambda/projections"
 )
@@ -190,6 +191,12 @@ func TestConsoleInABrowser(t *testing.T) {
 	// The server wants a token: the console asks, refuses a wrong one, and
 	// keeps the right one for the tab only.
 	wait[bool](b, "the token dialog", `document.getElementById('token-dialog').open`, 10*time.Second)
+	// Escape, twice, does not get past it: nothing works without a token.
+	b.do("escape", chromedp.KeyEvent(kb.Escape), chromedp.KeyEvent(kb.Escape))
+	time.Sleep(200 * time.Millisecond)
+	if !eval[bool](b, `document.getElementById('token-dialog').open`) {
+		t.Error("Escape dismissed the token dialog")
+	}
 	b.do("a wrong token", chromedp.SendKeys(chromedp.ID("token-input"), "wrong"), chromedp.Click(chromedp.CSS("#token-form button")))
 	wait[string](b, "the refusal", `!document.getElementById('token-error').hidden && document.getElementById('token-error').textContent`, 10*time.Second)
 	// The browser logs the refusal of the wrong token, as it logs every 401.

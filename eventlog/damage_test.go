@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/minilambda/minilambda/eventlog"
 	bolt "go.etcd.io/bbolt"
@@ -223,4 +224,50 @@ func TestVerifyChain(t *testing.T) {
 	if _, err := l.VerifyChain(context.Background(), nil); !errors.Is(err, eventlog.ErrCorrupt) || !strings.Contains(err.Error(), "seq 123: hash chain broken") {
 		t.Fatalf("VerifyChain of a changed event: %v", err)
 	}
+}
+
+// TestVerifyEventsBesideAppends verifies a live log again and again while
+// another goroutine appends: each check covers the head it started from,
+// and what is appended meanwhile never makes it fail.
+func TestVerifyEventsBesideAppends(t *testing.T) {
+	l := open(t, "")
+	ctx := context.Background()
+	for i := range 50 {
+		if _, err := l.Append(ctx, ev("t", "fn", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := make(chan struct{})
+	appended := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				appended <- nil
+				return
+			default:
+			}
+			if _, err := l.Append(ctx, ev("t", "fn", i), ev("t", "fn", i)); err != nil {
+				appended <- err
+				return
+			}
+		}
+	}()
+	checks := 0
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline) || checks < 20; checks++ {
+		before, _ := l.Head()
+		sum, err := l.VerifyEvents(ctx, nil)
+		if err != nil {
+			t.Fatalf("check %d: %v", checks, err)
+		}
+		if sum.Events < before {
+			t.Fatalf("check %d covered %d events; the head was %d before it", checks, sum.Events, before)
+		}
+	}
+	close(stop)
+	if err := <-appended; err != nil {
+		t.Fatal(err)
+	}
+	head, _ := l.Head()
+	t.Logf("%d checks beside appends up to seq %d", checks, head)
 }

@@ -83,13 +83,17 @@ func (l *Log) readRange(ctx context.Context, from, to uint64, f Filter, fn func(
 				}
 				copy(prev[:], v[len(v)-HashSize:])
 			}
+			// A chunk is bounded by the events it reads, matched or not: a
+			// filter that matches little must not make one transaction span
+			// the log.
 			c := b.Cursor()
-			size := 0
-			for k, v := c.Seek(seqKey(from)); k != nil && len(buf) < readChunk && (size < readChunkBytes || len(buf) == 0); k, v = c.Next() {
+			n, size := 0, 0
+			for k, v := c.Seek(seqKey(from)); k != nil && n < readChunk && (size < readChunkBytes || n == 0); k, v = c.Next() {
 				seq := binary.BigEndian.Uint64(k)
 				if seq > to {
 					break
 				}
+				n, size = n+1, size+len(v)
 				e, err := Decode(v)
 				if err != nil {
 					return fmt.Errorf("seq %d: %w", seq, err)
@@ -98,7 +102,6 @@ func (l *Log) readRange(ctx context.Context, from, to uint64, f Filter, fn func(
 				next = seq + 1
 				if f.match(&e) {
 					buf = append(buf, e)
-					size += len(v)
 				}
 			}
 			return nil

@@ -124,7 +124,7 @@ func (l *Log) VerifyEvents(ctx context.Context, progress func(done, total uint64
 		from := c.want
 		err := view(l.db, fmt.Sprintf("reading seq %d and on", from), func(tx *bolt.Tx) error {
 			cur := tx.Bucket(bucketEvents).Cursor()
-			for k, v := cur.Seek(seqKey(from)); k != nil && c.want-from < projectChunk; k, v = cur.Next() {
+			for k, v := cur.Seek(seqKey(from)); k != nil && c.want <= head && c.want-from < projectChunk; k, v = cur.Next() {
 				s, err := parse(v)
 				if err != nil {
 					return fmt.Errorf("%w: seq %d: %v", ErrCorrupt, c.want, err)

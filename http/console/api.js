@@ -105,18 +105,22 @@ export async function events(query, lastID, { signal, onEvent, onID, onOpen }) {
   if (onOpen) onOpen();
   const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
   const frames = new SSEFrames();
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    for (const { id, data } of frames.push(value)) {
-      // The id moves on even when an event cannot be shown, so that a
-      // reconnect never asks for it again.
-      try {
-        if (data !== null) onEvent(JSON.parse(data));
-      } finally {
-        if (id !== null) onID(id);
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      for (const { id, data } of frames.push(value)) {
+        // The id moves on even when an event cannot be shown, so that a
+        // reconnect never asks for it again.
+        try {
+          if (data !== null) onEvent(JSON.parse(data));
+        } finally {
+          if (id !== null) onID(id);
+        }
       }
     }
+  } finally {
+    reader.cancel().catch(() => {}); // whatever ended the read, the response goes
   }
 }
 

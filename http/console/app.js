@@ -82,7 +82,12 @@ onUnauthorized((sent) => {
   askToken(sent ? 'The server refused that token.' : '');
 });
 
-dialog.addEventListener('cancel', (e) => e.preventDefault()); // nothing works without it
+// Nothing works without a token: Escape does not dismiss the dialog, and
+// should the browser close it anyway, it opens again.
+dialog.addEventListener('cancel', (e) => e.preventDefault());
+dialog.addEventListener('close', () => {
+  if (asking) dialog.showModal();
+});
 document.getElementById('token-form').addEventListener('submit', async (e) => {
   e.preventDefault();
   const t = tokenInput.value.trim();

@@ -26,7 +26,7 @@ function input(s, value) {
   }
   if (s.type === 'env') {
     const text = value ? Object.entries(value).map(([k, v]) => `${k}=${v}`).join('\n') : '';
-    return h('textarea', { id, name: s.key, rows: 3, spellcheck: 'false', value: text });
+    return h('textarea', { id, name: s.key, rows: 3, spellcheck: 'false', value: text, dataset: { initial: text } });
   }
   return h('input', { id, name: s.key, type: s.type, step: s.step, value: value === undefined || value === null ? '' : String(value), autocomplete: 'off' });
 }
@@ -41,6 +41,9 @@ function readForm(form) {
     if (s.type === 'number') {
       if (v.trim() !== '') body[s.key] = Number(v);
     } else if (s.type === 'env') {
+      // Unchanged, it is not sent: a value with a line break in it (which
+      // the API allows) would not survive the one-a-line form.
+      if (v === el.dataset.initial && v !== '') continue;
       const env = {};
       for (const line of v.split('\n')) {
         if (!line.trim()) continue;

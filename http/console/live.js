@@ -15,6 +15,7 @@ export async function liveView(_, ctx) {
   const names = new Map((Array.isArray(fns) ? fns : []).map((fn) => [fn.id, fn.name]));
   let last = Math.max(0, head.head_seq - backlog);
   let paused = false;
+  let wait = 500; // ms before the next reconnect
   let count = 0;
   const state = h('span', { class: 'badge', id: 'live-state' }, 'connecting');
   const counter = h('span', { class: 'meta', id: 'live-count' }, '');
@@ -43,6 +44,7 @@ export async function liveView(_, ctx) {
   }
 
   function onEvent(e) {
+    wait = 500; // the stream works: back off from scratch next time
     count++;
     if (e.function_id && e.data && typeof e.data.name === 'string' && e.type.startsWith('function.')) names.set(e.function_id, e.data.name);
     const fname = names.get(e.function_id) || (e.data && e.data.function_name) || '';
@@ -59,23 +61,27 @@ export async function liveView(_, ctx) {
   }
 
   (async () => {
-    for (let wait = 500; !ctx.signal.aborted;) {
+    while (!ctx.signal.aborted) {
+      let opened = 0;
       try {
         await events(last ? '' : 'from=1', last, {
           signal: ctx.signal,
           onOpen: () => {
+            opened = Date.now();
             replace(state, 'live');
             state.className = 'badge status-completed';
           },
           onEvent,
-          // Backing off is over once the stream carries something.
-          onID: (id) => { last = Number(id); wait = 500; },
+          onID: (id) => { last = Number(id); },
         });
       } catch (err) {
         if (ctx.signal.aborted) return;
         state.title = errorText(err);
       }
       if (ctx.signal.aborted) return;
+      // A stream that stayed up a while ended of itself (a restart, a
+      // proxy): reconnect soon. One that keeps ending at once backs off.
+      if (opened && Date.now() - opened > 10000) wait = 500;
       replace(state, 'reconnecting');
       state.className = 'badge status-pending';
       await new Promise((r) => setTimeout(r, wait));
