@@ -74,7 +74,10 @@
 //
 // What the envelope cannot show, such as a changed byte in an event's
 // data, is [Log.Verify]'s to find: it runs bbolt's own consistency check,
-// then the hash chain and the views. Every method that reads the file
+// then the hash chain and the views. On a log a server is writing,
+// [Log.VerifyEvents] checks the seqs and the hash chain up to the head it
+// starts from, in short transactions beside the appends; the page walk and
+// the views need the file still. Every method that reads the file
 // turns a panic or a memory fault inside bbolt into ErrCorrupt, in case
 // the file is damaged while open.
 //
