@@ -155,6 +155,18 @@ func TestLambdaAPIWithTheAWSSDK(t *testing.T) {
 	if err != nil || len(versions.Versions) != 3 || aws.ToString(versions.Versions[0].Version) != "$LATEST" || aws.ToString(versions.Versions[2].Version) != "2" {
 		t.Fatalf("versions: %v %+v", err, versions)
 	}
+	// A page at a time, $LATEST alone on the first.
+	var paged []string
+	for p := lambda.NewListVersionsByFunctionPaginator(c, &lambda.ListVersionsByFunctionInput{FunctionName: aws.String("sdk"), MaxItems: aws.Int32(1)}); p.HasMorePages(); {
+		page, err := p.NextPage(ctx)
+		if err != nil || len(page.Versions) != 1 {
+			t.Fatalf("a page of versions: %v %+v", err, page)
+		}
+		paged = append(paged, aws.ToString(page.Versions[0].Version))
+	}
+	if strings.Join(paged, ",") != "$LATEST,1,2" {
+		t.Errorf("versions a page at a time: %v", paged)
+	}
 
 	// An alias weighted between the two versions runs both.
 	if _, err := c.CreateAlias(ctx, &lambda.CreateAliasInput{FunctionName: aws.String("sdk"), Name: aws.String("live"), FunctionVersion: aws.String("1"),

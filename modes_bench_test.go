@@ -38,7 +38,9 @@ type loadReport struct {
 // counts an answer wrong unless its result greets its own event and its
 // logs are its own. During each 16-client run it reads the CPU time of
 // dockerd, containerd and the containerd shims from /proc, and of the
-// server, per invocation. Run it with -benchtime 1x.
+// server, per invocation. Last, a cold function (the hot function's image,
+// a container per call) called back to back by one client: p50 and p90
+// against docker run. Run it with -benchtime 1x.
 func BenchmarkModes(b *testing.B) {
 	cli := dockertest.Client(b)
 	hot := dockertest.BuildGoImage(b, cli, "testdata/hot", "minilambda-bench-modes-hot")
@@ -60,6 +62,7 @@ func BenchmarkModes(b *testing.B) {
 	for _, spec := range []map[string]any{
 		{"name": "hot", "image": hot.Tag, "mode": "hot"},
 		{"name": "lambda", "image": lam.Tag, "mode": "lambda"},
+		{"name": "cold", "image": hot.Tag}, // the same program, a container per call
 	} {
 		if code := s.call("POST", "/functions", spec, nil); code != 201 {
 			b.Fatalf("register %v: %d", spec, code)
@@ -97,6 +100,14 @@ func BenchmarkModes(b *testing.B) {
 		b.ReportMetric(engineCores, fn+"-engine-cores@16")
 		b.ReportMetric(dockerP50/one.P50MS, fn+"-docker-run/p50")
 	}
+	// Cold calls back to back, as a user makes them: one client over HTTP,
+	// each call in a container of its own (a spare prestarted for it, when
+	// one is ready), against docker run of the same image.
+	cold := run("cold", 1, *modesFor)
+	fmt.Printf("cold, 1 client, back to back: %d calls, p50 %.1f ms (%.2fx docker run), p90 %.1f ms (%.2fx docker run)\n",
+		cold.Invocations, cold.P50MS, cold.P50MS/dockerP50, cold.P90MS, cold.P90MS/dockerP50)
+	b.ReportMetric(cold.P50MS/dockerP50, "cold-back-to-back-p50/docker-run")
+	b.ReportMetric(cold.P90MS/dockerP50, "cold-back-to-back-p90/docker-run")
 }
 
 // engineCPU is the CPU time dockerd, containerd and every containerd shim

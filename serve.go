@@ -152,7 +152,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	defer func() { <-memoryReturned }()
 
 	api := lambdahttp.New(lambdahttp.Options{
-		Functions: svc, Invoker: svc, Images: svc, Status: svc, Views: svc.Views(), Versions: versions{svc, svc.Views()}, Schedules: versions{svc, svc.Views()}, Events: log, Audit: log, Budget: svc,
+		Functions: svc, Invoker: svc, Images: svc, Status: svc, Views: svc.Views(), Versions: writeRead{svc, svc.Views()}, Schedules: writeRead{svc, svc.Views()}, Events: log, Audit: log, Budget: svc,
 		Logger: logger, Registry: m.Registry, MaxImageBytes: *maxImage, SpoolDir: spool,
 		Token: *token, OpenMetrics: *openMetrics,
 		AWSAccessKeyID: *awsKey, AWSSecretAccessKey: cmp.Or(*awsSecret, *token), Region: *region,
@@ -260,9 +260,9 @@ func cleanSpool(db string) (string, error) {
 	return dir, nil
 }
 
-// versions serves the API's published versions and aliases: the runner
-// writes them, the views read them.
-type versions struct {
+// writeRead serves the API's published versions, aliases and schedules:
+// the runner writes them, the views read them.
+type writeRead struct {
 	*runner.Service
 	*projections.Views
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,15 +12,17 @@ import (
 
 // TestVersionsOverHTTP publishes a version of a lambda function through
 // the REST API, changes the function, and invokes version 1 by path
-// (/invoke/hello:1), by ?qualifier= and through an alias, each answered
-// by the frozen settings; then checks the errors and audits the log.
+// (/invoke/hello:1), by ?qualifier= and through an alias, each run with
+// the frozen settings (the function answers with its environment); then
+// checks the errors and audits the log.
 func TestVersionsOverHTTP(t *testing.T) {
 	cli := dockertest.Client(t)
-	img := dockertest.BuildSampleAs(t, cli, "examples/hello-lambda-go", "minilambda-e2e-versions", "bootstrap")
+	// Its answer holds its environment: which settings ran shows.
+	img := dockertest.BuildGoImage(t, cli, "internal/testfn/lambdago", "minilambda-e2e-versions")
 	db := filepath.Join(t.TempDir(), "events.db")
 	s := startServer(t, db)
 	if code := s.call("POST", "/functions", map[string]any{"name": "hello", "image": img.Tag, "mode": "lambda",
-		"env": map[string]string{"GREETING": "one"}}, nil); code != 201 {
+		"env": map[string]string{"OWN": "one"}}, nil); code != 201 {
 		t.Fatalf("register: %d", code)
 	}
 	var v projections.Version
@@ -27,11 +30,11 @@ func TestVersionsOverHTTP(t *testing.T) {
 		v.Number != 1 || v.ImageDigest != img.ID || v.Description != "first" {
 		t.Fatalf("publish: %d %+v", code, v)
 	}
-	if code := s.call("PUT", "/functions/hello", map[string]any{"env": map[string]string{"GREETING": "two"}}, nil); code != 200 {
+	if code := s.call("PUT", "/functions/hello", map[string]any{"env": map[string]string{"OWN": "two"}}, nil); code != 200 {
 		t.Fatalf("update: %d", code)
 	}
 	var vs []projections.Version
-	if code := s.call("GET", "/functions/hello/versions", nil, &vs); code != 200 || len(vs) != 1 || vs[0].Env["GREETING"] != "one" {
+	if code := s.call("GET", "/functions/hello/versions", nil, &vs); code != 200 || len(vs) != 1 || vs[0].Env["OWN"] != "one" {
 		t.Fatalf("list versions: %d %+v", code, vs)
 	}
 	var a struct {
@@ -41,13 +44,19 @@ func TestVersionsOverHTTP(t *testing.T) {
 	if code := s.call("POST", "/functions/hello/aliases", map[string]any{"name": "live", "function_version": "1"}, &a); code != 201 || a.FunctionVersion != "1" {
 		t.Fatalf("create alias: %d %+v", code, a)
 	}
-	for _, c := range []struct{ path, want string }{
-		{"/invoke/hello", "$LATEST"}, {"/invoke/hello:1", "1"}, {"/invoke/hello?qualifier=1", "1"}, {"/invoke/hello:live", "1"},
-		{"/invoke/hello:$LATEST", "$LATEST"},
+	for _, c := range []struct{ path, want, own string }{
+		{"/invoke/hello", "$LATEST", "two"}, {"/invoke/hello:1", "1", "one"}, {"/invoke/hello?qualifier=1", "1", "one"},
+		{"/invoke/hello:live", "1", "one"}, {"/invoke/hello:$LATEST", "$LATEST", "two"},
 	} {
 		var inv projections.Invocation
 		if code := s.call("POST", c.path, map[string]any{"event": map[string]string{"name": "Ada"}}, &inv); code != 200 || inv.ExecutedVersion != c.want {
 			t.Errorf("%s: %d ran %q, want %q: %+v", c.path, code, inv.ExecutedVersion, c.want, inv)
+		}
+		var answer struct {
+			Env map[string]string `json:"env"`
+		}
+		if err := json.Unmarshal([]byte(inv.Result), &answer); err != nil || answer.Env["OWN"] != c.own || answer.Env["AWS_LAMBDA_FUNCTION_VERSION"] != c.want {
+			t.Errorf("%s ran with OWN=%q, AWS_LAMBDA_FUNCTION_VERSION=%q; want %q, %q (%v)", c.path, answer.Env["OWN"], answer.Env["AWS_LAMBDA_FUNCTION_VERSION"], c.own, c.want, err)
 		}
 		if strings.Contains(c.path, "live") && inv.Alias != "live" {
 			t.Errorf("%s: alias %q on the record", c.path, inv.Alias)

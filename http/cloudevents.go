@@ -3,6 +3,7 @@ package http
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"mime"
 	"net/http"
 	"net/url"
@@ -23,30 +24,13 @@ const cloudEventsType = "application/cloudevents+json"
 // cloudEventAttrs reads the required attributes of a structured
 // CloudEvent, which must be a JSON object with string attributes.
 func cloudEventAttrs(raw []byte) (function.CloudEventAttrs, error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
-		return function.CloudEventAttrs{}, badRequest{"the CloudEvent is not a JSON object"}
-	}
-	get := func(k string) (string, error) {
-		v, ok := m[k]
-		if !ok {
-			return "", nil
-		}
-		var s string
-		if err := json.Unmarshal(v, &s); err != nil {
-			return "", badRequest{"CloudEvent attribute " + k + " is not a string"}
-		}
-		return s, nil
-	}
 	var a function.CloudEventAttrs
-	var err error
-	for _, f := range []struct {
-		k string
-		p *string
-	}{{"specversion", &a.SpecVersion}, {"id", &a.ID}, {"source", &a.Source}, {"type", &a.Type}} {
-		if *f.p, err = get(f.k); err != nil {
-			return a, err
+	if err := json.Unmarshal(raw, &a); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) && typeErr.Field != "" {
+			return a, badRequest{"CloudEvent attribute " + typeErr.Field + " is not a string"}
 		}
+		return a, badRequest{"the CloudEvent is not a JSON object"}
 	}
 	return a, a.Check()
 }
@@ -56,12 +40,12 @@ func cloudEventAttrs(raw []byte) (function.CloudEventAttrs, error) {
 // not touched.
 func (s *Server) cloudEventRequest(w http.ResponseWriter, r *http.Request) (req function.Request, ok bool, err error) {
 	ctype, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if strings.HasPrefix(ctype, "application/cloudevents-batch") {
+		return req, true, badRequest{"batched CloudEvents are not supported: send one event per request"}
+	}
 	binary := r.Header.Get("Ce-Specversion") != ""
 	if ctype != cloudEventsType && !binary {
 		return req, false, nil
-	}
-	if strings.HasPrefix(ctype, "application/cloudevents-batch") {
-		return req, true, badRequest{"batched CloudEvents are not supported: send one event per request"}
 	}
 	body, err := readBody(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes), r.ContentLength, s.opts.MaxBodyBytes)
 	if err != nil {

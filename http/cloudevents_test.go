@@ -44,3 +44,15 @@ func TestCloudEventAttrs(t *testing.T) {
 		}
 	}
 }
+
+// TestCloudEventBatchRefused: a batch is refused for what it is, before
+// any of it is read.
+func TestCloudEventBatchRefused(t *testing.T) {
+	s := New(Options{})
+	r := httptest.NewRequest("POST", "/invoke/f", strings.NewReader(`[{"specversion": "1.0"}]`))
+	r.Header.Set("Content-Type", "application/cloudevents-batch+json")
+	_, ok, err := s.cloudEventRequest(httptest.NewRecorder(), r)
+	if !ok || err == nil || !strings.Contains(err.Error(), "batched CloudEvents are not supported") {
+		t.Errorf("a batch: %v %v", ok, err)
+	}
+}

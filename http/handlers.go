@@ -164,7 +164,7 @@ type invokeBody struct {
 }
 
 func (s *Server) decodeInvoke(w http.ResponseWriter, r *http.Request) (function.Request, error) {
-	trace := function.TraceFromHeaders(r.Header.Get("Traceparent"), r.Header.Get("X-Request-Id"))
+	trace := traceOf(r)
 	if req, ok, err := s.cloudEventRequest(w, r); ok || err != nil {
 		req.TraceID = trace
 		return req, err

@@ -1,7 +1,6 @@
 package http
 
 import (
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -39,23 +38,22 @@ func hookMessage(w http.ResponseWriter, status int, msg string) {
 func (s *Server) hook(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
 	ref := p.ByName("id")
 	var f projections.Function
-	err := errors.New("no id")
+	err := projections.ErrNotFound // an id no function can have
 	if function.CheckID(ref) == nil {
 		f, err = s.opts.Views.Function(ref)
 	}
+	if err != nil && !errors.Is(err, projections.ErrNotFound) {
+		s.writeError(w, r, err)
+		return
+	}
 	if err != nil || f.HTTPTrigger == nil {
-		if err != nil && !errors.Is(err, projections.ErrNotFound) && function.CheckID(ref) == nil {
-			s.writeError(w, r, err)
-			return
-		}
 		w.Header().Set("Connection", "close")
 		hookMessage(w, http.StatusNotFound, "Not Found")
 		return
 	}
 	t := f.HTTPTrigger
 	if t.Auth == function.TriggerAuthToken && s.opts.Token != "" {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.Token)) != 1 {
+		if !s.bearerOK(r) {
 			w.Header().Set("Connection", "close")
 			w.Header().Set("WWW-Authenticate", `Bearer realm="minilambda"`)
 			hookMessage(w, http.StatusUnauthorized, "Unauthorized")
@@ -81,7 +79,7 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request, p httprouter.Param
 		s.writeError(w, r, err)
 		return
 	}
-	req := function.Request{Event: event, TraceID: function.TraceFromHeaders(r.Header.Get("Traceparent"), r.Header.Get("X-Request-Id"))}
+	req := function.Request{Event: event, TraceID: traceOf(r)}
 	// ?async=true is how the seed's client asks for it.
 	if t.Async || r.Header.Get("X-Invocation-Type") == "Event" || r.URL.Query().Get("async") == "true" {
 		inv, err := s.opts.Invoker.Enqueue(r.Context(), f.ID, req)

@@ -272,8 +272,19 @@ func (s *Server) authorized(r *http.Request) bool {
 			return true
 		}
 	}
+	return s.bearerOK(r)
+}
+
+// bearerOK checks r's bearer token against the server's, in constant time.
+func (s *Server) bearerOK(r *http.Request) bool {
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.Token)) == 1
+}
+
+// traceOf is the trace an API request carries: its W3C traceparent, else
+// its X-Request-ID, else a new one.
+func traceOf(r *http.Request) string {
+	return function.TraceFromHeaders(r.Header.Get("Traceparent"), r.Header.Get("X-Request-Id"))
 }
 
 type statusRecorder struct {

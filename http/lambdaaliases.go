@@ -1,10 +1,8 @@
 package http
 
 import (
-	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 
 	"github.com/julienschmidt/httprouter"
 	"github.com/minilambda/minilambda/function"
@@ -24,7 +22,7 @@ type lambdaAliasBody struct {
 func (s *Server) aliasOut(fnName string, a projections.Alias) lambdaAlias {
 	out := lambdaAlias{
 		AliasArn: s.arn(fnName, a.Name), Name: a.Name, FunctionVersion: a.FunctionVersion,
-		Description: a.Description, RevisionID: fmt.Sprintf("%s-%d", strings.ToLower(a.Name), a.Revision),
+		Description: a.Description, RevisionID: revisionID(a.Name, a.Revision),
 	}
 	if len(a.Weights) > 0 {
 		out.RoutingConfig = &lambdaRouting{AdditionalVersionWeights: a.Weights}
@@ -48,10 +46,10 @@ func (s *Server) lambdaPutAlias(w http.ResponseWriter, r *http.Request, p httpro
 		name = p.ByName("alias")
 		cur, err := s.opts.Versions.Alias(f.ID, name)
 		if err != nil {
-			s.writeLambdaError(w, r, s.aliasNotFound(f.Name, name))
+			s.writeLambdaError(w, r, s.aliasNotFound(f.Name, name, err))
 			return
 		}
-		if b.RevisionID != "" && b.RevisionID != s.aliasOut(f.Name, cur).RevisionID {
+		if b.RevisionID != "" && b.RevisionID != revisionID(cur.Name, cur.Revision) {
 			s.writeLambdaError(w, r, lambdaError{http.StatusPreconditionFailed, "PreconditionFailedException", "the RevisionId does not match the alias's"})
 			return
 		}
@@ -98,7 +96,7 @@ func (s *Server) lambdaGetAlias(w http.ResponseWriter, r *http.Request, p httpro
 	}
 	a, err := s.opts.Versions.Alias(f.ID, p.ByName("alias"))
 	if err != nil {
-		s.writeLambdaError(w, r, s.aliasNotFound(f.Name, p.ByName("alias")))
+		s.writeLambdaError(w, r, s.aliasNotFound(f.Name, p.ByName("alias"), err))
 		return
 	}
 	writeJSON(w, http.StatusOK, s.aliasOut(f.Name, a))
@@ -117,29 +115,18 @@ func (s *Server) lambdaListAliases(w http.ResponseWriter, r *http.Request, p htt
 	if v := r.URL.Query().Get("FunctionVersion"); v != "" {
 		as = slices.DeleteFunc(as, func(a projections.Alias) bool { return a.FunctionVersion != v })
 	}
-	page, next, err := lambdaPage(r, as, func(a projections.Alias) string { return a.Name })
-	if err != nil {
-		s.writeLambdaError(w, r, err)
-		return
-	}
-	out := struct {
-		Aliases    []lambdaAlias `json:"Aliases"`
-		NextMarker string        `json:"NextMarker,omitempty"`
-	}{Aliases: []lambdaAlias{}, NextMarker: next}
-	for _, a := range page {
-		out.Aliases = append(out.Aliases, s.aliasOut(f.Name, a))
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeLambdaPage(s, w, r, "Aliases", as, func(a projections.Alias) string { return a.Name },
+		func(a projections.Alias) lambdaAlias { return s.aliasOut(f.Name, a) })
 }
 
 func (s *Server) lambdaDeleteAlias(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
-	ref, _, err := lambdaName(r, p)
-	if err == nil {
-		if err = s.opts.Versions.DeleteAlias(r.Context(), ref, p.ByName("alias")); err == nil {
-			w.WriteHeader(http.StatusNoContent)
-			return
-		}
-		err = s.notFound(ref, err)
+	f, ok := s.lambdaFunction(w, r, p)
+	if !ok {
+		return
 	}
-	s.writeLambdaError(w, r, err)
+	if err := s.opts.Versions.DeleteAlias(r.Context(), f.ID, p.ByName("alias")); err != nil {
+		s.writeLambdaError(w, r, s.aliasNotFound(f.Name, p.ByName("alias"), err))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

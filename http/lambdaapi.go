@@ -112,7 +112,10 @@ func (s *Server) lambdaAuth(next httprouter.Handle) httprouter.Handle {
 			next(w, r, p)
 			return
 		}
-		if _, _, err := checkSigV4Header(r, s.opts.AWSAccessKeyID, time.Now()); err != nil {
+		// The headers first: a request that cannot be the key's is refused
+		// before its body is read.
+		h, at, err := checkSigV4Header(r, s.opts.AWSAccessKeyID, time.Now())
+		if err != nil {
 			w.Header().Set("Connection", "close")
 			s.writeLambdaError(w, r, err)
 			return
@@ -122,7 +125,7 @@ func (s *Server) lambdaAuth(next httprouter.Handle) httprouter.Handle {
 			s.writeLambdaError(w, r, wrapBody("the request body", err))
 			return
 		}
-		if err := verifySigV4(r, body, s.opts.AWSAccessKeyID, s.opts.AWSSecretAccessKey, time.Now()); err != nil {
+		if err := verifySignature(r, h, at, body, s.opts.AWSAccessKeyID, s.opts.AWSSecretAccessKey); err != nil {
 			s.writeLambdaError(w, r, err)
 			return
 		}
@@ -225,7 +228,7 @@ func (s *Server) configuration(f projections.Function, version, digest string, m
 		FunctionName: f.Name, FunctionArn: s.arn(f.Name), Role: f.Role, Handler: f.Handler,
 		Description: f.Description, Timeout: f.Timeout, MemorySize: f.MemoryMB,
 		LastModified: lambdaTime(modified), CodeSha256: strings.TrimPrefix(digest, "sha256:"),
-		Version: version, RevisionID: fmt.Sprintf("%s-%d", strings.ToLower(f.ID), f.Version),
+		Version: version, RevisionID: revisionID(f.ID, f.Version),
 		PackageType: "Image", State: "Active", LastUpdateStatus: "Successful", Architectures: []string{"x86_64"},
 	}
 	if version != function.Latest {
@@ -258,33 +261,43 @@ func (s *Server) versionConfiguration(f projections.Function, v projections.Vers
 	return c
 }
 
-// qualifiedConfiguration is the configuration a qualifier names.
-func (s *Server) qualifiedConfiguration(r *http.Request, ref, qualifier string) (lambdaConfiguration, error) {
+// qualified returns the live function ref and, when qualifier names a
+// published version (itself or through an alias), that version; nil for
+// $LATEST.
+func (s *Server) qualified(ref, qualifier string) (projections.Function, *projections.Version, error) {
 	f, err := s.opts.Views.Function(ref)
 	if err != nil {
-		return lambdaConfiguration{}, s.notFound(ref, err)
+		return f, nil, s.notFound(ref, err)
 	}
 	q, err := function.ParseQualifier(qualifier)
 	if err != nil {
-		return lambdaConfiguration{}, err
+		return f, nil, err
 	}
 	if q.Alias != "" {
 		a, err := s.opts.Versions.Alias(f.ID, q.Alias)
 		if err != nil {
-			return lambdaConfiguration{}, s.notFound(ref+":"+q.Alias, err)
+			return f, nil, s.notFound(ref+":"+q.Alias, err)
 		}
 		if q, err = function.ParseQualifier(a.FunctionVersion); err != nil {
-			return lambdaConfiguration{}, err
+			return f, nil, err
 		}
 	}
 	if q.Version == 0 {
-		return s.latestConfiguration(r, f), nil
+		return f, nil, nil
 	}
 	v, err := s.opts.Versions.Version(f.ID, q.Version)
 	if err != nil {
-		return lambdaConfiguration{}, s.notFound(ref+":"+strconv.Itoa(q.Version), err)
+		return f, nil, s.notFound(ref+":"+strconv.Itoa(q.Version), err)
 	}
-	return s.versionConfiguration(f, v), nil
+	return f, &v, nil
+}
+
+// qualifiedConfiguration is the configuration of what qualified found.
+func (s *Server) qualifiedConfiguration(r *http.Request, f projections.Function, v *projections.Version) lambdaConfiguration {
+	if v == nil {
+		return s.latestConfiguration(r, f)
+	}
+	return s.versionConfiguration(f, *v)
 }
 
 // lambdaFunction is the live function the path names, whatever the
@@ -303,8 +316,18 @@ func (s *Server) lambdaFunction(w http.ResponseWriter, r *http.Request, p httpro
 	return f, true
 }
 
-func (s *Server) aliasNotFound(fnName, alias string) error {
-	return lambdaError{http.StatusNotFound, "ResourceNotFoundException", "Alias not found: " + s.arn(fnName, alias)}
+// aliasNotFound words a missing alias as Lambda does.
+func (s *Server) aliasNotFound(fnName, alias string, err error) error {
+	if errors.Is(err, projections.ErrNotFound) {
+		return lambdaError{http.StatusNotFound, "ResourceNotFoundException", "Alias not found: " + s.arn(fnName, alias)}
+	}
+	return err
+}
+
+// revisionID is what Lambda calls the revision of a function or an
+// alias: it changes with every change.
+func revisionID(id string, revision int) string {
+	return fmt.Sprintf("%s-%d", strings.ToLower(id), revision)
 }
 
 // notFound words a missing function as Lambda does.
@@ -319,15 +342,12 @@ type lambdaCreateBody struct {
 	FunctionName string `json:"FunctionName"`
 	PackageType  string `json:"PackageType"`
 	Code         struct {
-		ImageURI        string `json:"ImageUri"`
-		ZipFile         []byte `json:"ZipFile"`
-		S3Bucket        string `json:"S3Bucket"`
-		S3Key           string `json:"S3Key"`
-		S3ObjectVersion string `json:"S3ObjectVersion"`
+		ImageURI string `json:"ImageUri"`
+		ZipFile  []byte `json:"ZipFile"`
+		S3Bucket string `json:"S3Bucket"`
 	} `json:"Code"`
 	Role          string             `json:"Role"`
 	Handler       string             `json:"Handler"`
-	Runtime       string             `json:"Runtime"`
 	Timeout       int                `json:"Timeout"`
 	MemorySize    int                `json:"MemorySize"`
 	Description   string             `json:"Description"`
@@ -335,7 +355,6 @@ type lambdaCreateBody struct {
 	Environment   *lambdaEnvironment `json:"Environment"`
 	ImageConfig   *lambdaImageConfig `json:"ImageConfig"`
 	Architectures []string           `json:"Architectures"`
-	Tags          map[string]string  `json:"Tags"`
 }
 
 // lambdaDecode reads a Lambda API body: unknown members are ignored, as
@@ -393,16 +412,16 @@ func (s *Server) lambdaCreate(w http.ResponseWriter, r *http.Request, _ httprout
 // answerChanged answers a create or an update of f with its $LATEST
 // configuration, or with the version it publishes when asked.
 func (s *Server) answerChanged(w http.ResponseWriter, r *http.Request, f projections.Function, publish bool, status int) {
-	c := s.latestConfiguration(r, f)
-	if publish {
-		v, err := s.opts.Versions.PublishVersion(r.Context(), f.ID, "")
-		if err != nil {
-			s.writeLambdaError(w, r, err)
-			return
-		}
-		c = s.versionConfiguration(f, v)
+	if !publish {
+		writeJSON(w, status, s.latestConfiguration(r, f))
+		return
 	}
-	writeJSON(w, status, c)
+	v, err := s.opts.Versions.PublishVersion(r.Context(), f.ID, "")
+	if err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	writeJSON(w, status, s.versionConfiguration(f, v))
 }
 
 func (s *Server) lambdaList(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
@@ -412,19 +431,28 @@ func (s *Server) lambdaList(w http.ResponseWriter, r *http.Request, _ httprouter
 		return
 	}
 	slices.SortFunc(fns, func(a, b projections.Function) int { return cmp.Compare(a.Name, b.Name) })
-	page, next, err := lambdaPage(r, fns, func(f projections.Function) string { return f.Name })
+	writeLambdaPage(s, w, r, "Functions", fns, func(f projections.Function) string { return f.Name },
+		func(f projections.Function) lambdaConfiguration { return s.latestConfiguration(r, f) })
+}
+
+// writeLambdaPage answers a List operation: the page of items (see
+// lambdaPage) under member, each as out makes it (only the page's items
+// are made), and NextMarker when there is more.
+func writeLambdaPage[T, O any](s *Server, w http.ResponseWriter, r *http.Request, member string, items []T, key func(T) string, out func(T) O) {
+	page, next, err := lambdaPage(r, items, key)
 	if err != nil {
 		s.writeLambdaError(w, r, err)
 		return
 	}
-	out := struct {
-		Functions  []lambdaConfiguration `json:"Functions"`
-		NextMarker string                `json:"NextMarker,omitempty"`
-	}{Functions: []lambdaConfiguration{}, NextMarker: next}
-	for _, f := range page {
-		out.Functions = append(out.Functions, s.latestConfiguration(r, f))
+	outs := make([]O, len(page))
+	for i, t := range page {
+		outs[i] = out(t)
 	}
-	writeJSON(w, http.StatusOK, out)
+	body := map[string]any{member: outs}
+	if next != "" {
+		body["NextMarker"] = next
+	}
+	writeJSON(w, http.StatusOK, body)
 }
 
 // lambdaPage pages items, sorted by key, after ?Marker= (the key of the
@@ -457,22 +485,14 @@ func (s *Server) lambdaGet(w http.ResponseWriter, r *http.Request, p httprouter.
 		s.writeLambdaError(w, r, err)
 		return
 	}
-	c, err := s.qualifiedConfiguration(r, ref, qualifier)
+	f, v, err := s.qualified(ref, qualifier)
 	if err != nil {
 		s.writeLambdaError(w, r, err)
 		return
 	}
-	f, err := s.opts.Views.Function(ref)
-	if err != nil {
-		s.writeLambdaError(w, r, s.notFound(ref, err))
-		return
-	}
-	image := f.Image
-	if c.Version != function.Latest {
-		n, _ := strconv.Atoi(c.Version)
-		if v, err := s.opts.Versions.Version(f.ID, n); err == nil {
-			image = v.Image
-		}
+	c, image := s.qualifiedConfiguration(r, f, v), f.Image
+	if v != nil {
+		image = v.Image
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"Configuration": c,
@@ -483,9 +503,10 @@ func (s *Server) lambdaGet(w http.ResponseWriter, r *http.Request, p httprouter.
 func (s *Server) lambdaGetConfiguration(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
 	ref, qualifier, err := lambdaName(r, p)
 	if err == nil {
-		var c lambdaConfiguration
-		if c, err = s.qualifiedConfiguration(r, ref, qualifier); err == nil {
-			writeJSON(w, http.StatusOK, c)
+		var f projections.Function
+		var v *projections.Version
+		if f, v, err = s.qualified(ref, qualifier); err == nil {
+			writeJSON(w, http.StatusOK, s.qualifiedConfiguration(r, f, v))
 			return
 		}
 	}
@@ -586,7 +607,7 @@ func (s *Server) lambdaPublish(w http.ResponseWriter, r *http.Request, p httprou
 		s.writeLambdaError(w, r, err)
 		return
 	}
-	if b.RevisionID != "" && b.RevisionID != fmt.Sprintf("%s-%d", strings.ToLower(f.ID), f.Version) {
+	if b.RevisionID != "" && b.RevisionID != revisionID(f.ID, f.Version) {
 		s.writeLambdaError(w, r, lambdaError{http.StatusPreconditionFailed, "PreconditionFailedException", "the RevisionId does not match the function's latest revision"})
 		return
 	}
@@ -612,23 +633,14 @@ func (s *Server) lambdaListVersions(w http.ResponseWriter, r *http.Request, p ht
 		s.writeLambdaError(w, r, err)
 		return
 	}
-	all := []lambdaConfiguration{s.latestConfiguration(r, f)}
-	for _, v := range vs {
-		all = append(all, s.versionConfiguration(f, v))
-	}
-	// $LATEST first, then the versions in order: keys that sort that way.
-	page, next, err := lambdaPage(r, all, func(c lambdaConfiguration) string {
-		if c.Version == function.Latest {
-			return ""
-		}
-		return fmt.Sprintf("%010s", c.Version)
-	})
-	if err != nil {
-		s.writeLambdaError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, struct {
-		Versions   []lambdaConfiguration `json:"Versions"`
-		NextMarker string                `json:"NextMarker,omitempty"`
-	}{page, next})
+	// $LATEST (version 0 here) first, then the versions in order: keys
+	// that sort that way.
+	all := append([]projections.Version{{}}, vs...)
+	writeLambdaPage(s, w, r, "Versions", all, func(v projections.Version) string { return fmt.Sprintf("%010d", v.Number) },
+		func(v projections.Version) lambdaConfiguration {
+			if v.Number == 0 {
+				return s.latestConfiguration(r, f)
+			}
+			return s.versionConfiguration(f, v)
+		})
 }

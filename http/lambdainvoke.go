@@ -37,10 +37,10 @@ func (s *Server) lambdaInvoke(w http.ResponseWriter, r *http.Request, p httprout
 		return
 	}
 	req := function.Request{Event: json.RawMessage(body), Qualifier: qualifier,
-		TraceID: function.TraceFromHeaders(r.Header.Get("Traceparent"), r.Header.Get("X-Request-Id"))}
+		TraceID: traceOf(r)}
 	switch typ := cmp.Or(r.Header.Get("X-Amz-Invocation-Type"), "RequestResponse"); typ {
 	case "DryRun":
-		if _, err := s.qualifiedConfiguration(r, ref, qualifier); err != nil {
+		if _, _, err := s.qualified(ref, qualifier); err != nil {
 			s.writeLambdaError(w, r, err)
 			return
 		}

@@ -1,7 +1,6 @@
 package http
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -107,6 +106,12 @@ func verifySigV4(r *http.Request, body []byte, accessKey, secret string, now tim
 	if err != nil {
 		return err
 	}
+	return verifySignature(r, h, at, body, accessKey, secret)
+}
+
+// verifySignature is verifySigV4 once checkSigV4Header has passed: it
+// signs the request again, with the headers h names, and compares.
+func verifySignature(r *http.Request, h sigv4Header, at time.Time, body []byte, accessKey, secret string) error {
 	// The same request, with only the headers the client signed: the
 	// signer signs every header it is given.
 	u := *r.URL
@@ -135,7 +140,7 @@ func verifySigV4(r *http.Request, body []byte, accessKey, secret string, now tim
 		return fmt.Errorf("%w: X-Amz-Content-Sha256 is not the hash of the body", errSignature)
 	}
 	creds := aws.Credentials{AccessKeyID: accessKey, SecretAccessKey: secret, SessionToken: r.Header.Get("X-Amz-Security-Token")}
-	if err := v4.NewSigner().SignHTTP(context.Background(), creds, check, payload, h.service, h.region, at); err != nil {
+	if err := v4.NewSigner().SignHTTP(r.Context(), creds, check, payload, h.service, h.region, at); err != nil {
 		return fmt.Errorf("%w: %v", errSignature, err)
 	}
 	want, err := parseSigV4(check.Header.Get("Authorization"))

@@ -21,6 +21,8 @@ const (
 	TypeAliasCreated        = "function.alias_created"
 	TypeAliasUpdated        = "function.alias_updated"
 	TypeAliasDeleted        = "function.alias_deleted"
+	TypeScheduleCreated     = "schedule.created"
+	TypeScheduleDeleted     = "schedule.deleted"
 	TypeInvocationQueued    = "invocation.queued"
 	TypeInvocationStarted   = "invocation.started"
 	TypeInvocationCompleted = "invocation.completed"
@@ -98,6 +100,19 @@ type AliasSet struct {
 type AliasDeleted struct {
 	V    int    `json:"v"`
 	Name string `json:"name"`
+}
+
+// ScheduleCreated is the payload of schedule.created.
+type ScheduleCreated struct {
+	V  int    `json:"v"`
+	ID string `json:"id"`
+	function.ScheduleSpec
+}
+
+// ScheduleDeleted is the payload of schedule.deleted.
+type ScheduleDeleted struct {
+	V  int    `json:"v"`
+	ID string `json:"id"`
 }
 
 // InvocationQueued is the payload of invocation.queued: a request accepted,
@@ -281,6 +296,17 @@ func NewAliasSet(functionID string, created bool, p AliasSet) (eventlog.Event, e
 // NewAliasDeleted is the function.alias_deleted event of an alias.
 func NewAliasDeleted(functionID, name string) (eventlog.Event, error) {
 	return newEvent(TypeAliasDeleted, functionID, "", AliasDeleted{V: payloadV, Name: name})
+}
+
+// NewScheduleCreated is the schedule.created event of a new schedule.
+func NewScheduleCreated(functionID string, p ScheduleCreated) (eventlog.Event, error) {
+	p.V = payloadV
+	return newEvent(TypeScheduleCreated, functionID, "", p)
+}
+
+// NewScheduleDeleted is the schedule.deleted event of a schedule.
+func NewScheduleDeleted(functionID, id string) (eventlog.Event, error) {
+	return newEvent(TypeScheduleDeleted, functionID, "", ScheduleDeleted{V: payloadV, ID: id})
 }
 
 // NewInvocationQueued is the invocation.queued event of a new invocation.

@@ -1,7 +1,6 @@
 package projections
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -12,26 +11,7 @@ import (
 // Schedule triggers: a schedule fires async invocations of its function,
 // each recorded with the schedule's id and the instant it was due.
 
-// Event types of schedules.
-const (
-	TypeScheduleCreated = "schedule.created"
-	TypeScheduleDeleted = "schedule.deleted"
-)
-
 const viewSchedules = "schedules" // function id 0 schedule id -> Schedule
-
-// ScheduleCreated is the payload of schedule.created.
-type ScheduleCreated struct {
-	V  int    `json:"v"`
-	ID string `json:"id"`
-	function.ScheduleSpec
-}
-
-// ScheduleDeleted is the payload of schedule.deleted.
-type ScheduleDeleted struct {
-	V  int    `json:"v"`
-	ID string `json:"id"`
-}
 
 // Schedule is the read model of a schedule trigger.
 type Schedule struct {
@@ -43,51 +23,21 @@ type Schedule struct {
 	LastDue *time.Time `json:"last_due_at,omitempty"`
 }
 
-// NewScheduleCreated is the schedule.created event of a new schedule.
-func NewScheduleCreated(functionID string, p ScheduleCreated) (eventlog.Event, error) {
-	p.V = payloadV
-	return newEvent(TypeScheduleCreated, functionID, "", p)
-}
-
-// NewScheduleDeleted is the schedule.deleted event of a schedule.
-func NewScheduleDeleted(functionID, id string) (eventlog.Event, error) {
-	return newEvent(TypeScheduleDeleted, functionID, "", ScheduleDeleted{V: payloadV, ID: id})
-}
-
 func scheduleKey(fnID, id string) []byte { return indexKey(fnID, id) }
 
 // ScheduleOf returns schedule id of function fnID.
 func ScheduleOf(r eventlog.ViewReader, fnID, id string) (Schedule, error) {
-	var sc Schedule
-	b := r.Get(viewSchedules, scheduleKey(fnID, id))
-	if b == nil {
-		return sc, fmt.Errorf("schedule %q of function %s: %w", id, fnID, ErrNotFound)
-	}
-	err := json.Unmarshal(b, &sc)
-	return sc, err
+	return getJSON[Schedule](r, viewSchedules, scheduleKey(fnID, id), fmt.Sprintf("schedule %q of function %s", id, fnID))
 }
 
 // SchedulesOf lists the schedules of function fnID, or of every function
 // when fnID is empty.
 func SchedulesOf(r eventlog.ViewReader, fnID string) ([]Schedule, error) {
-	var out []Schedule
-	var derr error
 	prefix := []byte(nil)
 	if fnID != "" {
 		prefix = indexKey(fnID, "")
 	}
-	err := r.Scan(viewSchedules, prefix, nil, false, func(_, v []byte) bool {
-		var sc Schedule
-		if derr = json.Unmarshal(v, &sc); derr != nil {
-			return false
-		}
-		out = append(out, sc)
-		return true
-	})
-	if err == nil {
-		err = derr
-	}
-	return out, err
+	return scanJSON[Schedule](r, viewSchedules, prefix)
 }
 
 func (b *batch) scheduleCreated(e *eventlog.Event) error {

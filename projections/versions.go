@@ -2,6 +2,7 @@ package projections
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -68,29 +69,17 @@ func lastVersion(r eventlog.ViewReader, fnID string) (n int, err error) {
 
 // PublishedVersion returns version n of function fnID.
 func PublishedVersion(r eventlog.ViewReader, fnID string, n int) (Version, error) {
-	var v Version
-	b := r.Get(viewPublished, versionKey(fnID, n))
-	if b == nil {
-		return v, fmt.Errorf("version %d of function %s: %w", n, fnID, ErrNotFound)
-	}
-	err := json.Unmarshal(b, &v)
-	return v, err
+	return getJSON[Version](r, viewPublished, versionKey(fnID, n), fmt.Sprintf("version %d of function %s", n, fnID))
 }
 
 // AliasOf returns alias name of function fnID.
 func AliasOf(r eventlog.ViewReader, fnID, name string) (Alias, error) {
-	var a Alias
-	b := r.Get(viewAliases, aliasKey(fnID, name))
-	if b == nil {
-		return a, fmt.Errorf("alias %q of function %s: %w", name, fnID, ErrNotFound)
-	}
-	err := json.Unmarshal(b, &a)
-	return a, err
+	return getJSON[Alias](r, viewAliases, aliasKey(fnID, name), fmt.Sprintf("alias %q of function %s", name, fnID))
 }
 
-// checkVersionRef is nil when ref names $LATEST or a published version of
+// CheckVersionRef is nil when ref names $LATEST or a published version of
 // fnID.
-func checkVersionRef(r eventlog.ViewReader, fnID, ref string) error {
+func CheckVersionRef(r eventlog.ViewReader, fnID, ref string) error {
 	if ref == function.Latest {
 		return nil
 	}
@@ -134,11 +123,11 @@ func (b *batch) aliasSet(e *eventlog.Event) error {
 	if _, err := b.liveFunction(e.FunctionID); err != nil {
 		return err
 	}
-	if err := checkVersionRef(b.tx, e.FunctionID, p.FunctionVersion); err != nil {
+	if err := CheckVersionRef(b.tx, e.FunctionID, p.FunctionVersion); err != nil {
 		return err
 	}
 	for v := range p.Weights {
-		if err := checkVersionRef(b.tx, e.FunctionID, v); err != nil {
+		if err := CheckVersionRef(b.tx, e.FunctionID, v); err != nil {
 			return err
 		}
 	}
@@ -197,6 +186,34 @@ func putJSON(tx eventlog.ViewTx, view string, key []byte, v any) error {
 	return tx.Put(view, key, b)
 }
 
+// getJSON decodes the value under key in view; what names it in the
+// error when there is none.
+func getJSON[T any](r eventlog.ViewReader, view string, key []byte, what string) (T, error) {
+	var v T
+	b := r.Get(view, key)
+	if b == nil {
+		return v, fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	err := json.Unmarshal(b, &v)
+	return v, err
+}
+
+// scanJSON decodes every value in view whose key starts with prefix, in
+// key order.
+func scanJSON[T any](r eventlog.ViewReader, view string, prefix []byte) ([]T, error) {
+	var out []T
+	var derr error
+	err := r.Scan(view, prefix, nil, false, func(_, b []byte) bool {
+		var v T
+		if derr = json.Unmarshal(b, &v); derr != nil {
+			return false
+		}
+		out = append(out, v)
+		return true
+	})
+	return out, errors.Join(err, derr)
+}
+
 // Versions lists function ref's published versions, oldest first.
 func (s *Views) Versions(ref string) ([]Version, error) {
 	var out []Version
@@ -205,18 +222,7 @@ func (s *Views) Versions(ref string) ([]Version, error) {
 		if err != nil {
 			return err
 		}
-		var derr error
-		err = r.Scan(viewPublished, indexKey(f.ID, ""), nil, false, func(_, v []byte) bool {
-			var pv Version
-			if derr = json.Unmarshal(v, &pv); derr != nil {
-				return false
-			}
-			out = append(out, pv)
-			return true
-		})
-		if err == nil {
-			err = derr
-		}
+		out, err = scanJSON[Version](r, viewPublished, indexKey(f.ID, ""))
 		return err
 	})
 	return out, err
@@ -243,18 +249,7 @@ func (s *Views) Aliases(ref string) ([]Alias, error) {
 		if err != nil {
 			return err
 		}
-		var derr error
-		err = r.Scan(viewAliases, indexKey(f.ID, ""), nil, false, func(_, v []byte) bool {
-			var a Alias
-			if derr = json.Unmarshal(v, &a); derr != nil {
-				return false
-			}
-			out = append(out, a)
-			return true
-		})
-		if err == nil {
-			err = derr
-		}
+		out, err = scanJSON[Alias](r, viewAliases, indexKey(f.ID, ""))
 		return err
 	})
 	return out, err
@@ -276,10 +271,17 @@ func (s *Views) Alias(ref, name string) (a Alias, err error) {
 // Resolved is a function as one invocation runs it.
 type Resolved struct {
 	Function
-	// Executed is the published version that runs, "" for $LATEST.
-	Executed string
 	// Alias is the alias the caller named, if any.
 	Alias string
+}
+
+// Executed is the published version that runs, "" for $LATEST (as the
+// queued event records it).
+func (r Resolved) Executed() string {
+	if r.Published == 0 {
+		return ""
+	}
+	return r.VersionName()
 }
 
 // Resolve returns function ref as qualifier q names it; an alias with a
@@ -314,7 +316,7 @@ func (s *Views) Resolve(ref string, q function.Qualifier, r float64) (res Resolv
 		if err != nil {
 			return err
 		}
-		res.Function, res.Executed = v.Function(f), strconv.Itoa(n)
+		res.Function = v.Function(f)
 		return nil
 	})
 	return res, err

@@ -61,7 +61,7 @@ func TestVersionsAndAliases(t *testing.T) {
 		{function.Qualifier{Alias: "prod"}, 0.9, "sha256:aaa", "1"},
 	} {
 		res, err := v.Resolve("hello", c.q, c.r)
-		if err != nil || res.Image != c.image || res.Executed != c.executed || res.Alias != c.q.Alias {
+		if err != nil || res.Image != c.image || res.Executed() != c.executed || res.Alias != c.q.Alias {
 			t.Errorf("%+v at %v: %v %+v", c.q, c.r, err, res)
 		}
 		if c.executed != "" && res.Published == 0 {

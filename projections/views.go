@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +30,15 @@ type Function struct {
 	// Published is the published version these settings are, 0 for the
 	// current ones ($LATEST); such a Function is never stored.
 	Published int `json:"-"`
+}
+
+// VersionName is the published version these settings are ("3"), or
+// $LATEST.
+func (f Function) VersionName() string {
+	if f.Published == 0 {
+		return function.Latest
+	}
+	return strconv.Itoa(f.Published)
 }
 
 // Invocation is the read model of one invocation: the record the API shows.
@@ -215,15 +225,9 @@ func (s *Views) Functions() ([]Function, error) {
 // or not, oldest first.
 func (s *Views) FunctionVersions(id string) ([]Function, error) {
 	var out []Function
-	err := s.v.View(func(r eventlog.ViewReader) error {
-		var derr error
-		err := r.Scan(viewFunctionVersions, indexKey(id, ""), nil, false, func(k, v []byte) bool {
-			var f Function
-			derr = json.Unmarshal(v, &f)
-			out = append(out, f)
-			return derr == nil
-		})
-		return errors.Join(err, derr)
+	err := s.v.View(func(r eventlog.ViewReader) (err error) {
+		out, err = scanJSON[Function](r, viewFunctionVersions, indexKey(id, ""))
+		return err
 	})
 	if err == nil && len(out) == 0 {
 		err = fmt.Errorf("function %q: %w", id, ErrNotFound)
@@ -244,12 +248,8 @@ func (s *Views) Invocation(id string) (inv Invocation, err error) {
 // first, its queued event, to last, its latest event so far.
 func (s *Views) InvocationSpan(id string) (first, last uint64, err error) {
 	err = s.v.View(func(r eventlog.ViewReader) error {
-		v := r.Get(viewInvocations, recordKey(id))
-		if v == nil {
-			return fmt.Errorf("invocation %q: %w", id, ErrNotFound)
-		}
-		var rec storedInvocation
-		if err := rec.unmarshal(id, v); err != nil {
+		rec, err := storedRecord(r, id, nil)
+		if err != nil {
 			return err
 		}
 		first, last = rec.QueuedSeq, rec.LastSeq
@@ -263,12 +263,8 @@ func (s *Views) InvocationSpan(id string) (first, last uint64, err error) {
 // event is read from the log once, not copied again.
 func (s *Views) Queued(id string) (q InvocationQueued, err error) {
 	err = s.v.View(func(r eventlog.ViewReader) error {
-		v := r.Get(viewInvocations, recordKey(id))
-		if v == nil {
-			return fmt.Errorf("invocation %q: %w", id, ErrNotFound)
-		}
-		var rec storedInvocation
-		if err := rec.unmarshal(id, v); err != nil {
+		rec, err := storedRecord(r, id, nil)
+		if err != nil {
 			return err
 		}
 		e, err := r.Event(rec.QueuedSeq)
@@ -281,17 +277,25 @@ func (s *Views) Queued(id string) (q InvocationQueued, err error) {
 	return q, err
 }
 
+// storedRecord decodes the record of invocation id: v, when the caller
+// has its stored bytes in hand already, or what the view holds.
+func storedRecord(r eventlog.ViewReader, id string, v []byte) (storedInvocation, error) {
+	if v == nil {
+		v = r.Get(viewInvocations, recordKey(id))
+	}
+	var rec storedInvocation
+	if v == nil {
+		return rec, fmt.Errorf("invocation %q: %w", id, ErrNotFound)
+	}
+	err := rec.unmarshal(id, v)
+	return rec, err
+}
+
 // readInvocation reads a record, whose stored bytes v the caller may have
 // in hand already, and the outputs from the event that ended it.
 func readInvocation(r eventlog.ViewReader, id, v []byte) (Invocation, error) {
-	if v == nil {
-		v = r.Get(viewInvocations, recordKey(string(id)))
-	}
-	if v == nil {
-		return Invocation{}, fmt.Errorf("invocation %q: %w", id, ErrNotFound)
-	}
-	var rec storedInvocation
-	if err := rec.unmarshal(string(id), v); err != nil {
+	rec, err := storedRecord(r, string(id), v)
+	if err != nil {
 		return Invocation{}, err
 	}
 	if rec.EndSeq != 0 {

@@ -120,7 +120,7 @@ func queuedEvent(f projections.Resolved, id string, req function.Request, async 
 	return projections.NewInvocationQueued(f.ID, id, projections.InvocationQueued{
 		FunctionName: f.Name, FunctionVersion: f.Version, Async: async,
 		Event: req.Event, Timeout: req.Timeout, CallbackURL: req.CallbackURL,
-		ExecutedVersion: f.Executed, Alias: f.Alias,
+		ExecutedVersion: f.Executed(), Alias: f.Alias,
 		TraceID: req.TraceID, TraceSupplied: req.TraceSupplied, CloudEvent: req.CloudEvent,
 		ScheduleID: req.ScheduleID, ScheduledAt: req.ScheduledAt,
 	})

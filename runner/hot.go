@@ -136,12 +136,8 @@ func (ps *pools) start(ctx context.Context, f projections.Function, p *pool) (en
 	case ps.s.lambda == nil:
 		err = errNoLambda
 	default:
-		version := f.Version
-		if f.Published > 0 {
-			version = f.Published
-		}
 		h, err = ps.s.lambda.Start(ctx, ps.s.containerSpec(f, ""), lambda.Function{
-			Name: f.Name, Version: version, MemoryMB: f.MemoryMB, Handler: f.Handler,
+			Name: f.Name, Version: f.VersionName(), MemoryMB: f.MemoryMB, Handler: f.Handler,
 		})
 	}
 	if err != nil {

@@ -76,7 +76,7 @@ func TestLambdaMode(t *testing.T) {
 			t.Errorf("deadline %v after the event was taken, for a 7 s timeout", d)
 		}
 		for k, want := range map[string]string{
-			"AWS_LAMBDA_FUNCTION_NAME": "lg", "AWS_LAMBDA_FUNCTION_VERSION": "1", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
+			"AWS_LAMBDA_FUNCTION_NAME": "lg", "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
 			"AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/lg", "AWS_REGION": "eu-west-3", "AWS_DEFAULT_REGION": "eu-west-3",
 			"_HANDLER": "main.handle", "LAMBDA_TASK_ROOT": "/var/task", "LAMBDA_RUNTIME_DIR": "/var/runtime",
 			"TZ": "Europe/Paris", "OWN": "mine", "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",
@@ -85,7 +85,7 @@ func TestLambdaMode(t *testing.T) {
 				t.Errorf("%s=%q, want %q", k, a.Env[k], want)
 			}
 		}
-		if s := a.Env["AWS_LAMBDA_LOG_STREAM_NAME"]; !strings.Contains(s, "/[1]") {
+		if s := a.Env["AWS_LAMBDA_LOG_STREAM_NAME"]; !strings.Contains(s, "/[$LATEST]") {
 			t.Errorf("log stream name %q", s)
 		}
 		for i, name := range []string{"b", "c"} {
@@ -207,7 +207,7 @@ func TestLambdaMode(t *testing.T) {
 			t.Fatal(err)
 		}
 		after, b := invokeLambda(t, f, "lg", map[string]string{}, 0)
-		if a.Env["OWN"] != "v1" || b.Env["OWN"] != "v2" || b.Env["AWS_LAMBDA_FUNCTION_VERSION"] != "2" || after.ContainerID == before.ContainerID {
+		if a.Env["OWN"] != "v1" || b.Env["OWN"] != "v2" || b.Env["AWS_LAMBDA_FUNCTION_VERSION"] != "$LATEST" || after.ContainerID == before.ContainerID {
 			t.Errorf("before the update %v in %s, after %v in %s", a.Env, before.ContainerID, b.Env, after.ContainerID)
 		}
 	})

@@ -102,6 +102,10 @@ type scheduler struct {
 	// cursors holds, by schedule id, the instant after which the
 	// schedule's next firing falls due.
 	cursors map[string]time.Time
+	// nexts holds, by schedule id, its parsed expression: a schedule never
+	// changes, and parsing (its time zone loaded each time) on every round
+	// would cost each schedule that much every second.
+	nexts map[string]func(time.Time) time.Time
 }
 
 func (s *Service) wakeScheduler() {
@@ -141,13 +145,18 @@ func (s *Service) fireDue(ctx context.Context, started time.Time) time.Duration 
 	live := make(map[string]bool, len(list))
 	for _, sc := range list {
 		live[sc.ID] = true
-		next, err := sc.Schedule()
-		if err != nil {
-			continue
-		}
 		s.sched.mu.Lock()
+		next := s.sched.nexts[sc.ID]
 		cur, seen := s.sched.cursors[sc.ID]
 		s.sched.mu.Unlock()
+		if next == nil {
+			if next, err = sc.Schedule(); err != nil {
+				continue
+			}
+			s.sched.mu.Lock()
+			s.sched.nexts[sc.ID] = next
+			s.sched.mu.Unlock()
+		}
 		if !seen {
 			cur = sc.CreatedAt
 			if sc.LastDue != nil {
@@ -184,6 +193,11 @@ func (s *Service) fireDue(ctx context.Context, started time.Time) time.Duration 
 	for id := range s.sched.cursors {
 		if !live[id] {
 			delete(s.sched.cursors, id)
+		}
+	}
+	for id := range s.sched.nexts {
+		if !live[id] {
+			delete(s.sched.nexts, id)
 		}
 	}
 	s.sched.mu.Unlock()

@@ -175,7 +175,7 @@ func New(opts Options) (*Service, error) {
 	s.pools.init(s)
 	s.spares.init(s)
 	s.callbacks.init(s)
-	s.sched = scheduler{wake: make(chan struct{}, 1), cursors: map[string]time.Time{}}
+	s.sched = scheduler{wake: make(chan struct{}, 1), cursors: map[string]time.Time{}, nexts: map[string]func(time.Time) time.Time{}}
 	if opts.LambdaInit != "" || opts.LambdaInitDir != "" {
 		host, err := lambda.New(lambda.Options{
 			Engine: opts.Engine, Init: opts.LambdaInit, InitDir: opts.LambdaInitDir, Region: opts.Region,

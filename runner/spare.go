@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"math"
 	"slices"
 	"sync"
@@ -199,42 +200,42 @@ func (sp *spares) fillLocked(f projections.Function, fs *fnSpares) {
 	if len(fs.waiting) <= fs.starting && len(fs.ready)+fs.starting >= fs.target() {
 		return
 	}
-	if !sp.s.current(f) {
-		return
-	}
 	fs.starting++
 	sp.wg.Add(1)
 	go func() {
 		defer sp.wg.Done()
+		// A spare never outlives its function's version: f is checked
+		// against the views before the start and after it, outside the
+		// lock (each is a view read). An update or delete between the
+		// second check and the lock has dropped fs, which the lock finds.
+		var p engine.Prestarted
+		err := errNotCurrent
 		begin := time.Now()
-		p, err := sp.s.engine.Prestart(sp.s.life, sp.s.containerSpec(f, ""))
+		if sp.s.current(f) {
+			if p, err = sp.s.engine.Prestart(sp.s.life, sp.s.containerSpec(f, "")); err == nil && !sp.s.current(f) {
+				err = errNotCurrent
+			}
+		}
 		took := time.Since(begin)
 		sp.mu.Lock()
 		defer sp.mu.Unlock()
 		fs.starting--
-		if err != nil {
-			sp.s.logger.Debug("cannot prestart a container", "function", f.Name, "err", err)
-			// The invocations waiting for it start their own.
-			for _, ch := range fs.waiting {
-				ch <- nil
+		if p != nil && (err != nil || sp.stopped || sp.byFn[keyOf(f)] != fs) {
+			sp.discardLocked(p)
+			p = nil
+		}
+		if p == nil {
+			if err != nil && err != errNotCurrent {
+				sp.s.logger.Debug("cannot prestart a container", "function", f.Name, "err", err)
 			}
-			fs.waiting = nil
+			// The invocations waiting for it start their own.
+			fs.failWaiting()
 			return
 		}
 		if fs.start == 0 {
 			fs.start = took
 		} else {
 			fs.start = (fs.start*3 + took) / 4
-		}
-		// The function may have changed or gone while the spare started: a
-		// spare never outlives its function's version.
-		if sp.stopped || !sp.s.current(f) || sp.byFn[keyOf(f)] != fs {
-			for _, ch := range fs.waiting {
-				ch <- nil
-			}
-			fs.waiting = nil
-			sp.discardLocked(p)
-			return
 		}
 		if len(fs.waiting) > 0 {
 			ch := fs.waiting[0]
@@ -286,11 +287,21 @@ func (sp *spares) dropLocked(k runKey) {
 	fs.ready = nil
 	// A spare still starting is discarded when it is ready, and the
 	// invocations waiting for it start their own.
+	fs.failWaiting()
+}
+
+// failWaiting tells the invocations waiting for a spare that none is
+// coming: each starts its own container.
+func (fs *fnSpares) failWaiting() {
 	for _, ch := range fs.waiting {
 		ch <- nil
 	}
 	fs.waiting = nil
 }
+
+// errNotCurrent is a spare not started, or not kept, because its function
+// changed or went meanwhile.
+var errNotCurrent = errors.New("the function changed")
 
 // reap discards spares unused for longer than the TTL.
 func (sp *spares) reap(now time.Time) {

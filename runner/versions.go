@@ -99,11 +99,7 @@ func (s *Service) PutAlias(ctx context.Context, ref, name string, spec function.
 			return err
 		}
 		for _, v := range append([]string{spec.FunctionVersion}, slices.Collect(maps.Keys(spec.Weights))...) {
-			if v == function.Latest {
-				continue
-			}
-			n, _ := strconv.Atoi(v)
-			if _, err := projections.PublishedVersion(r, f.ID, n); err != nil {
+			if projections.CheckVersionRef(r, f.ID, v) != nil {
 				return fmt.Errorf("%w: function %s has no published version %s", function.ErrInvalid, f.Name, v)
 			}
 		}

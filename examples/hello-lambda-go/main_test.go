@@ -33,7 +33,7 @@ func TestImage(t *testing.T) {
 	ctx := context.Background()
 	defer host.Close(ctx)
 	h, err := host.Start(ctx, engine.Spec{FunctionID: "hello-lambda-go", Image: img.Tag, Labels: map[string]string{key: value}},
-		lambda.Function{Name: "hello", Version: 1, MemoryMB: 128})
+		lambda.Function{Name: "hello", Version: "$LATEST", MemoryMB: 128})
 	if err != nil {
 		t.Fatal(err)
 	}

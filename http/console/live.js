@@ -49,7 +49,7 @@ export async function liveView(_, ctx) {
     if (e.function_id && e.data && typeof e.data.name === 'string' && e.type.startsWith('function.')) names.set(e.function_id, e.data.name);
     const fname = names.get(e.function_id) || (e.data && e.data.function_name) || '';
     counter.textContent = `${count} events · last seq ${e.seq}`;
-    const row = h('tr', { dataset: { seq: e.seq, type: e.type, function: e.function_id || '', name: fname, invocation: e.invocation_id || '', received: Date.now() } },
+    const row = h('tr', { dataset: { seq: e.seq, type: e.type, function: e.function_id || '', name: fname, invocation: e.invocation_id || '', time: e.time, received: Date.now() } },
       h('td', { class: 'num' }, e.seq),
       h('td', null, fmtClock(e.time)),
       h('td', null, h('span', { class: `type type-${e.type.split('.')[0]}` }, e.type)),

@@ -103,7 +103,7 @@ func (d *Docker) prepare(ctx context.Context, s engine.Spec, start bool) (p *pre
 	}()
 
 	t := time.Now()
-	imageID, err := d.resolve(ctx, s.Image)
+	imageID, err := d.ImageID(ctx, s.Image)
 	p.res.Timings.Image = time.Since(t)
 	if err != nil {
 		return p, err
@@ -176,13 +176,8 @@ func (d *Docker) prepare(ctx context.Context, s engine.Spec, start bool) (p *pre
 	return p, nil
 }
 
-// resolve returns the ID of the image a reference names: the image that
-// will run, whatever the tag points at later.
-func (d *Docker) resolve(ctx context.Context, image string) (string, error) {
-	return d.ImageID(ctx, image)
-}
-
-// ImageID returns the ID of the image ref names now.
+// ImageID returns the ID of the image ref names now: the image that will
+// run, whatever the tag points at later.
 func (d *Docker) ImageID(ctx context.Context, image string) (string, error) {
 	img, err := d.inspectImage(ctx, image)
 	return img.ID, err

@@ -72,7 +72,7 @@ func (d *Docker) StartHot(ctx context.Context, s engine.Spec) (engine.Hot, error
 		return nil, err
 	}
 	logger := d.logger.With("function_id", s.FunctionID, "function_name", s.FunctionName, "hot", true)
-	imageID, err := d.resolve(ctx, s.Image)
+	imageID, err := d.ImageID(ctx, s.Image)
 	if err != nil {
 		return nil, err
 	}

@@ -27,8 +27,9 @@ const Account = "000000000000"
 
 // Function is what a lambda container is told of its function.
 type Function struct {
-	Name     string
-	Version  int
+	Name string
+	// Version is the published version that runs ("3"), or "$LATEST".
+	Version  string
 	MemoryMB int
 	Handler  string
 }
@@ -48,7 +49,7 @@ func env(own map[string]string, f Function, region string, now time.Time) map[st
 	maps.Copy(e, own)
 	var stream [16]byte
 	_, _ = rand.Read(stream[:])
-	version := strconv.Itoa(f.Version)
+	version := f.Version
 	maps.Copy(e, map[string]string{
 		"AWS_LAMBDA_RUNTIME_API":          RuntimeAPI,
 		"AWS_LAMBDA_FUNCTION_NAME":        f.Name,

@@ -19,7 +19,7 @@ func TestContainerEnv(t *testing.T) {
 	}{
 		{
 			name: "a function with a handler", region: "ap-south-1",
-			f:   lambda.Function{Name: "resize", Version: 7, MemoryMB: 512, Handler: "index.handler"},
+			f:   lambda.Function{Name: "resize", Version: "7", MemoryMB: 512, Handler: "index.handler"},
 			own: map[string]string{"BUCKET": "photos", "DEBUG": ""},
 			want: map[string]string{
 				"BUCKET":                          "photos",
@@ -40,13 +40,13 @@ func TestContainerEnv(t *testing.T) {
 		},
 		{
 			name: "no handler, the default region, a time zone of its own",
-			f:    lambda.Function{Name: "hello", Version: 1, MemoryMB: 128},
+			f:    lambda.Function{Name: "hello", Version: "$LATEST", MemoryMB: 128},
 			own:  map[string]string{"TZ": "Europe/Paris"},
 			want: map[string]string{
 				"TZ":                              "Europe/Paris",
 				"AWS_LAMBDA_RUNTIME_API":          "127.0.0.1:9001",
 				"AWS_LAMBDA_FUNCTION_NAME":        "hello",
-				"AWS_LAMBDA_FUNCTION_VERSION":     "1",
+				"AWS_LAMBDA_FUNCTION_VERSION":     "$LATEST",
 				"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
 				"AWS_LAMBDA_LOG_GROUP_NAME":       "/aws/lambda/hello",
 				"AWS_LAMBDA_INITIALIZATION_TYPE":  "on-demand",
@@ -60,7 +60,7 @@ func TestContainerEnv(t *testing.T) {
 			// function.Normalize refuses these names; were they given, what
 			// Lambda sets wins.
 			name: "Lambda's variables over the function's",
-			f:    lambda.Function{Name: "hello", Version: 2, MemoryMB: 128},
+			f:    lambda.Function{Name: "hello", Version: "2", MemoryMB: 128},
 			own:  map[string]string{"AWS_REGION": "mars-1", "AWS_LAMBDA_RUNTIME_API": "10.0.0.1:80"},
 			want: map[string]string{
 				"TZ":                              ":UTC",
@@ -94,7 +94,7 @@ func TestContainerEnv(t *testing.T) {
 			if !maps.Equal(got, tc.want) {
 				t.Errorf("Env %v;\nwant %v", got, tc.want)
 			}
-			m := regexp.MustCompile(`^(\d{4}/\d{2}/\d{2})/\[(\d+)\]([0-9a-f]{32})$`).FindStringSubmatch(stream)
+			m := regexp.MustCompile(`^(\d{4}/\d{2}/\d{2})/\[(\d+|\$LATEST)\]([0-9a-f]{32})$`).FindStringSubmatch(stream)
 			if m == nil {
 				t.Fatalf("AWS_LAMBDA_LOG_STREAM_NAME %q; want date/[version]id", stream)
 			}

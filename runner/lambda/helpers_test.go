@@ -213,7 +213,7 @@ func testSpec() engine.Spec {
 		Env: map[string]string{"GREETING": "hi"}}
 }
 
-var testFunction = lambda.Function{Name: "hello", Version: 3, MemoryMB: 256, Handler: "bootstrap"}
+var testFunction = lambda.Function{Name: "hello", Version: "3", MemoryMB: 256, Handler: "bootstrap"}
 
 // ctr is the test's side of one started container.
 type ctr struct {
