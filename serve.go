@@ -20,13 +20,13 @@ import (
 
 	"github.com/minilambda/minilambda/eventlog"
 	lambdahttp "github.com/minilambda/minilambda/http"
+	"github.com/minilambda/minilambda/internal/connlimit"
 	"github.com/minilambda/minilambda/internal/metrics"
 	"github.com/minilambda/minilambda/projections"
 	"github.com/minilambda/minilambda/runner"
 	"github.com/minilambda/minilambda/runner/docker"
 	"github.com/minilambda/minilambda/runner/engine"
 	"github.com/minilambda/minilambda/runner/lambda"
-	"golang.org/x/net/netutil"
 )
 
 func envInt(name string, def int) int {
@@ -127,10 +127,15 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	defer ln.Close()
 	// Past the limit, connections wait in the kernel's backlog: the other
 	// half of the descriptors stays for the engine, the log and uploads.
+	// With a token, a quarter of the slots stays for clients that show it.
 	if *maxConns <= 0 {
 		*maxConns = defaultMaxConnections()
 	}
-	ln = netutil.LimitListener(ln, *maxConns)
+	strangerConns := *maxConns
+	if *token != "" {
+		strangerConns -= *maxConns / 4
+	}
+	ln = connlimit.New(ln, *maxConns, strangerConns)
 	spool, err := cleanSpool(*db)
 	if err != nil {
 		return err
@@ -156,12 +161,16 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		Logger: logger, Registry: m.Registry, MaxImageBytes: *maxImage, SpoolDir: spool,
 		Token: *token, OpenMetrics: *openMetrics,
 		AWSAccessKeyID: *awsKey, AWSSecretAccessKey: cmp.Or(*awsSecret, *token), Region: *region,
+		StrangerBytes: *memBudget / 4,
 	})
 	srv := &http.Server{
 		Handler: api,
 		// Bodies are paced by the handler (at least 64 KiB/s), headers
-		// here; an idle connection closes after two minutes.
-		ReadHeaderTimeout: 10 * time.Second,
+		// here: a request is a stranger's until its headers show the
+		// token, so they come within 5 s. An idle connection closes after
+		// two minutes.
+		ReadHeaderTimeout: 5 * time.Second,
+		ConnContext:       lambdahttp.ConnContext,
 		MaxHeaderBytes:    64 << 10,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),

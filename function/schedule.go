@@ -13,7 +13,8 @@ import (
 // firings it missed.
 type ScheduleSpec struct {
 	// Cron is a cron expression, with seconds optional ("*/5 * * * * *",
-	// "0 9 * * 1-5"), or a descriptor ("@every 5m", "@daily").
+	// "0 9 * * 1-5"), or a descriptor ("@every 5m", "@daily"), without a
+	// zone of its own (CRON_TZ=, TZ=): the zone is Timezone.
 	Cron string `json:"cron"`
 	// Timezone is an IANA zone; UTC when empty.
 	Timezone string          `json:"timezone,omitempty"`
@@ -46,6 +47,11 @@ var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | 
 func (s ScheduleSpec) Normalize() (ScheduleSpec, error) {
 	if s.Cron == "" || len(s.Cron) > MaxCronLen {
 		return s, invalid("cron must be 1 to %d characters", MaxCronLen)
+	}
+	// The parser would take a zone from the expression over Timezone, and
+	// any zone it loads, Local among them: the zone has its own field.
+	if c := strings.ToUpper(strings.TrimSpace(s.Cron)); strings.HasPrefix(c, "CRON_TZ=") || strings.HasPrefix(c, "TZ=") {
+		return s, invalid(`cron %.60q names a time zone: give it as "timezone" (an IANA zone, such as Asia/Tokyo), and cron without CRON_TZ= or TZ=`, s.Cron)
 	}
 	if s.Timezone == "" {
 		s.Timezone = "UTC"

@@ -2,6 +2,8 @@ package function_test
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,6 +39,26 @@ func TestScheduleSpec(t *testing.T) {
 		{Cron: "@hourly", Missed: "all"}, {Cron: "@hourly", Event: []byte("{")},
 	} {
 		if _, err := bad.Normalize(); !errors.Is(err, function.ErrInvalid) {
+			t.Errorf("%+v: %v", bad, err)
+		}
+	}
+}
+
+// TestScheduleZoneIsItsField: an expression that names a zone of its own
+// (which the parser would honour over the timezone, Local among them) is
+// refused, and says where the zone goes.
+func TestScheduleZoneIsItsField(t *testing.T) {
+	for _, bad := range []function.ScheduleSpec{
+		{Cron: "CRON_TZ=Asia/Tokyo 0 9 * * *", Timezone: "Europe/Paris"},
+		{Cron: "CRON_TZ=Asia/Tokyo 0 9 * * *"},
+		{Cron: "TZ=Asia/Tokyo 0 9 * * *", Timezone: "Asia/Tokyo"},
+		{Cron: "CRON_TZ=Local 0 9 * * *"},
+		{Cron: "TZ=UTC"}, // the parser panics on a zone with nothing after it
+		{Cron: "CRON_TZ=UTC @every 1h"},
+		{Cron: " cron_tz=UTC 0 9 * * *"},
+	} {
+		_, err := bad.Normalize()
+		if !errors.Is(err, function.ErrInvalid) || !strings.Contains(fmt.Sprint(err), `give it as "timezone"`) {
 			t.Errorf("%+v: %v", bad, err)
 		}
 	}

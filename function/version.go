@@ -91,6 +91,31 @@ func CheckDescription(d string) error {
 	return nil
 }
 
+// Publish is a request to publish a function's current settings as its
+// next version.
+type Publish struct {
+	// Description is the version's own.
+	Description string
+	// ImageDigest, when set, is the ID the function's image must have for
+	// the publish to happen (Lambda's CodeSha256 precondition): the image's
+	// "sha256:" digest, or its hex alone. Another image publishes nothing.
+	ImageDigest string
+}
+
+// Check says what is wrong with a publish request, as a 400.
+func (p Publish) Check() error {
+	if err := CheckDescription(p.Description); err != nil {
+		return invalid("%v", err)
+	}
+	return nil
+}
+
+// Allows reports whether the request lets an image of ID digest be
+// published: when it names none, or names that one.
+func (p Publish) Allows(digest string) bool {
+	return p.ImageDigest == "" || strings.TrimPrefix(p.ImageDigest, "sha256:") == strings.TrimPrefix(digest, "sha256:")
+}
+
 // AliasSpec is what a user sets on an alias: the version it names, and at
 // most one other version that takes a share of its invocations.
 type AliasSpec struct {

@@ -2,6 +2,7 @@ package function_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/minilambda/minilambda/function"
@@ -59,5 +60,23 @@ func TestAliasSpecCheck(t *testing.T) {
 		if function.CheckAliasName(name) == nil {
 			t.Errorf("alias name %q accepted", name)
 		}
+	}
+}
+
+func TestPublishAllows(t *testing.T) {
+	const id = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	for _, c := range []struct {
+		digest string
+		want   bool
+	}{
+		{"", true}, {id, true}, {id[len("sha256:"):], true},
+		{"sha256:" + id[len(id)-64:len(id)-1] + "0", false}, {"0123", false}, {"sha256:", false},
+	} {
+		if got := (function.Publish{ImageDigest: c.digest}).Allows(id); got != c.want {
+			t.Errorf("ImageDigest %q allows %s: %v, want %v", c.digest, id, got, c.want)
+		}
+	}
+	if err := (function.Publish{Description: strings.Repeat("d", function.MaxDescriptionLen+1)}).Check(); !errors.Is(err, function.ErrInvalid) {
+		t.Errorf("a description too long: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package http_test
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -36,7 +37,13 @@ func newFakeAPI(t *testing.T, token string, maxImageBytes int64) (*api, *fake) {
 // newFakeAPIWith is newFakeAPI with more options.
 func newFakeAPIWith(t *testing.T, opts lambdahttp.Options) (*api, *fake) {
 	t.Helper()
-	f := newFake()
+	return fakeAPIOver(t, newFake(), opts)
+}
+
+// fakeAPIOver is the API over the fake f, which opts may name for more
+// parts (Versions) too.
+func fakeAPIOver(t *testing.T, f *fake, opts lambdahttp.Options) (*api, *fake) {
+	t.Helper()
 	opts.Functions, opts.Invoker, opts.Images, opts.Status, opts.Views = f, f, f, f, f
 	opts.Registry = prometheus.NewRegistry()
 	h := lambdahttp.New(opts)
@@ -434,5 +441,85 @@ func TestBodiesCountAgainstTheBudget(t *testing.T) {
 	}
 	if code := e.do("POST", "/invoke/fn", event, nil); code != 200 {
 		t.Errorf("once the budget is free again: %d", code)
+	}
+}
+
+// lambdaCall sends a Lambda API request and returns its status, its
+// x-amzn-ErrorType and the body.
+func lambdaCall(t *testing.T, e *api, method, path, body string) (int, string, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, e.srv.URL+"/2015-03-31"+path, strings.NewReader(body))
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("X-Amzn-Errortype"), data
+}
+
+// fakeLambda is the API, Lambda API included, over a fake whose engine
+// has image, and a lambda function fn of it.
+func fakeLambda(t *testing.T, image, digest string) (*api, *fake) {
+	t.Helper()
+	f := newFake()
+	e, _ := fakeAPIOver(t, f, lambdahttp.Options{Versions: f})
+	f.set(func() { f.digests[image] = digest })
+	if code := e.do("POST", "/functions", map[string]any{"name": "fn", "image": image, "mode": "lambda"}, nil); code != 201 {
+		t.Fatalf("register: %d", code)
+	}
+	return e, f
+}
+
+// lambdaRefused sends a Lambda API request that must be refused: 400
+// InvalidParameterValueException in Lambda's shape, nothing recorded.
+func lambdaRefused(t *testing.T, e *api, what, method, path, body string) {
+	t.Helper()
+	before := e.head()
+	code, typ, data := lambdaCall(t, e, method, path, body)
+	var msg struct{ Type, Message string }
+	if code != 400 || typ != "InvalidParameterValueException" || json.Unmarshal(data, &msg) != nil || msg.Type != "User" || msg.Message == "" {
+		t.Errorf("%s: %d %q %s, want 400 InvalidParameterValueException", what, code, typ, data)
+	}
+	if e.head() != before {
+		t.Errorf("%s: refused, and recorded %d changes", what, e.head()-before)
+	}
+}
+
+// TestLambdaDeleteWithAQualifierChangesNothing deletes with a qualifier,
+// $LATEST too, in the query or in the name: each is 400
+// InvalidParameterValueException and deletes nothing; without one, the
+// function goes.
+func TestLambdaDeleteWithAQualifierChangesNothing(t *testing.T) {
+	e, _ := fakeLambda(t, "hello-lambda:1", "sha256:"+strings.Repeat("a", 64))
+	for _, path := range []string{"/functions/fn?Qualifier=$LATEST", "/functions/fn?Qualifier=%24LATEST", "/functions/fn:$LATEST",
+		"/functions/arn:aws:lambda:us-east-1:000000000000:function:fn:$LATEST", "/functions/fn?Qualifier=1", "/functions/fn?Qualifier=live"} {
+		lambdaRefused(t, e, "DELETE "+path, "DELETE", path, "")
+	}
+	if code := e.do("GET", "/functions/fn", nil, nil); code != 200 {
+		t.Fatalf("the function after refused deletes: %d", code)
+	}
+	if code, _, data := lambdaCall(t, e, "DELETE", "/functions/fn", ""); code != 204 {
+		t.Errorf("delete without a qualifier: %d %s", code, data)
+	}
+	if code := e.do("GET", "/functions/fn", nil, nil); code != 404 {
+		t.Errorf("the function after its delete: %d", code)
+	}
+}
+
+// TestLambdaPublishWithAWrongCodeSha256ChangesNothing publishes with a
+// CodeSha256 that is not the image's: 400 InvalidParameterValueException,
+// and no version; with the image's, version 1.
+func TestLambdaPublishWithAWrongCodeSha256ChangesNothing(t *testing.T) {
+	hex := strings.Repeat("0123456789abcdef", 4)
+	e, f := fakeLambda(t, "hello-lambda:1", "sha256:"+hex)
+	lambdaRefused(t, e, "a wrong CodeSha256", "POST", "/functions/fn/versions", `{"CodeSha256": "`+strings.Repeat("0", 64)+`"}`)
+	if vs, _ := f.Versions("fn"); len(vs) != 0 {
+		t.Fatalf("a refused publish published %+v", vs)
+	}
+	code, _, data := lambdaCall(t, e, "POST", "/functions/fn/versions", `{"CodeSha256": "`+hex+`", "Description": "one"}`)
+	var v struct{ Version, CodeSha256, Description string }
+	if code != 201 || json.Unmarshal(data, &v) != nil || v.Version != "1" || v.CodeSha256 != hex || v.Description != "one" {
+		t.Errorf("publish with the right CodeSha256: %d %s", code, data)
 	}
 }

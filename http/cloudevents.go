@@ -47,7 +47,7 @@ func (s *Server) cloudEventRequest(w http.ResponseWriter, r *http.Request) (req 
 	if ctype != cloudEventsType && !binary {
 		return req, false, nil
 	}
-	body, err := readBody(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes), r.ContentLength, s.opts.MaxBodyBytes)
+	body, err := s.bodyOf(w, r)
 	if err != nil {
 		return req, true, wrapBody("the request body", err)
 	}

@@ -120,11 +120,30 @@ func TestAPI(t *testing.T) {
 	t.Run("dead engine", func(t *testing.T) { testDeadEngine(t, cli, img.Tag) })
 }
 
+// untag removes the tag ref from the engine; the image stays under its
+// other tags.
+func untag(t *testing.T, cli *client.Client, ref string) {
+	t.Helper()
+	if _, err := cli.ImageRemove(context.Background(), ref, image.RemoveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func testInvoke(t *testing.T, cli *client.Client, image string) {
 	e := newEnv(t, cli, envOpts{})
 	var f projections.Function
 	e.do("POST", "/functions", map[string]any{"name": "fn", "image": image}, &f)
-	e.do("POST", "/functions", map[string]any{"name": "missing", "image": "minilambda-no-such-image:1"}, nil)
+	// A function whose image the engine lost after it took it (one it
+	// does not have is refused at registration).
+	gone := dockertest.UniqueTag("minilambda-http-gone")
+	if err := cli.ImageTag(context.Background(), image, gone); err != nil {
+		t.Fatal(err)
+	}
+	dockertest.RemoveImageAtCleanup(t, cli, gone)
+	if code := e.do("POST", "/functions", map[string]any{"name": "missing", "image": gone}, nil); code != 201 {
+		t.Fatalf("register missing: %d", code)
+	}
+	untag(t, cli, gone)
 
 	// The seed's fields, plus the record.
 	var raw map[string]any

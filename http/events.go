@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -23,7 +24,8 @@ import (
 // subscriber never slows an append (the log is read for it apart from the
 // writer) and holds at most streamBuffer bytes of the server's memory
 // beside one read chunk; one whose connection stalls is cut off, and
-// resumes from its last id.
+// resumes from its last id. The server serves DefaultMaxSubscribers at
+// once, and each reserves what it may hold of the memory budget.
 
 // Events is the log as a stream.
 type Events interface {
@@ -41,7 +43,44 @@ const (
 	streamBuffer    = 4 << 20 // bytes queued for it at most
 	streamKeepAlive = 15 * time.Second
 	streamWriteWait = 10 * time.Second // a write stalled longer ends the stream
+	// streamBytes is what a subscriber holds at most, and reserves of the
+	// memory budget while it is open: its queue, and the chunk of the log
+	// read for it (eventlog reads at most 4 MiB at once).
+	streamBytes = streamBuffer + 4<<20
 )
+
+// DefaultMaxSubscribers is how many event streams the server serves at
+// once (Options.MaxSubscribers); one more is refused with 429 and
+// Retry-After. At streamBytes each, they hold at most half of the default
+// memory budget.
+const DefaultMaxSubscribers = 32
+
+// admitSubscriber counts one more subscriber, and reserves what it may
+// hold of the memory budget, or says ErrBusy: too many streams, or a
+// budget that cannot hold one more.
+func (s *Server) admitSubscriber() (release func(), err error) {
+	n := &s.subscribers
+	if n.Add(1) > int64(s.opts.MaxSubscribers) {
+		n.Add(-1)
+		return nil, fmt.Errorf("%w: the server serves %d event streams at once, the most it may; try again shortly", function.ErrBusy, s.opts.MaxSubscribers)
+	}
+	b := s.opts.Budget
+	if b != nil {
+		if err := b.Reserve(streamBytes); err != nil {
+			n.Add(-1)
+			if !errors.Is(err, function.ErrBusy) {
+				err = fmt.Errorf("%w: %w", function.ErrBusy, err)
+			}
+			return nil, err
+		}
+	}
+	return func() {
+		if b != nil {
+			b.Release(streamBytes)
+		}
+		n.Add(-1)
+	}, nil
+}
 
 // redactedEvent is an event whose data had a secret taken out: its hash
 // is the stored event's, which a client can no longer recompute.
@@ -83,10 +122,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		}
 		from = n
 	}
-	// A reconnect's Last-Event-ID is the last event the client has.
+	// A reconnect's Last-Event-ID is the last event the client has: the
+	// stream resumes after it. No seq follows the largest one.
 	if v := r.Header.Get("Last-Event-ID"); v != "" {
 		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-		if err != nil {
+		if err != nil || n == math.MaxUint64 {
 			s.writeError(w, r, badRequest{"Last-Event-ID must be the seq of an event"})
 			return
 		}
@@ -108,6 +148,21 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		}
 	}
 
+	release, err := s.admitSubscriber()
+	if err != nil {
+		w.Header().Set("Retry-After", "1")
+		s.writeError(w, r, err)
+		return
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	// The reader below holds what the subscriber reserved until it ends.
+	readerDone := make(chan struct{})
+	defer func() {
+		cancel()
+		<-readerDone
+		release()
+	}()
+
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -119,12 +174,6 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 	if from > 1 {
 		fmt.Fprintf(w, "id: %d\n\n", from-1)
 	}
-	if err := rc.Flush(); err != nil {
-		return
-	}
-
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
 	type frame struct {
 		b   []byte
 		err error
@@ -138,6 +187,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 	queued := 0
 	drained := make(chan struct{}, 1)
 	go func() {
+		defer close(readerDone)
 		err := s.opts.Events.Follow(ctx, from, filter, func(e eventlog.Event) error {
 			data, err := json.Marshal(redactEvent(e))
 			if err != nil {
@@ -170,6 +220,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		case <-ctx.Done():
 		}
 	}()
+	if err := rc.Flush(); err != nil {
+		return
+	}
 
 	keepAlive := time.NewTicker(streamKeepAlive)
 	defer keepAlive.Stop()
@@ -217,7 +270,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 // clients reconnect, with Last-Event-ID, to wherever the server comes
 // back.
 func (s *Server) EndStreams() {
-	s.endOnce.Do(func() { close(s.streamsEnd) })
+	s.endOnce.Do(func() {
+		close(s.streamsEnd)
+	})
 }
 
 // invocationTimeline is the answer of GET /invocations/{id}/events.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -271,5 +273,140 @@ func TestCatchUpIsNotCutOff(t *testing.T) {
 	got := readSSE(t, r, 101)
 	if len(got) != 101 || got[100].id != 101 {
 		t.Errorf("caught up with %d of 101 events", len(got))
+	}
+}
+
+// TestEventStreamResumesAfterLastEventID: Last-Event-ID is the last
+// event the client received, and the stream resumes after it (with or
+// without ?from=, which it overrides); ?from= is the first seq sent; a
+// Last-Event-ID after which no seq can come is a 400, not "new events
+// only".
+func TestEventStreamResumesAfterLastEventID(t *testing.T) {
+	l, srv, _ := streamServer(t, filepath.Join(t.TempDir(), "events.db"))
+	for i := range 4 {
+		register(t, l, fmt.Sprintf("F%d", i), fmt.Sprintf("fn%d", i))
+	}
+	for _, c := range []struct {
+		query, lastID string
+		first         uint64
+	}{
+		{"?from=2", "", 2},
+		{"", "2", 3},
+		{"?from=1", "2", 3},
+		{"", " 3 ", 4},
+		{"", "0", 1},
+	} {
+		_, r := subscribe(t, srv.URL+"/events"+c.query, c.lastID)
+		if got := readSSE(t, r, 1); len(got) != 1 || got[0].id != c.first || got[0].e.Seq != c.first {
+			t.Errorf("%s, Last-Event-ID %q: %+v, want seq %d first", c.query, c.lastID, got, c.first)
+		}
+	}
+	for _, bad := range []string{"18446744073709551615", "18446744073709551616", "-1", "x"} {
+		resp, _ := subscribe(t, srv.URL+"/events", bad)
+		if resp.StatusCode != 400 {
+			t.Errorf("Last-Event-ID %s: %d, want 400", bad, resp.StatusCode)
+		}
+	}
+}
+
+// streamBudget is a memory budget of max bytes, whose refusals are plain
+// errors (not function.ErrBusy).
+type streamBudget struct {
+	mu        sync.Mutex
+	max, used int64
+}
+
+func (b *streamBudget) Reserve(n int64) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used+n > b.max {
+		return errors.New("the budget is full")
+	}
+	b.used += n
+	return nil
+}
+
+func (b *streamBudget) Release(n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.used -= n
+}
+
+func (b *streamBudget) held() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used
+}
+
+var _ Budget = (*streamBudget)(nil)
+
+// eventually polls cond for up to 10 s.
+func eventually(cond func() bool) bool {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
+}
+
+// TestEventStreamsAreBounded: the server serves DefaultMaxSubscribers
+// streams at once and refuses one more with 429 and Retry-After; each
+// reserves what it may hold of the memory budget while it is open, and a
+// stream the budget cannot hold is refused with 429 too. A stream that
+// ends gives back its slot and its reservation.
+func TestEventStreamsAreBounded(t *testing.T) {
+	l, err := eventlog.Open(filepath.Join(t.TempDir(), "events.db"), eventlog.Options{Projector: projections.Projector{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	budget := &streamBudget{max: int64(DefaultMaxSubscribers+10) * streamBytes}
+	api := New(Options{Events: l, Views: projections.NewViews(l), Token: "tok", Budget: budget})
+	srv := httptest.NewServer(api)
+	t.Cleanup(func() {
+		api.EndStreams()
+		srv.Close()
+		l.Close()
+	})
+	register(t, l, "F1", "fn")
+	var open []*http.Response
+	for range DefaultMaxSubscribers {
+		resp, _ := subscribe(t, srv.URL+"/events?from=1", "")
+		if resp.StatusCode != 200 {
+			t.Fatalf("stream %d: %d", len(open)+1, resp.StatusCode)
+		}
+		open = append(open, resp)
+	}
+	if got := budget.held(); got != DefaultMaxSubscribers*streamBytes {
+		t.Errorf("%d streams hold %d bytes of the budget, want %d", len(open), got, DefaultMaxSubscribers*streamBytes)
+	}
+	resp, _ := subscribe(t, srv.URL+"/events?from=1", "")
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("one stream more than the most: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	open[0].Body.Close()
+	if !eventually(func() bool { return budget.held() == (DefaultMaxSubscribers-1)*streamBytes }) {
+		t.Fatalf("a closed stream still holds its reservation: %d", budget.held())
+	}
+	if resp, _ := subscribe(t, srv.URL+"/events?from=1", ""); resp.StatusCode != 200 {
+		t.Errorf("once one closed: %d", resp.StatusCode)
+	}
+	for _, resp := range open[1:] {
+		resp.Body.Close()
+	}
+	if !eventually(func() bool { return budget.held() == streamBytes }) {
+		t.Fatalf("streams closed, %d bytes still held", budget.held())
+	}
+
+	// The budget holds one stream more, not two.
+	budget.mu.Lock()
+	budget.max = 2 * streamBytes
+	budget.mu.Unlock()
+	if resp, _ := subscribe(t, srv.URL+"/events", ""); resp.StatusCode != 200 {
+		t.Fatalf("within the budget: %d", resp.StatusCode)
+	}
+	resp, _ = subscribe(t, srv.URL+"/events", "")
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("past the budget: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 }

@@ -40,6 +40,10 @@ type fake struct {
 	// hold, when set, keeps every sync invocation waiting until it is
 	// closed, for tests that need a request in flight.
 	hold chan struct{}
+	// versions are the published versions, by function id; digests the
+	// engine's images (tag to ID): an image not in it is not found.
+	versions map[string][]projections.Version
+	digests  map[string]string
 }
 
 var (
@@ -48,9 +52,12 @@ var (
 	_ lambdahttp.Images    = (*fake)(nil)
 	_ lambdahttp.Status    = (*fake)(nil)
 	_ lambdahttp.Views     = (*fake)(nil)
+	_ lambdahttp.Versions  = (*fake)(nil)
 )
 
-func newFake() *fake { return &fake{fns: map[string]projections.Function{}} }
+func newFake() *fake {
+	return &fake{fns: map[string]projections.Function{}, versions: map[string][]projections.Version{}, digests: map[string]string{}}
+}
 
 // set changes the fake's settings under its lock.
 func (f *fake) set(change func()) {
@@ -293,4 +300,77 @@ func (f *fake) Invocations(q projections.InvocationQuery) ([]projections.Invocat
 		}
 	}
 	return out, "", nil
+}
+
+// PublishVersion publishes as the runner does: the image must be in the
+// fake's engine, and have the digest the request names, if any.
+func (f *fake) PublishVersion(_ context.Context, ref string, p function.Publish) (projections.Version, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := p.Check(); err != nil {
+		return projections.Version{}, err
+	}
+	fn, err := f.find(ref)
+	if err != nil {
+		return projections.Version{}, err
+	}
+	digest, ok := f.digests[fn.Image]
+	if !ok {
+		return projections.Version{}, fmt.Errorf("%w: image %q is not in the fake engine", function.ErrInvalid, fn.Image)
+	}
+	if !p.Allows(digest) {
+		return projections.Version{}, fmt.Errorf("%w: the image is %s, not %s", function.ErrInvalid, digest, p.ImageDigest)
+	}
+	v := projections.Version{FunctionID: fn.ID, Number: len(f.versions[fn.ID]) + 1, Revision: fn.Version, Spec: fn.Spec,
+		ImageDigest: digest, Description: p.Description, CreatedAt: time.Now().UTC()}
+	f.versions[fn.ID] = append(f.versions[fn.ID], v)
+	f.writes++
+	return v, nil
+}
+
+// The fake keeps no aliases.
+func (f *fake) PutAlias(context.Context, string, string, function.AliasSpec, bool) (projections.Alias, error) {
+	return projections.Alias{}, errors.New("the fake keeps no aliases")
+}
+
+func (f *fake) DeleteAlias(context.Context, string, string) error {
+	return errors.New("the fake keeps no aliases")
+}
+
+func (f *fake) Aliases(string) ([]projections.Alias, error) { return nil, nil }
+
+func (f *fake) Alias(ref, name string) (projections.Alias, error) {
+	return projections.Alias{}, fmt.Errorf("alias %q: %w", name, projections.ErrNotFound)
+}
+
+func (f *fake) Versions(ref string) ([]projections.Version, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn, err := f.find(ref)
+	if err != nil {
+		return nil, err
+	}
+	return slices.Clone(f.versions[fn.ID]), nil
+}
+
+func (f *fake) Version(ref string, n int) (projections.Version, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn, err := f.find(ref)
+	if err != nil {
+		return projections.Version{}, err
+	}
+	if vs := f.versions[fn.ID]; n >= 1 && n <= len(vs) {
+		return vs[n-1], nil
+	}
+	return projections.Version{}, fmt.Errorf("version %d: %w", n, projections.ErrNotFound)
+}
+
+func (f *fake) ImageID(_ context.Context, image string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if id, ok := f.digests[image]; ok {
+		return id, nil
+	}
+	return "", fmt.Errorf("%w: %q", engine.ErrImageNotFound, image)
 }

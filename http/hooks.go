@@ -1,11 +1,13 @@
 package http
 
 import (
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -52,29 +54,29 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request, p httprouter.Param
 		return
 	}
 	t := f.HTTPTrigger
-	if t.Auth == function.TriggerAuthToken && s.opts.Token != "" {
-		if !s.bearerOK(r) {
-			w.Header().Set("Connection", "close")
-			w.Header().Set("WWW-Authenticate", `Bearer realm="minilambda"`)
-			hookMessage(w, http.StatusUnauthorized, "Unauthorized")
-			return
-		}
+	// A refusal closes the connection, its body unread (ServeHTTP).
+	if t.Auth == function.TriggerAuthToken && s.opts.Token != "" && !s.bearerOK(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="minilambda"`)
+		hookMessage(w, http.StatusUnauthorized, "Unauthorized")
+		return
 	}
 	if t.Auth == function.TriggerAuthHMAC && r.Header.Get(t.HMACHeader) == "" {
-		w.Header().Set("Connection", "close")
 		hookMessage(w, http.StatusUnauthorized, "Unauthorized: no "+t.HMACHeader+" signature")
 		return
 	}
-	body, err := readBody(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes), r.ContentLength, s.opts.MaxBodyBytes)
+	body, err := s.bodyOf(w, r)
 	if err != nil {
 		s.writeError(w, r, wrapBody("the request body", err))
 		return
 	}
-	if t.Auth == function.TriggerAuthHMAC && !t.VerifyHMAC(r.Header.Get(t.HMACHeader), body) {
-		hookMessage(w, http.StatusUnauthorized, "Unauthorized: the "+t.HMACHeader+" signature does not match the body")
-		return
+	if t.Auth == function.TriggerAuthHMAC {
+		if !t.VerifyHMAC(r.Header.Get(t.HMACHeader), body) {
+			hookMessage(w, http.StatusUnauthorized, "Unauthorized: the "+t.HMACHeader+" signature does not match the body")
+			return
+		}
+		s.trust(r)
 	}
-	event, err := json.Marshal(hookEventOf(r, p.ByName("rest"), body, t.Auth == function.TriggerAuthToken))
+	event, err := json.Marshal(hookEventOf(r, p.ByName("rest"), body, s.carriesToken(r)))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -190,9 +192,13 @@ type hookHTTP struct {
 	UserAgent string `json:"userAgent"`
 }
 
-// hookEventOf is the event of a hook request. The path is the part after
-// the function's name, as a function URL's is the path after its domain;
-// the server's token, when it authorized the request, is not passed on.
+// hookEventOf is the event of a hook request, as a function URL makes
+// it. The path is the part after the function's name (rest, decoded), as
+// a function URL's is the path after its domain: rawPath as sent, escaped,
+// and http.path decoded. rawQueryString is as sent; headers include host.
+// The Authorization header is dropped when it carries the server's token
+// (dropAuthorization): the server's credential never reaches a function,
+// whatever the trigger's auth.
 func hookEventOf(r *http.Request, rest string, body []byte, dropAuthorization bool) hookEvent {
 	now := time.Now()
 	path := rest
@@ -200,7 +206,7 @@ func hookEventOf(r *http.Request, rest string, body []byte, dropAuthorization bo
 		path = "/"
 	}
 	e := hookEvent{
-		Version: "2.0", RouteKey: "$default", RawPath: path, RawQueryString: r.URL.RawQuery,
+		Version: "2.0", RouteKey: "$default", RawPath: hookRawPath(r, rest), RawQueryString: r.URL.RawQuery,
 		Headers: map[string]string{},
 		RequestContext: hookContext{
 			AccountID: lambdaAccount, APIID: "minilambda", DomainName: r.Host, DomainPrefix: strings.Split(r.Host, ".")[0],
@@ -211,6 +217,11 @@ func hookEventOf(r *http.Request, rest string, body []byte, dropAuthorization bo
 	}
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		e.RequestContext.HTTP.SourceIP = host
+	}
+	// net/http moves Host out of the header map; a function URL's event
+	// has it.
+	if r.Host != "" {
+		e.Headers["host"] = r.Host
 	}
 	for k, vs := range r.Header {
 		name := strings.ToLower(k)
@@ -224,22 +235,89 @@ func hookEventOf(r *http.Request, rest string, body []byte, dropAuthorization bo
 				}
 			}
 		case name == "authorization" && dropAuthorization:
+		case name == "host":
 		default:
 			e.Headers[name] = strings.Join(vs, ",")
 		}
 	}
-	if q := r.URL.Query(); len(q) > 0 {
-		e.QueryStringParameters = make(map[string]string, len(q))
-		for k, vs := range q {
-			e.QueryStringParameters[k] = strings.Join(vs, ",")
-		}
-	}
+	e.QueryStringParameters = hookQuery(r.URL.RawQuery)
 	if utf8.Valid(body) {
 		e.Body = string(body)
 	} else {
 		e.Body, e.IsBase64Encoded = base64.StdEncoding.EncodeToString(body), true
 	}
 	return e
+}
+
+// carriesToken reports whether r's Authorization header carries the
+// server's API token, in any of its values: a bearer credential
+// (scheme in any case), compared in constant time. The one rule of what a
+// hook keeps from a function: a trigger with auth "token" was called with
+// it, and a client that sends it everywhere (the seed's does) sends it to
+// the hooks open to anyone or signed with HMAC as well.
+func (s *Server) carriesToken(r *http.Request) bool {
+	if s.opts.Token == "" {
+		return false
+	}
+	for _, v := range r.Header.Values("Authorization") {
+		scheme, cred, ok := strings.Cut(strings.TrimSpace(v), " ")
+		if ok && strings.EqualFold(scheme, "Bearer") &&
+			subtle.ConstantTimeCompare([]byte(strings.TrimSpace(cred)), []byte(s.opts.Token)) == 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// hookRawPath is r's path after /hooks/{function}, as the client sent it
+// (escaped: /a%2Fb stays so), "/" when none. rest is the same part
+// decoded, as the router matched it.
+func hookRawPath(r *http.Request, rest string) string {
+	if rest == "" {
+		return "/"
+	}
+	// The decoded path is /hooks/{function}{rest}, and each byte of it is
+	// one byte of the escaped path or one %XX: skip the prefix's.
+	esc := r.URL.EscapedPath()
+	i := 0
+	for n := len(r.URL.Path) - len(rest); n > 0 && i < len(esc); n-- {
+		if esc[i] == '%' {
+			i += 2
+		}
+		i++
+	}
+	if i > len(esc) || !strings.HasPrefix(esc[i:], "/") {
+		// An escaped / in the function's segment (/hooks/a%2Fb): the
+		// router split there; give the rest as it matched.
+		return (&url.URL{Path: rest}).EscapedPath()
+	}
+	return esc[i:]
+}
+
+// hookQuery is a function URL's queryStringParameters of a raw query:
+// each pair decoded, or kept as sent when it does not decode (y=%zz), and
+// repeated names joined with commas; nil when there are none.
+func hookQuery(raw string) map[string]string {
+	var q map[string]string
+	for _, pair := range strings.Split(raw, "&") {
+		if pair == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		dk, errK := url.QueryUnescape(k)
+		dv, errV := url.QueryUnescape(v)
+		if errK == nil && errV == nil {
+			k, v = dk, dv
+		}
+		if q == nil {
+			q = map[string]string{}
+		}
+		if prev, ok := q[k]; ok {
+			v = prev + "," + v
+		}
+		q[k] = v
+	}
+	return q
 }
 
 // hookResponse is what a hook answers.

@@ -14,11 +14,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"reflect"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -61,7 +63,8 @@ type Status interface {
 }
 
 // Budget is the server's memory budget: a request's body counts against
-// it while the request is handled (for a sync invocation, until it ends).
+// it while the request is handled (for a sync invocation, until it ends),
+// and each open event stream its queue and read chunk.
 type Budget interface {
 	Reserve(n int64) error
 	Release(n int64)
@@ -104,10 +107,19 @@ type Options struct {
 	AWSAccessKeyID     string
 	AWSSecretAccessKey string
 	Region             string
-	// Budget, when set, bounds the request bodies held at once.
-	Budget   Budget
-	Logger   *slog.Logger
-	Registry *prometheus.Registry // served on /metrics
+	// Budget, when set, bounds the request bodies and event streams held
+	// at once.
+	Budget Budget
+	// StrangerBytes bounds the part of the budget held by the bodies of
+	// requests without the token whose handlers check other credentials
+	// (a SigV4 or HMAC signature over the body, or none for a hook open to
+	// anyone): 4 × MaxBodyBytes when zero.
+	StrangerBytes int64
+	// MaxSubscribers bounds the event streams served at once;
+	// DefaultMaxSubscribers when zero.
+	MaxSubscribers int
+	Logger         *slog.Logger
+	Registry       *prometheus.Registry // served on /metrics
 	// MaxBodyBytes bounds JSON request bodies; 6 MiB (Lambda's payload
 	// limit) when zero.
 	MaxBodyBytes int64
@@ -136,7 +148,11 @@ type Server struct {
 	opts   Options
 	// streamsEnd closes when the server shuts down, ending event streams.
 	streamsEnd chan struct{}
-	endOnce    sync.Once
+	// strangers is what bodies not yet trusted hold of the budget.
+	strangers atomic.Int64
+	// subscribers counts open event streams.
+	subscribers atomic.Int64
+	endOnce     sync.Once
 	// verifying lets one audit verification run at a time: each reads the
 	// whole log.
 	verifying sync.Mutex
@@ -149,6 +165,12 @@ func New(opts Options) *Server {
 	}
 	if opts.MaxImageBytes == 0 {
 		opts.MaxImageBytes = 2 << 30
+	}
+	if opts.MaxSubscribers == 0 {
+		opts.MaxSubscribers = DefaultMaxSubscribers
+	}
+	if opts.StrangerBytes == 0 {
+		opts.StrangerBytes = 4 * opts.MaxBodyBytes
 	}
 	if opts.MinBodyRate == 0 {
 		opts.MinBodyRate = 64 << 10
@@ -218,7 +240,29 @@ func New(opts Options) *Server {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-	if s.authorized(r) {
+	conn, _ := r.Context().Value(connKey{}).(trustedConn)
+	if conn != nil {
+		conn.Handling(1)
+		defer conn.Handling(-1)
+	}
+	trusted := s.opts.Token == "" || s.bearerOK(r)
+	if trusted && conn != nil {
+		conn.Trust()
+	}
+	switch {
+	case !s.authorized(r):
+		rec.Header().Set("WWW-Authenticate", `Bearer realm="minilambda"`)
+		writeJSON(rec, http.StatusUnauthorized, errorBody{"missing or wrong API token: send Authorization: Bearer <token>"})
+	case !trusted:
+		// A request whose credentials its handler checks (a signature over
+		// the body, a hook's own rule): its body counts as it arrives, in
+		// the strangers' share of the budget, until the handler trusts it.
+		m := &bodyMeter{s: s, stranger: true}
+		defer m.release()
+		r = r.WithContext(context.WithValue(r.Context(), meterKey{}, m))
+		s.paceBody(w, r)
+		s.router.ServeHTTP(rec, r)
+	default:
 		release, err := s.reserveBody(r)
 		if err != nil {
 			// Read the body past, into nothing (it needs the token, when
@@ -229,19 +273,52 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			io.Copy(io.Discard, http.MaxBytesReader(rec, r.Body, s.opts.MaxBodyBytes))
 			rec.Header().Set("Retry-After", "1")
 			s.writeError(rec, r, err)
-		} else {
-			defer release()
-			s.paceBody(w, r)
-			s.router.ServeHTTP(rec, r)
+			break
 		}
-	} else {
-		// Its body is never read: close the connection after the answer,
-		// rather than let the server drain what a stranger sends.
-		rec.Header().Set("Connection", "close")
-		rec.Header().Set("WWW-Authenticate", `Bearer realm="minilambda"`)
-		writeJSON(rec, http.StatusUnauthorized, errorBody{"missing or wrong API token: send Authorization: Bearer <token>"})
+		defer release()
+		s.paceBody(w, r)
+		s.router.ServeHTTP(rec, r)
+	}
+	if refused(rec.status) {
+		// Refused for its credentials: the answer goes out, then the
+		// connection closes without reading what is left of the body
+		// (net/http would read up to 256 KiB of it, at the sender's pace,
+		// to reuse the connection).
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 	}
 	s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start))
+}
+
+// refused says whether status refuses a request for its credentials.
+func refused(status int) bool {
+	return status == http.StatusUnauthorized || status == http.StatusForbidden
+}
+
+// trustedConn is what a connection of internal/connlimit offers: it keeps
+// a share of the server's connections for clients with credentials.
+type trustedConn interface {
+	Trust()
+	Handling(n int)
+}
+
+type connKey struct{}
+
+// ConnContext is http.Server's ConnContext for the API: it lets a request
+// that shows the server's credentials mark its connection as trusted.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, c)
+}
+
+// trust marks r, whose handler has checked its credentials (a signature
+// over its body, say), as a client's that holds them: its body leaves the
+// strangers' share of the budget, and its connection is trusted.
+func (s *Server) trust(r *http.Request) {
+	if m, ok := r.Context().Value(meterKey{}).(*bodyMeter); ok {
+		m.trust()
+	}
+	if conn, ok := r.Context().Value(connKey{}).(trustedConn); ok {
+		conn.Trust()
+	}
 }
 
 // authorized checks the bearer token in constant time; health checks are
@@ -261,7 +338,7 @@ func (s *Server) authorized(r *http.Request) bool {
 	}
 	// The console's files hold no data; the console asks for the token
 	// and sends it with its own requests.
-	if r.Method == http.MethodGet && (r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, consolePrefix)) {
+	if r.Method == http.MethodGet && (r.URL.Path == "/" || r.URL.Path+"/" == consolePrefix || strings.HasPrefix(r.URL.Path, consolePrefix)) {
 		return true
 	}
 	switch r.URL.Path {
@@ -294,6 +371,9 @@ type statusRecorder struct {
 
 func (r *statusRecorder) WriteHeader(code int) {
 	r.status = code
+	if refused(code) {
+		r.Header().Set("Connection", "close")
+	}
 	r.ResponseWriter.WriteHeader(code)
 }
 
@@ -408,7 +488,7 @@ func (s *Server) classify(w http.ResponseWriter, r *http.Request, err error) (in
 // its exact size, and a json.RawMessage-like field (rawJSON) keeps a slice
 // of that buffer instead of a copy.
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) error {
-	data, err := readBody(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes), r.ContentLength, s.opts.MaxBodyBytes)
+	data, err := s.bodyOf(w, r)
 	if err != nil {
 		return wrapBody("the request body", err)
 	}
@@ -429,6 +509,21 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, emptyOK b
 		return badRequest{fmt.Sprintf("request body: %v", err)}
 	}
 	return checkFields(data, v)
+}
+
+// bodyOf reads r's body, bounded by MaxBodyBytes: the one its handler
+// has read and checked already (heldBody), or one counted against the
+// strangers' share as it arrives (bodyMeter), or one read whole into a
+// buffer of the length it declares.
+func (s *Server) bodyOf(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if held, ok := r.Body.(*heldBody); ok {
+		return held.data, nil
+	}
+	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+	if m, ok := r.Context().Value(meterKey{}).(*bodyMeter); ok {
+		return m.read(body, r.ContentLength, s.opts.MaxBodyBytes)
+	}
+	return readBody(body, r.ContentLength, s.opts.MaxBodyBytes)
 }
 
 // readBody reads a body of the length its request declares into a buffer

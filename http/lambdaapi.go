@@ -1,12 +1,10 @@
 package http
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -114,13 +112,16 @@ func (s *Server) lambdaAuth(next httprouter.Handle) httprouter.Handle {
 		}
 		// The headers first: a request that cannot be the key's is refused
 		// before its body is read.
+		// A refusal (403) closes the connection, its body unread
+		// (ServeHTTP).
 		h, at, err := checkSigV4Header(r, s.opts.AWSAccessKeyID, time.Now())
 		if err != nil {
-			w.Header().Set("Connection", "close")
 			s.writeLambdaError(w, r, err)
 			return
 		}
-		body, err := readBody(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes), r.ContentLength, s.opts.MaxBodyBytes)
+		// Read as it comes, in the strangers' share of the budget, until
+		// the signature checks out.
+		body, err := s.bodyOf(w, r)
 		if err != nil {
 			s.writeLambdaError(w, r, wrapBody("the request body", err))
 			return
@@ -129,8 +130,8 @@ func (s *Server) lambdaAuth(next httprouter.Handle) httprouter.Handle {
 			s.writeLambdaError(w, r, err)
 			return
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		r.ContentLength = int64(len(body))
+		s.trust(r)
+		hold(r, body)
 		next(w, r, p)
 	}
 }
@@ -360,7 +361,7 @@ type lambdaCreateBody struct {
 // lambdaDecode reads a Lambda API body: unknown members are ignored, as
 // AWS clients send members this server has no use for.
 func (s *Server) lambdaDecode(w http.ResponseWriter, r *http.Request, v any) error {
-	body, err := readBody(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes), r.ContentLength, s.opts.MaxBodyBytes)
+	body, err := s.bodyOf(w, r)
 	if err != nil {
 		return wrapBody("the request body", err)
 	}
@@ -416,7 +417,7 @@ func (s *Server) answerChanged(w http.ResponseWriter, r *http.Request, f project
 		writeJSON(w, status, s.latestConfiguration(r, f))
 		return
 	}
-	v, err := s.opts.Versions.PublishVersion(r.Context(), f.ID, "")
+	v, err := s.opts.Versions.PublishVersion(r.Context(), f.ID, function.Publish{})
 	if err != nil {
 		s.writeLambdaError(w, r, err)
 		return
@@ -580,8 +581,13 @@ func (s *Server) lambdaUpdateConfiguration(w http.ResponseWriter, r *http.Reques
 
 func (s *Server) lambdaDelete(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
 	ref, qualifier, err := lambdaName(r, p)
-	if err == nil && qualifier != "" && qualifier != function.Latest {
-		err = lambdaInvalid("deleting one version is not supported; delete the function, with all its versions")
+	switch {
+	case err != nil:
+	case qualifier == function.Latest:
+		// As Lambda: $LATEST goes only with the function.
+		err = lambdaInvalid("$LATEST cannot be deleted on its own: delete the function, without a qualifier, and it goes with all its versions")
+	case qualifier != "":
+		err = lambdaInvalid("deleting one version is not supported (Qualifier %.130q): delete the function, without a qualifier, and it goes with all its versions", qualifier)
 	}
 	if err == nil {
 		if err = s.opts.Functions.Delete(r.Context(), ref); err == nil {
@@ -611,13 +617,11 @@ func (s *Server) lambdaPublish(w http.ResponseWriter, r *http.Request, p httprou
 		s.writeLambdaError(w, r, lambdaError{http.StatusPreconditionFailed, "PreconditionFailedException", "the RevisionId does not match the function's latest revision"})
 		return
 	}
-	v, err := s.opts.Versions.PublishVersion(r.Context(), f.ID, b.Description)
+	// The runner checks CodeSha256 against the image it would freeze,
+	// before it publishes anything.
+	v, err := s.opts.Versions.PublishVersion(r.Context(), f.ID, function.Publish{Description: b.Description, ImageDigest: b.CodeSha256})
 	if err != nil {
 		s.writeLambdaError(w, r, err)
-		return
-	}
-	if b.CodeSha256 != "" && b.CodeSha256 != strings.TrimPrefix(v.ImageDigest, "sha256:") {
-		s.writeLambdaError(w, r, lambdaInvalid("CodeSha256 %s is not the image's digest", b.CodeSha256))
 		return
 	}
 	writeJSON(w, http.StatusCreated, s.versionConfiguration(f, v))

@@ -24,7 +24,7 @@ func (s *Server) lambdaInvoke(w http.ResponseWriter, r *http.Request, p httprout
 		s.writeLambdaError(w, r, err)
 		return
 	}
-	body, err := readBody(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes), r.ContentLength, s.opts.MaxBodyBytes)
+	body, err := s.bodyOf(w, r)
 	if err != nil {
 		s.writeLambdaError(w, r, wrapBody("the request payload", err))
 		return

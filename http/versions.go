@@ -15,7 +15,7 @@ import (
 // Versions publishes versions of functions and keeps their aliases, and
 // reads both.
 type Versions interface {
-	PublishVersion(ctx context.Context, ref, description string) (projections.Version, error)
+	PublishVersion(ctx context.Context, ref string, p function.Publish) (projections.Version, error)
 	PutAlias(ctx context.Context, ref, name string, spec function.AliasSpec, create bool) (projections.Alias, error)
 	DeleteAlias(ctx context.Context, ref, name string) error
 	Versions(ref string) ([]projections.Version, error)
@@ -68,7 +68,7 @@ func (s *Server) publishVersion(w http.ResponseWriter, r *http.Request, p httpro
 		s.writeError(w, r, err)
 		return
 	}
-	v, err := s.opts.Versions.PublishVersion(r.Context(), ref, body.Description)
+	v, err := s.opts.Versions.PublishVersion(r.Context(), ref, function.Publish{Description: body.Description})
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -12,12 +12,16 @@ import (
 )
 
 // Register checks spec, fills its defaults and records a new function.
+// Its image must be in the engine (see checkImage).
 func (s *Service) Register(ctx context.Context, spec function.Spec) (projections.Function, error) {
 	spec, err := function.Normalize(spec)
 	if err != nil {
 		return projections.Function{}, err
 	}
 	if err := s.callbacks.check(spec.CallbackURL); err != nil {
+		return projections.Function{}, err
+	}
+	if err := s.checkImage(ctx, spec.Image); err != nil {
 		return projections.Function{}, err
 	}
 	id := ulid.Make().String()
@@ -38,8 +42,9 @@ func (s *Service) Register(ctx context.Context, spec function.Spec) (projections
 }
 
 // Update applies patch to the live function ref and records the new
-// version. The function's hot containers and spare are let go: the next
-// invocation starts one of the new version.
+// version; a new image must be in the engine, as Register's. The
+// function's hot containers and spare are let go: the next invocation
+// starts one of the new version.
 func (s *Service) Update(ctx context.Context, ref string, patch function.Patch) (projections.Function, error) {
 	f, err := s.views.Function(ref)
 	if err != nil {
@@ -51,6 +56,13 @@ func (s *Service) Update(ctx context.Context, ref string, patch function.Patch) 
 	}
 	if err := s.callbacks.check(spec.CallbackURL); err != nil {
 		return f, err
+	}
+	// Only a change of image is checked: the image a function has stays
+	// its own, even when the engine lost it since.
+	if spec.Image != f.Image {
+		if err := s.checkImage(ctx, spec.Image); err != nil {
+			return f, err
+		}
 	}
 	e, err := projections.NewFunctionUpdated(f.ID, projections.FunctionUpdated{Version: f.Version + 1, Spec: spec})
 	if err != nil {

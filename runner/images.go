@@ -2,10 +2,14 @@ package runner
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"slices"
 
+	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/projections"
+	"github.com/minilambda/minilambda/runner/engine"
 )
 
 // LoadImage loads a `docker save` archive into the engine and records
@@ -55,4 +59,26 @@ func (s *Service) ListImages(ctx context.Context) ([]string, error) {
 // ImageID returns the ID of the image ref names in the engine now.
 func (s *Service) ImageID(ctx context.Context, ref string) (string, error) {
 	return s.engine.ImageID(ctx, ref)
+}
+
+// imageOf is the ID of the image ref names in the engine now. An image the
+// engine does not have is the caller's to fix: an error wrapping
+// function.ErrInvalid that names it. Nothing is ever pulled.
+func (s *Service) imageOf(ctx context.Context, ref string) (string, error) {
+	id, err := s.engine.ImageID(ctx, ref)
+	if errors.Is(err, engine.ErrImageNotFound) {
+		return "", fmt.Errorf("%w: image %q is not in the server's engine: load it with POST /images or docker load first", function.ErrInvalid, ref)
+	}
+	return id, err
+}
+
+// checkImage refuses to set a function to an image the engine does not
+// have: every invocation of it would fail. An engine that cannot be asked
+// cannot say, and the image is taken on trust then; an invocation that
+// does not find it fails, as one of an image removed later does.
+func (s *Service) checkImage(ctx context.Context, ref string) error {
+	if _, err := s.imageOf(ctx, ref); errors.Is(err, function.ErrInvalid) {
+		return err
+	}
+	return nil
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/minilambda/minilambda/eventlog"
 	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/projections"
-	"github.com/minilambda/minilambda/runner/engine"
 )
 
 // resolve returns function ref as the qualifier names it, an alias with a
@@ -34,20 +33,25 @@ func publishedOf(inv projections.Invocation) int {
 // PublishVersion freezes function ref's current settings and the digest
 // of the image its tag names now as its next numbered version. Publishing
 // again with nothing changed returns the newest version, as Lambda does.
-func (s *Service) PublishVersion(ctx context.Context, ref, description string) (projections.Version, error) {
-	if err := function.CheckDescription(description); err != nil {
-		return projections.Version{}, fmt.Errorf("%w: %v", function.ErrInvalid, err)
+// A request whose ImageDigest is not that image's publishes nothing.
+func (s *Service) PublishVersion(ctx context.Context, ref string, p function.Publish) (projections.Version, error) {
+	if err := p.Check(); err != nil {
+		return projections.Version{}, err
 	}
 	f, err := s.views.Function(ref)
 	if err != nil {
 		return projections.Version{}, err
 	}
-	digest, err := s.engine.ImageID(ctx, f.Image)
+	digest, err := s.imageOf(ctx, f.Image)
 	if err != nil {
-		if errors.Is(err, engine.ErrImageNotFound) {
-			return projections.Version{}, fmt.Errorf("%w: image %q is not in the engine; a version freezes the image it names", function.ErrInvalid, f.Image)
+		if errors.Is(err, function.ErrInvalid) {
+			err = fmt.Errorf("%w; a version freezes the image it names", err)
 		}
 		return projections.Version{}, err
+	}
+	if !p.Allows(digest) {
+		return projections.Version{}, fmt.Errorf("%w: function %s's image %q is %s now, not %s: nothing was published",
+			function.ErrInvalid, f.Name, f.Image, digest, p.ImageDigest)
 	}
 	versions, err := s.views.Versions(f.ID)
 	if err != nil {
@@ -58,7 +62,7 @@ func (s *Service) PublishVersion(ctx context.Context, ref, description string) (
 	}
 	number := len(versions) + 1
 	e, err := projections.NewVersionPublished(f.ID, projections.VersionPublished{
-		Number: number, Revision: f.Version, Spec: f.Spec, ImageDigest: digest, Description: description,
+		Number: number, Revision: f.Version, Spec: f.Spec, ImageDigest: digest, Description: p.Description,
 	})
 	if err != nil {
 		return projections.Version{}, err

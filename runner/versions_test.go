@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,12 +48,12 @@ func TestPublishedVersions(t *testing.T) {
 		t.Run(string(mode), func(t *testing.T) {
 			retag(a)
 			fn := f.register(function.Spec{Name: "fn-" + string(mode), Mode: mode})
-			v1, err := f.svc.PublishVersion(ctx, fn.Name, "first")
+			v1, err := f.svc.PublishVersion(ctx, fn.Name, function.Publish{Description: "first"})
 			if err != nil || v1.Number != 1 || v1.ImageDigest != a.ID || v1.Image != tag || v1.Revision != 1 {
 				t.Fatalf("publish: %v %+v", err, v1)
 			}
 			// Nothing changed: publishing again gives version 1 back.
-			if again, err := f.svc.PublishVersion(ctx, fn.Name, ""); err != nil || again.Number != 1 {
+			if again, err := f.svc.PublishVersion(ctx, fn.Name, function.Publish{}); err != nil || again.Number != 1 {
 				t.Fatalf("publish again: %v %+v", err, again)
 			}
 			retag(b)
@@ -79,7 +80,7 @@ func TestPublishedVersions(t *testing.T) {
 			if _, err := f.svc.Update(ctx, fn.Name, function.Patch{Env: &env}); err != nil {
 				t.Fatal(err)
 			}
-			v2, err := f.svc.PublishVersion(ctx, fn.Name, "")
+			v2, err := f.svc.PublishVersion(ctx, fn.Name, function.Publish{})
 			if err != nil || v2.Number != 2 || v2.ImageDigest != b.ID || v2.Env["V"] != "2" {
 				t.Fatalf("publish 2: %v %+v", err, v2)
 			}
@@ -131,4 +132,35 @@ func TestPublishedVersions(t *testing.T) {
 			t.Errorf("a malformed qualifier: %v", err)
 		}
 	})
+}
+
+// TestPublishChecksTheDigestFirst publishes with an ImageDigest that is
+// not the image's: nothing is published and nothing appended; with the
+// image's digest (as Lambda's CodeSha256, the hex alone) it publishes.
+func TestPublishChecksTheDigestFirst(t *testing.T) {
+	cli := dockertest.Client(t)
+	img := dockertest.BuildGoImage(t, cli, "../testdata/fn", "minilambda-runner-digest")
+	f := newService(t, cli, img.Tag, runner.Options{})
+	ctx := context.Background()
+	f.register(function.Spec{Name: "fn"})
+	head, _ := f.log.Head()
+	wrong := "sha256:" + strings.Repeat("0", 64)
+	if v, err := f.svc.PublishVersion(ctx, "fn", function.Publish{ImageDigest: wrong}); !errors.Is(err, function.ErrInvalid) || !strings.Contains(err.Error(), img.ID) {
+		t.Errorf("publish with another digest: %v %+v, want ErrInvalid naming %s", err, v, img.ID)
+	}
+	if vs, err := f.svc.Views().Versions("fn"); err != nil || len(vs) != 0 {
+		t.Errorf("versions after a refused publish: %v %+v", err, vs)
+	}
+	if now, _ := f.log.Head(); now != head {
+		t.Errorf("a refused publish appended %d events", now-head)
+	}
+	v, err := f.svc.PublishVersion(ctx, "fn", function.Publish{ImageDigest: strings.TrimPrefix(img.ID, "sha256:"), Description: "one"})
+	if err != nil || v.Number != 1 || v.ImageDigest != img.ID || v.Description != "one" {
+		t.Fatalf("publish with the image's digest: %v %+v", err, v)
+	}
+	// Nothing changed since, which returns version 1 when the digest
+	// allows it: another digest is still refused.
+	if _, err := f.svc.PublishVersion(ctx, "fn", function.Publish{ImageDigest: wrong}); !errors.Is(err, function.ErrInvalid) {
+		t.Errorf("publish again with another digest: %v", err)
+	}
 }

@@ -23,4 +23,12 @@
 // InvalidRequestID for an id that is not the invocation in hand (or was
 // answered), 403 InvalidStateTransition for an init error after the first
 // event, 413 RequestEntityTooLarge for a payload over 6 MiB.
+//
+// No wait of an invocation outlasts its deadline or its caller: a runtime
+// that reported an init error is given a moment to exit, and one that
+// lives on is left to the runner, which kills its container. A container
+// costs the server a bounded number of descriptors, whatever it does to its
+// socket: a connection past the bounds is closed as soon as it is accepted,
+// and an accept that fails is tried again, so that a socket ends only with
+// its session.
 package lambda

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/minilambda/minilambda/function"
@@ -45,13 +46,20 @@ type session struct {
 	// The control connection from the init, once it has connected, and
 	// its answers to flushes: unanswered counts the flushes sent and not
 	// answered, under ctrlMu; ctrlDone closes when the init hangs up.
+	// flushing holds a token while a flush is under way, one at a time.
 	ctrlMu     sync.Mutex
 	ctrl       *net.UnixConn
 	unanswered int
 	ctrlReady  chan struct{}
 	ctrlDone   chan struct{}
-	flushMu    sync.Mutex
+	flushing   chan struct{}
 	flushes    chan flushed
+
+	// handshakes counts the socket's connections accepted and not yet
+	// put where they belong (or closed); released closes with the socket.
+	handshakes  atomic.Int32
+	released    chan struct{}
+	releaseOnce sync.Once
 
 	calls     chan *call    // to the runtime's waiting next
 	dead      chan struct{} // closed when the session can take no more
@@ -103,7 +111,8 @@ func newSession(h *Host, f Function, dir string, logLimit int64) *session {
 	return &session{
 		h: h, f: f, arn: ARN(h.opts.Region, f.Name), dir: dir, logLimit: logLimit,
 		calls: make(chan *call), dead: make(chan struct{}),
-		conns: newConnQueue(), ctrlReady: make(chan struct{}), ctrlDone: make(chan struct{}), flushes: make(chan flushed, 1),
+		conns: newConnQueue(), ctrlReady: make(chan struct{}), ctrlDone: make(chan struct{}),
+		flushing: make(chan struct{}, 1), flushes: make(chan flushed, 1), released: make(chan struct{}),
 	}
 }
 
@@ -149,9 +158,20 @@ func (s *session) Do(ctx context.Context, id string, event []byte, timeout time.
 		if err := onStart(s.c.ID(), s.c.ImageDigest()); err != nil {
 			return res, err
 		}
-		s.markDead()
 		res.TimedOut = true
 		finish(&res, time.Now())
+		// A runtime that never asked for an event is still in its
+		// start-up, whose logs go with the invocation that waited for it;
+		// what one wrote after answering an earlier one belongs to none.
+		s.mu.Lock()
+		asked := s.asked
+		s.mu.Unlock()
+		if !asked {
+			if f, err := s.lateFlush(ctx); err == nil {
+				res.Stderr, res.StderrTruncated = f.logs, f.dropped > 0
+			}
+		}
+		s.markDead()
 		return res, fmt.Errorf("%w: its runtime did not ask for the event within %v", engine.ErrHotBroken, timeout)
 	case <-ctx.Done():
 		return res, fmt.Errorf("lambda: invocation abandoned before its runtime had it: %w", ctx.Err())
@@ -181,7 +201,7 @@ func (s *session) Do(ctx context.Context, id string, event []byte, timeout time.
 		finish(&res, time.Now())
 		// What the runtime wrote until now is this invocation's: the init
 		// still answers, though the runtime does not.
-		if f, err := s.flush(); err == nil {
+		if f, err := s.lateFlush(ctx); err == nil {
 			res.Stderr, res.StderrTruncated = f.logs, f.dropped > 0
 		}
 		s.markDead()
@@ -205,25 +225,31 @@ func answered(res engine.Result, a answer) engine.Result {
 }
 
 // ended is the result of a call the session ended under: given says
-// whether the runtime had it.
+// whether the runtime had it. It waits a little for the container's exit
+// and for the init's last report, never past the call's deadline nor once
+// ctx ends: a runtime that reported an init error and lives on is not
+// waited for, and the caller closes its container.
 func (s *session) ended(ctx context.Context, res engine.Result, c *call, given bool) (engine.Result, error) {
 	finish(&res, time.Now())
-	wait := time.NewTimer(exitWait)
+	wait := time.NewTimer(min(exitWait, time.Until(c.deadline)))
 	defer wait.Stop()
-	select {
-	case <-s.c.Exited():
-		res.ExitCode, res.OOMKilled = s.c.ExitState(ctx)
-	case <-wait.C:
-	}
 	// The init's report of the runtime's exit, with its last logs, may be
 	// on its way still when the engine reports the container's exit.
-	select {
-	case <-s.ctrlReady:
+	exited, reported := s.c.Exited(), s.reported()
+	sawExit := false
+	for exited != nil || reported != nil {
 		select {
-		case <-s.ctrlDone:
+		case <-exited:
+			exited, sawExit = nil, true
+			res.ExitCode, res.OOMKilled = s.c.ExitState(ctx)
+			reported = s.reported()
+		case <-reported:
+			reported = nil
 		case <-wait.C:
+			exited, reported = nil, nil
+		case <-ctx.Done():
+			return res, fmt.Errorf("lambda: invocation abandoned: %w", ctx.Err())
 		}
-	default:
 	}
 	s.mu.Lock()
 	end, asked := s.end, s.asked
@@ -239,6 +265,11 @@ func (s *session) ended(ctx context.Context, res engine.Result, c *call, given b
 			res.ExitCode, status = end.code, end.status
 		}
 		res.FunctionError = end.fnErr
+	}
+	if end == nil && !sawExit && !time.Now().Before(c.deadline) {
+		// Nothing came of the runtime's end before the deadline.
+		res.TimedOut = true
+		return res, fmt.Errorf("%w: its runtime ended and its container did not stop within the timeout", engine.ErrHotBroken)
 	}
 	if res.FunctionError == nil {
 		res.FunctionError = &engine.FunctionError{Type: "Runtime.ExitError",
@@ -279,6 +310,7 @@ func (s *session) Close(ctx context.Context) {
 // release closes the socket and every connection, and removes the
 // socket's directory.
 func (s *session) release() {
+	s.releaseOnce.Do(func() { close(s.released) })
 	s.ln.Close()
 	s.conns.Close()
 	s.srv.Close()
@@ -341,7 +373,7 @@ func (s *session) next(w http.ResponseWriter, r *http.Request) {
 	// goes with the first invocation; what it wrote after answering one
 	// and before asking again belongs to none.
 	if !first {
-		if _, err := s.flush(); err != nil {
+		if _, err := s.flush(r.Context()); err != nil {
 			writeError(w, http.StatusInternalServerError, "InternalServerError", "the execution environment is shutting down")
 			return
 		}
@@ -409,7 +441,7 @@ func (s *session) answer(w http.ResponseWriter, r *http.Request, id string, fail
 	a.at = time.Now()
 	// Everything the runtime wrote before it answered is in the init's
 	// hands, or in its pipes, by now.
-	if f, ferr := s.flush(); ferr == nil {
+	if f, ferr := s.flush(context.WithoutCancel(r.Context())); ferr == nil {
 		a.logs, a.dropped = f.logs, f.dropped
 	}
 	switch {
@@ -453,7 +485,9 @@ func (s *session) initError(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, fnErr := runtimeError(payload, r.Header.Get("Lambda-Runtime-Function-Error-Type"), "Runtime.Unknown")
-	f, _ := s.flush()
+	// The runtime may exit as soon as it has posted: its logs are still
+	// the init's to give.
+	f, _ := s.flush(context.WithoutCancel(r.Context()))
 	s.mu.Lock()
 	if s.end == nil {
 		s.end = &ending{}

@@ -681,7 +681,7 @@ func TestDoTimeout(t *testing.T) {
 	t.Run("runtime never asks", func(t *testing.T) {
 		h, eng := newHost(t, lambda.Options{})
 		c := start(t, h, eng)
-		c.connect(nil)
+		c.connect(logsFor(map[int]string{1: "warming caches...\n"}))
 		started := time.Now()
 		got := recv(t, c.goDo("inv-1", []byte(`{}`), 100*time.Millisecond), "Do")
 		wantBroken(t, got.err)
@@ -691,6 +691,11 @@ func TestDoTimeout(t *testing.T) {
 		if since := time.Since(started); since < 100*time.Millisecond {
 			t.Errorf("Do returned after %v, before its timeout", since)
 		}
+		// What the runtime wrote in its start-up, until the timeout, is the
+		// invocation's that waited for it.
+		if string(got.res.Stderr) != "warming caches...\n" {
+			t.Errorf("Stderr %q; want the start-up's logs", got.res.Stderr)
+		}
 		if n := len(c.startCalls()); n != 1 {
 			t.Errorf("%d onStart calls; want 1: the invocation ran, and failed", n)
 		}
@@ -698,6 +703,76 @@ func TestDoTimeout(t *testing.T) {
 			t.Error("Alive after its runtime never asked")
 		}
 	})
+	t.Run("runtime never asks again", func(t *testing.T) {
+		h, eng := newHost(t, lambda.Options{})
+		c := start(t, h, eng)
+		ctl := c.connect(logsFor(map[int]string{1: "first's\n", 2: "after the answer\n"}))
+		c.invoke("inv-1", nil, nil)
+		got := recv(t, c.goDo("inv-2", []byte(`{}`), 100*time.Millisecond), "Do")
+		wantBroken(t, got.err)
+		// What it wrote after answering belongs to no invocation.
+		if !got.res.TimedOut || len(got.res.Stderr) != 0 || ctl.flushes.Load() != 1 {
+			t.Errorf("TimedOut %v, Stderr %q after %d flushes; want a timeout with no logs, and no flush for it",
+				got.res.TimedOut, got.res.Stderr, ctl.flushes.Load())
+		}
+	})
+}
+
+// A runtime that reports an init error and, instead of exiting, lives on:
+// the invocation that waited for it ends with the init error once the
+// runtime has had a little time to exit, never past its deadline, nor
+// once its caller has gone; the session is over, for the runner to close.
+func TestInitErrorAndTheRuntimeLivesOn(t *testing.T) {
+	const initError = `{"errorMessage":"cannot load the handler","errorType":"Runtime.ImportModuleError"}`
+	for _, tc := range []struct {
+		name    string
+		timeout time.Duration
+		cancel  bool          // the caller goes away after the init error
+		within  time.Duration // Do returns within it of the init error
+	}{
+		{"it is given a moment to exit", wait, false, 4 * time.Second},
+		{"never past the deadline", 500 * time.Millisecond, false, time.Second},
+		{"nor past the caller", wait, true, time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, eng := newHost(t, lambda.Options{})
+			c := start(t, h, eng)
+			c.connect(logsFor(map[int]string{1: "loading the handler\n"}))
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			d := make(chan done, 1)
+			go func() {
+				res, err := c.hot.Do(ctx, "inv-1", []byte(`{}`), tc.timeout, c.onStart)
+				d <- done{res, err}
+			}()
+			wantAccepted(t, c.must(c.request(http.MethodPost, "init/error", []byte(initError))))
+			posted := time.Now()
+			if tc.cancel {
+				c.notAlive()
+				cancel()
+			}
+			got := recv(t, d, "Do")
+			if since := time.Since(posted); since > tc.within {
+				t.Errorf("Do returned %v after the init error; want it within %v", since, tc.within)
+			}
+			if c.hot.Alive() {
+				t.Error("Alive after an init error")
+			}
+			if tc.cancel {
+				if !errors.Is(got.err, context.Canceled) {
+					t.Errorf("Do: %v; want context.Canceled", got.err)
+				}
+				return
+			}
+			wantBroken(t, got.err)
+			if fe := got.res.FunctionError; fe == nil || fe.Type != "Runtime.ImportModuleError" || fe.Message != "cannot load the handler" {
+				t.Errorf("FunctionError %+v; want the init error", fe)
+			}
+			if got.res.TimedOut || string(got.res.Stderr) != "loading the handler\n" {
+				t.Errorf("TimedOut %v, Stderr %q; want the init error with the runtime's logs", got.res.TimedOut, got.res.Stderr)
+			}
+		})
+	}
 }
 
 func TestDoCancelled(t *testing.T) {

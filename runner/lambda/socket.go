@@ -2,6 +2,7 @@ package lambda
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -25,20 +26,62 @@ const (
 )
 
 // Bounds on what a container may ask of the server through its socket.
+// Every connection costs the server a descriptor from the moment it is
+// accepted: at most maxHandshakes of a container's wait for their first
+// byte (the init sends it at once), at most maxRuntimeConns carry its
+// runtime's requests, and the one control connection stays; a connection
+// past a bound is closed as soon as it is accepted.
 const (
 	handshakeWait   = 5 * time.Second
+	maxHandshakes   = 8
 	maxRuntimeConns = 8
 	maxExitReport   = 64 << 10
 )
 
+// An accept that fails (the server is out of descriptors, most likely) is
+// tried again after a pause that doubles from acceptRetryMin up to
+// acceptRetryMax, as net/http's Serve does: a socket ends only when the
+// session releases it.
+const (
+	acceptRetryMin = 5 * time.Millisecond
+	acceptRetryMax = time.Second
+)
+
+// unixListener is what serveSocket takes of the socket's listener.
+type unixListener interface {
+	AcceptUnix() (*net.UnixConn, error)
+}
+
 // serveSocket accepts the container's connections until ln closes.
-func (s *session) serveSocket(ln *net.UnixListener) {
+func (s *session) serveSocket(ln unixListener) {
+	var pause time.Duration
 	for {
 		uc, err := ln.AcceptUnix()
 		if err != nil {
-			return
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			pause = min(max(2*pause, acceptRetryMin), acceptRetryMax)
+			s.h.logger.Warn("a lambda container's socket cannot accept; retrying", "dir", s.dir, "err", err, "retry_in", pause)
+			t := time.NewTimer(pause)
+			select {
+			case <-t.C:
+			case <-s.released:
+				t.Stop()
+				return
+			}
+			continue
 		}
-		go s.handshake(uc)
+		pause = 0
+		if s.handshakes.Add(1) > maxHandshakes {
+			s.handshakes.Add(-1)
+			uc.Close()
+			continue
+		}
+		go func() {
+			defer s.handshakes.Add(-1)
+			s.handshake(uc)
+		}()
 	}
 }
 
@@ -175,17 +218,28 @@ type flushed struct {
 }
 
 // flush asks the init for the logs it has collected since the last flush.
-func (s *session) flush() (flushed, error) {
-	s.flushMu.Lock()
-	defer s.flushMu.Unlock()
+// It waits at most flushWait, and not once ctx ends.
+func (s *session) flush(ctx context.Context) (flushed, error) {
 	timer := time.NewTimer(flushWait)
 	defer timer.Stop()
+	select {
+	case s.flushing <- struct{}{}:
+	case <-s.dead:
+		return flushed{}, errSessionEnded
+	case <-timer.C:
+		return flushed{}, errors.New("lambda: another flush of the container's logs did not end")
+	case <-ctx.Done():
+		return flushed{}, ctx.Err()
+	}
+	defer func() { <-s.flushing }()
 	select {
 	case <-s.ctrlReady:
 	case <-s.dead:
 		return flushed{}, errSessionEnded
 	case <-timer.C:
 		return flushed{}, errors.New("lambda: the container's init never connected")
+	case <-ctx.Done():
+		return flushed{}, ctx.Err()
 	}
 	s.ctrlMu.Lock()
 	// An answer that came after its flush gave up is not this one's.
@@ -206,11 +260,36 @@ func (s *session) flush() (flushed, error) {
 		return flushed{}, errSessionEnded
 	case <-timer.C:
 		return flushed{}, errors.New("lambda: the container's init did not send its logs")
+	case <-ctx.Done():
+		return flushed{}, ctx.Err()
+	}
+}
+
+// lateFlush is the flush of an invocation past its deadline, for the logs
+// its runtime wrote until then: it waits at most lateFlushWait.
+func (s *session) lateFlush(ctx context.Context) (flushed, error) {
+	ctx, cancel := context.WithTimeout(ctx, lateFlushWait)
+	defer cancel()
+	return s.flush(ctx)
+}
+
+// reported is closed once the init has hung up its control connection,
+// after its last report; nil when it has not connected.
+func (s *session) reported() <-chan struct{} {
+	select {
+	case <-s.ctrlReady:
+		return s.ctrlDone
+	default:
+		return nil
 	}
 }
 
 // flushWait bounds a flush: the init answers at once unless it is gone.
-const flushWait = 5 * time.Second
+// lateFlushWait bounds one past an invocation's deadline.
+const (
+	flushWait     = 5 * time.Second
+	lateFlushWait = time.Second
+)
 
 var errSessionEnded = errors.New("lambda: the execution environment ended")
 

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -281,5 +283,162 @@ func TestLateLogsAreNoLaterInvocations(t *testing.T) {
 	}
 	if got := c.invoke("inv-2", nil, []byte(`2`)); string(got.res.Stderr) != "second's logs" {
 		t.Errorf("second invocation's Stderr %q; want %q", got.res.Stderr, "second's logs")
+	}
+}
+
+// openFDs counts the descriptors this process holds.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
+
+// A container that dials its socket again and again, and sends nothing,
+// holds at most 8 of the server's descriptors in handshakes: a connection
+// past them is closed at once, not after the handshake's 5 s. The socket
+// serves its init again once they are gone.
+func TestHandshakesAreBounded(t *testing.T) {
+	h, eng := newHost(t, lambda.Options{})
+	c := start(t, h, eng)
+	c.connect(nil)
+	c.invoke("inv-1", nil, []byte(`1`))
+	before := openFDs(t)
+
+	const stalled, flood = 8, 500
+	var conns []*net.UnixConn
+	defer func() {
+		for _, u := range conns {
+			u.Close()
+		}
+	}()
+	for range stalled + flood {
+		u, err := dialUnix(c.socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, u)
+	}
+	// The first ones wait for their first byte; every later one is closed.
+	began := time.Now()
+	for i, u := range conns[stalled:] {
+		u.SetReadDeadline(began.Add(time.Second))
+		if n, err := u.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
+			t.Fatalf("connection %d past the %d in their handshake: read %d bytes, %v; want it closed at once", stalled+i+1, stalled, n, err)
+		}
+	}
+	// The server's share of the descriptors: what this process holds now,
+	// less the test's ends of the connections.
+	if server := openFDs(t) - before - len(conns); server > stalled+4 {
+		t.Errorf("the server holds %d more descriptors with %d connections dialled; want at most %d", server, len(conns), stalled+4)
+	}
+	for _, u := range conns[:stalled] {
+		u.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if _, err := u.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("a connection in its handshake: %v; want it waiting for its first byte", err)
+		}
+	}
+	for _, u := range conns {
+		u.Close()
+	}
+	conns = nil
+	// Their places are free once the server has seen them go.
+	eventually(t, "the init's connections are served again", func() bool {
+		conn, err := c.dialRuntime()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(wait))
+		fmt.Fprintf(conn, "GET /nowhere HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", lambda.RuntimeAPI)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusNotFound
+	})
+	if got := c.invoke("inv-2", nil, []byte(`2`)); string(got.res.Stdout) != `2` {
+		t.Errorf("Stdout %q after the flood", got.res.Stdout)
+	}
+}
+
+// freeFDs returns the n lowest descriptor numbers this process has free.
+func freeFDs(n int) []int {
+	var free []int
+	for fd := 0; len(free) < n; fd++ {
+		if _, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_GETFD, 0); errno == syscall.EBADF {
+			free = append(free, fd)
+		}
+	}
+	return free
+}
+
+// syncBuffer collects a logger's output for the test to read.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	return len(p), nil
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf)
+}
+
+// The server runs out of descriptors while its container dials the
+// socket: the accept fails with EMFILE. Once descriptors are free again,
+// the socket takes that connection and the container's next ones.
+func TestSocketOutlivesRunningOutOfDescriptors(t *testing.T) {
+	logs := &syncBuffer{}
+	h, eng := newHost(t, lambda.Options{Logger: slog.New(slog.NewTextHandler(io.MultiWriter(logs, t.Output()), nil))})
+	c := start(t, h, eng)
+	c.connect(nil)
+	c.invoke("inv-1", nil, []byte(`1`))
+
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	restore := func() {
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer restore()
+	// Room for one more descriptor: the dial takes it, and the accept
+	// finds none.
+	low := lim
+	low.Cur = uint64(freeFDs(2)[1])
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	u, err := dialUnix(c.socket)
+	time.Sleep(300 * time.Millisecond)
+	restore()
+	if err != nil {
+		t.Fatalf("dialling with one descriptor free: %v", err)
+	}
+	defer u.Close()
+	if !strings.Contains(logs.String(), "too many open files") {
+		t.Errorf("the server logged no accept that failed for want of descriptors:\n%s", logs)
+	}
+	// That connection is taken, and handled: one of an unknown kind is
+	// closed.
+	if _, err := u.Write([]byte{'Z'}); err != nil {
+		t.Fatal(err)
+	}
+	wantClosed(t, "the connection dialled while the server had no descriptor", u)
+	if got := c.invoke("inv-2", nil, []byte(`2`)); string(got.res.Stdout) != `2` {
+		t.Errorf("Stdout %q after the server ran out of descriptors", got.res.Stdout)
 	}
 }

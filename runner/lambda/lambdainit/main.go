@@ -138,13 +138,22 @@ func run(socket string, limit int, command []string) int {
 }
 
 // pass hands every connection the runtime makes to the server, and keeps
-// no copy of it.
+// no copy of it. An accept that fails (out of descriptors, most likely) is
+// tried again after a pause that doubles from 5 ms to a second, as
+// net/http's Serve does: the runtime's endpoint ends only with the init.
 func pass(ln net.Listener, socket string) {
+	var pause time.Duration
 	for {
 		c, err := ln.Accept()
-		if err != nil {
+		if errors.Is(err, net.ErrClosed) {
 			return
 		}
+		if err != nil {
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			time.Sleep(pause)
+			continue
+		}
+		pause = 0
 		f, err := c.(*net.TCPConn).File()
 		c.Close()
 		if err != nil {

@@ -432,3 +432,67 @@ func TestCollectorTakeIsBounded(t *testing.T) {
 		t.Errorf("took %d bytes of the %d written", taken, n)
 	}
 }
+
+// failingListener fails its first accepts with EMFILE, as a process out
+// of descriptors sees them, then accepts from the listener it wraps.
+type failingListener struct {
+	net.Listener
+	failing int
+	calls   []time.Time // pass calls Accept from one goroutine
+}
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	l.calls = append(l.calls, time.Now())
+	if l.failing > 0 {
+		l.failing--
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// An accept that fails does not end the runtime's endpoint: pass tries
+// again after a pause that doubles from 5 ms, and passes the connection.
+func TestPassOutlivesAcceptErrors(t *testing.T) {
+	socket := filepath.Join(t.TempDir(), "rapi.sock")
+	server, err := net.ListenUnix("unix", &net.UnixAddr{Name: socket, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const failures = 4
+	ln := &failingListener{Listener: tcp, failing: failures}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pass(ln, socket)
+	}()
+	runtime, err := net.Dial("tcp", tcp.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer runtime.Close()
+	server.SetDeadline(time.Now().Add(wait))
+	uc, err := server.AcceptUnix()
+	if err != nil {
+		t.Fatalf("no connection passed after %d failed accepts: %v", failures, err)
+	}
+	uc.Close()
+	tcp.Close()
+	select {
+	case <-done:
+	case <-time.After(wait):
+		t.Fatal("pass did not return when its listener closed")
+	}
+	// 5, 10, 20 and 40 ms after the failures.
+	pause := 5 * time.Millisecond
+	for i := 1; i <= failures; i++ {
+		if gap := ln.calls[i].Sub(ln.calls[i-1]); gap < pause {
+			t.Errorf("accept %d came %v after the failure before it; want a pause of %v", i+1, gap, pause)
+		}
+		pause *= 2
+	}
+}
