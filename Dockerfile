@@ -6,7 +6,7 @@
 #   CGO_ENABLED=0 go build -o minilambda . && CGO_ENABLED=0 go build -o minilambda-init ./runner/lambda/lambdainit
 #   docker build -t minilambda .
 #
-# and run it as the README's "Server image" section shows. Inside its
+# and run it as the "Server image" section of docs/operations.md shows. Inside its
 # container it listens on all interfaces, so it requires MINILAMBDA_TOKEN.
 FROM scratch
 COPY minilambda minilambda-init /
