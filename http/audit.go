@@ -48,7 +48,7 @@ type verification struct {
 func (s *Server) auditVerify(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	if !s.verifying.TryLock() {
 		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusTooManyRequests, errorBody{"a verification is running already; try again when it ends"})
+		s.writeError(w, r, statusError{http.StatusTooManyRequests, "a verification is running already; try again when it ends"})
 		return
 	}
 	defer s.verifying.Unlock()

@@ -31,12 +31,6 @@ func (s *Server) routeHooks(r *httprouter.Router) {
 	}
 }
 
-// hookMessage answers a hook request with a status and a message that say
-// nothing of the function behind it.
-func hookMessage(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"message": msg})
-}
-
 func (s *Server) hook(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
 	ref := p.ByName("id")
 	var f projections.Function
@@ -50,18 +44,18 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request, p httprouter.Param
 	}
 	if err != nil || f.HTTPTrigger == nil {
 		w.Header().Set("Connection", "close")
-		hookMessage(w, http.StatusNotFound, "Not Found")
+		s.writeHookError(w, r, statusError{http.StatusNotFound, "Not Found"})
 		return
 	}
 	t := f.HTTPTrigger
 	// A refusal closes the connection, its body unread (ServeHTTP).
 	if t.Auth == function.TriggerAuthToken && s.opts.Token != "" && !s.bearerOK(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="minilambda"`)
-		hookMessage(w, http.StatusUnauthorized, "Unauthorized")
+		s.writeHookError(w, r, statusError{http.StatusUnauthorized, "Unauthorized"})
 		return
 	}
 	if t.Auth == function.TriggerAuthHMAC && r.Header.Get(t.HMACHeader) == "" {
-		hookMessage(w, http.StatusUnauthorized, "Unauthorized: no "+t.HMACHeader+" signature")
+		s.writeHookError(w, r, statusError{http.StatusUnauthorized, "Unauthorized: no " + t.HMACHeader + " signature"})
 		return
 	}
 	body, err := s.bodyOf(w, r)
@@ -71,7 +65,7 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request, p httprouter.Param
 	}
 	if t.Auth == function.TriggerAuthHMAC {
 		if !t.VerifyHMAC(r.Header.Get(t.HMACHeader), body) {
-			hookMessage(w, http.StatusUnauthorized, "Unauthorized: the "+t.HMACHeader+" signature does not match the body")
+			s.writeHookError(w, r, statusError{http.StatusUnauthorized, "Unauthorized: the " + t.HMACHeader + " signature does not match the body"})
 			return
 		}
 		s.trust(r)
@@ -102,12 +96,12 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request, p httprouter.Param
 	w.Header().Set("X-Invocation-Id", inv.InvocationID)
 	w.Header().Set("X-Trace-Id", inv.TraceID)
 	if inv.Status != projections.StatusCompleted {
-		hookMessage(w, http.StatusBadGateway, "Internal Server Error")
+		s.writeHookError(w, r, statusError{http.StatusBadGateway, "Internal Server Error"})
 		return
 	}
 	res, ok := hookResponseOf(inv.Result)
 	if !ok {
-		hookMessage(w, http.StatusBadGateway, "Internal Server Error")
+		s.writeHookError(w, r, statusError{http.StatusBadGateway, "Internal Server Error"})
 		return
 	}
 	h := w.Header()
@@ -142,20 +136,6 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request, p httprouter.Param
 // hookSandbox is the policy on every function URL response: everything a
 // page may do, but as an opaque origin (no allow-same-origin).
 const hookSandbox = "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads"
-
-// writeHookError answers an invocation the server could not run: busy and
-// unavailable as the rest of the API says them, the rest without detail.
-func (s *Server) writeHookError(w http.ResponseWriter, r *http.Request, err error) {
-	status, msg := s.classify(w, r, err)
-	switch {
-	case status == http.StatusTooManyRequests, status == http.StatusServiceUnavailable, status == http.StatusInsufficientStorage:
-		hookMessage(w, status, msg)
-	case status < 500:
-		hookMessage(w, status, http.StatusText(status))
-	default:
-		hookMessage(w, http.StatusBadGateway, "Internal Server Error")
-	}
-}
 
 // hookEvent is a Lambda function URL's event (payload format 2.0).
 type hookEvent struct {

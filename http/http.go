@@ -27,7 +27,6 @@ import (
 	"github.com/minilambda/minilambda/eventlog"
 	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/projections"
-	"github.com/minilambda/minilambda/runner/engine"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -191,14 +190,14 @@ func New(opts Options) *Server {
 	r.RedirectFixedPath = false
 	r.HandleOPTIONS = false
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, errorBody{fmt.Sprintf("no such path: %s", r.URL.Path)})
+		s.writeError(w, r, statusError{http.StatusNotFound, fmt.Sprintf("no such path: %s", r.URL.Path)})
 	})
 	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusMethodNotAllowed, errorBody{fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, w.Header().Get("Allow"))})
+		s.writeError(w, r, statusError{http.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, w.Header().Get("Allow"))})
 	})
 	r.PanicHandler = func(w http.ResponseWriter, r *http.Request, v any) {
 		s.log.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", v)
-		writeJSON(w, http.StatusInternalServerError, errorBody{"internal error"})
+		s.writeError(w, r, statusError{http.StatusInternalServerError, "internal error"})
 	}
 	r.POST("/functions", s.createFunction)
 	r.GET("/functions", s.listFunctions)
@@ -252,7 +251,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case !s.authorized(r):
 		rec.Header().Set("WWW-Authenticate", `Bearer realm="minilambda"`)
-		writeJSON(rec, http.StatusUnauthorized, errorBody{"missing or wrong API token: send Authorization: Bearer <token>"})
+		s.writeError(rec, r, statusError{http.StatusUnauthorized, "missing or wrong API token: send Authorization: Bearer <token>"})
 	case !trusted:
 		// A request whose credentials its handler checks (a signature over
 		// the body, a hook's own rule): its body counts as it arrives, in
@@ -379,107 +378,12 @@ func (r *statusRecorder) WriteHeader(code int) {
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-type errorBody struct {
-	Error string `json:"error"`
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v)
-}
-
-// badRequest is a client mistake found by this package.
-type badRequest struct{ msg string }
-
-func (e badRequest) Error() string { return e.msg }
-
-// internalError is the server's own failure, found by this package: the
-// client gets status and msg, the server's log gets err.
-type internalError struct {
-	err    error
-	status int
-	msg    string
-}
-
-func (e internalError) Error() string { return e.err.Error() }
-func (e internalError) Unwrap() error { return e.err }
-
-// statuses maps the errors callers return to status codes: the one table
-// of them, consulted in order.
-var statuses = []struct {
-	err    error
-	status int
-}{
-	{function.ErrInvalid, http.StatusBadRequest},
-	{projections.ErrBadCursor, http.StatusBadRequest},
-	{engine.ErrBadImage, http.StatusBadRequest},
-	{errBadTar, http.StatusBadRequest},
-	{projections.ErrNotFound, http.StatusNotFound},
-	{function.ErrConflict, http.StatusConflict},
-	{function.ErrBusy, http.StatusTooManyRequests},
-	{engine.ErrEngineUnavailable, http.StatusServiceUnavailable},
-}
-
-// writeError maps an error to a status code, the one place that does. What
-// the client could not have caused is a 500 with a generic message, and is
-// logged here, once.
-func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	status, msg := s.classify(w, r, err)
-	writeJSON(w, status, errorBody{msg})
-}
-
-// classify is writeError's choice of status and message, for the APIs
-// that write errors in shapes of their own; it may set headers.
-func (s *Server) classify(w http.ResponseWriter, r *http.Request, err error) (int, string) {
-	var br badRequest
-	var tooBig *http.MaxBytesError
-	status := http.StatusInternalServerError
-	switch {
-	case errors.As(err, &tooBig):
-		status, err = http.StatusRequestEntityTooLarge, fmt.Errorf("request body is larger than %d bytes", tooBig.Limit)
-	case errors.As(err, &br):
-		status = http.StatusBadRequest
-	case errors.As(err, new(errTooSlow)):
-		w.Header().Set("Connection", "close")
-		status, err = http.StatusRequestTimeout, fmt.Errorf("the request body came slower than %d bytes a second", s.opts.MinBodyRate)
-	case errors.Is(err, eventlog.ErrClosed):
-		status, err = http.StatusServiceUnavailable, errors.New("the server is shutting down")
-	case errors.Is(err, eventlog.ErrUnwritable):
-		// Nothing ran: 503, which clients retry by themselves. An invocation
-		// that ran and is not yet recorded is 507, which they do not: it
-		// must not run twice.
-		var ran interface{ InvocationID() string }
-		if errors.As(err, &ran) {
-			err = internalError{err: err, status: http.StatusInsufficientStorage, msg: fmt.Sprintf(
-				"insufficient storage: invocation %s ran, but the server's event log cannot record its end yet (is its disk full?): "+
-					"do not run it again; GET /invocations/%s shows it once recorded", ran.InvocationID(), ran.InvocationID())}
-			break
-		}
-		w.Header().Set("Retry-After", "5")
-		err = internalError{err: err, status: http.StatusServiceUnavailable,
-			msg: "insufficient storage: the server's event log cannot be written right now (is its disk full?); nothing was done; try again later"}
-	default:
-		for _, e := range statuses {
-			if errors.Is(err, e.err) {
-				status = e.status
-				break
-			}
-		}
-	}
-	msg := err.Error()
-	var ie internalError
-	switch {
-	case errors.As(err, &ie):
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", ie.status, "err", err)
-		status, msg = ie.status, ie.msg
-	case status == http.StatusInternalServerError:
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		msg = "internal error; the server's log has the details"
-	}
-	return status, msg
 }
 
 // decode reads one JSON value from the body into v, refusing unknown

@@ -54,54 +54,6 @@ func (s *Server) routeLambda(r *httprouter.Router) {
 	r.DELETE(p+"/:name/aliases/:alias", h(s.lambdaDeleteAlias))
 }
 
-// lambdaError is an error in Lambda's terms.
-type lambdaError struct {
-	status int
-	typ    string
-	msg    string
-}
-
-func (e lambdaError) Error() string { return e.msg }
-
-func lambdaInvalid(format string, args ...any) error {
-	return lambdaError{http.StatusBadRequest, "InvalidParameterValueException", fmt.Sprintf(format, args...)}
-}
-
-// writeLambdaError answers err as Lambda would.
-func (s *Server) writeLambdaError(w http.ResponseWriter, r *http.Request, err error) {
-	var le lambdaError
-	switch {
-	case errors.As(err, &le):
-	case errors.Is(err, errKey):
-		le = lambdaError{http.StatusForbidden, "UnrecognizedClientException", err.Error()}
-	case errors.Is(err, errSignature):
-		le = lambdaError{http.StatusForbidden, "InvalidSignatureException", err.Error()}
-	default:
-		status, msg := s.classify(w, r, err)
-		le = lambdaError{status: status, msg: msg}
-		switch {
-		case status == http.StatusNotFound:
-			le.typ = "ResourceNotFoundException"
-		case status == http.StatusConflict:
-			le.typ = "ResourceConflictException"
-		case status == http.StatusTooManyRequests:
-			le.typ = "TooManyRequestsException"
-		case status == http.StatusRequestEntityTooLarge:
-			le.typ = "RequestTooLargeException"
-		case status < 500:
-			le.status, le.typ = http.StatusBadRequest, "InvalidParameterValueException"
-		default:
-			le.typ = "ServiceException"
-		}
-	}
-	kind := "User"
-	if le.status >= 500 {
-		kind = "Service"
-	}
-	w.Header().Set("X-Amzn-Errortype", le.typ)
-	writeJSON(w, le.status, map[string]string{"Type": kind, "Message": le.msg, "message": le.msg})
-}
-
 // lambdaAuth verifies a Lambda API request's SigV4 signature (any is
 // accepted when the server has no token), reading the body to hash it.
 func (s *Server) lambdaAuth(next httprouter.Handle) httprouter.Handle {
