@@ -97,6 +97,13 @@ func redactEvent(e eventlog.Event) redactedEvent {
 	return redactedEvent{Event: e, Redacted: paths}
 }
 
+// routeEvents registers the native API's event stream and invocation
+// timelines.
+func (s *Server) routeEvents(r group) {
+	r.GET("/events", s.events)
+	r.GET("/invocations/:id/events", s.invocationEvents)
+}
+
 func (s *Server) events(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	q := r.URL.Query()
 	var from uint64

@@ -23,53 +23,73 @@ import (
 // HTTP API payload 2.0), and its result the response, by the same
 // convention.
 
+// routeHooks registers the HTTP triggers on their own router, each
+// handler under hookAuth: every function's trigger says who may call it.
 func (s *Server) routeHooks(r *httprouter.Router) {
+	hook := s.hookAuth(s.hook)
 	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
 		http.MethodPatch, http.MethodDelete, http.MethodOptions} {
-		r.Handle(m, "/hooks/:id", s.hook)
-		r.Handle(m, "/hooks/:id/*rest", s.hook)
+		r.Handle(m, "/hooks/:id", hook)
+		r.Handle(m, "/hooks/:id/*rest", hook)
 	}
 }
 
-func (s *Server) hook(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
-	ref := p.ByName("id")
-	var f projections.Function
-	err := projections.ErrNotFound // an id no function can have
-	if function.CheckID(ref) == nil {
-		f, err = s.opts.Views.Function(ref)
-	}
-	if err != nil && !errors.Is(err, projections.ErrNotFound) {
-		s.writeError(w, r, err)
-		return
-	}
-	if err != nil || f.HTTPTrigger == nil {
-		w.Header().Set("Connection", "close")
-		s.writeHookError(w, r, statusError{http.StatusNotFound, "Not Found"})
-		return
-	}
-	t := f.HTTPTrigger
-	// A refusal closes the connection, its body unread (ServeHTTP).
-	if t.Auth == function.TriggerAuthToken && s.opts.Token != "" && !s.bearerOK(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="minilambda"`)
-		s.writeHookError(w, r, statusError{http.StatusUnauthorized, "Unauthorized"})
-		return
-	}
-	if t.Auth == function.TriggerAuthHMAC && r.Header.Get(t.HMACHeader) == "" {
-		s.writeHookError(w, r, statusError{http.StatusUnauthorized, "Unauthorized: no " + t.HMACHeader + " signature"})
-		return
-	}
-	body, err := s.bodyOf(w, r)
-	if err != nil {
-		s.writeError(w, r, wrapBody("the request body", err))
-		return
-	}
-	if t.Auth == function.TriggerAuthHMAC {
-		if !t.VerifyHMAC(r.Header.Get(t.HMACHeader), body) {
-			s.writeHookError(w, r, statusError{http.StatusUnauthorized, "Unauthorized: the " + t.HMACHeader + " signature does not match the body"})
+// hookHandle serves a hook request that its trigger's rule let in: the
+// function it calls, and the body, read and checked.
+type hookHandle func(w http.ResponseWriter, r *http.Request, p httprouter.Params, f projections.Function, body []byte)
+
+// hookAuth is the hooks' auth: it finds the function of the path (404,
+// saying nothing more, when it has no trigger) and applies its trigger's
+// rule. A trigger with auth "token" needs the bearer token; one with
+// "hmac" a signature of the body with its secret, in its header, and the
+// request is trusted once it checks out (Server.trust); one with "none"
+// lets anyone in, its body counted in the strangers' share.
+func (s *Server) hookAuth(next hookHandle) httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+		ref := p.ByName("id")
+		var f projections.Function
+		err := projections.ErrNotFound // an id no function can have
+		if function.CheckID(ref) == nil {
+			f, err = s.opts.Views.Function(ref)
+		}
+		if err != nil && !errors.Is(err, projections.ErrNotFound) {
+			s.writeError(w, r, err)
 			return
 		}
-		s.trust(r)
+		if err != nil || f.HTTPTrigger == nil {
+			w.Header().Set("Connection", "close")
+			s.writeHookError(w, r, statusError{http.StatusNotFound, "Not Found"})
+			return
+		}
+		t := f.HTTPTrigger
+		// A refusal closes the connection, its body unread (ServeHTTP).
+		if t.Auth == function.TriggerAuthToken && s.opts.Token != "" && !s.bearerOK(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="minilambda"`)
+			s.writeHookError(w, r, statusError{http.StatusUnauthorized, "Unauthorized"})
+			return
+		}
+		if t.Auth == function.TriggerAuthHMAC && r.Header.Get(t.HMACHeader) == "" {
+			s.writeHookError(w, r, statusError{http.StatusUnauthorized, "Unauthorized: no " + t.HMACHeader + " signature"})
+			return
+		}
+		body, err := s.bodyOf(w, r)
+		if err != nil {
+			s.writeError(w, r, wrapBody("the request body", err))
+			return
+		}
+		if t.Auth == function.TriggerAuthHMAC {
+			if !t.VerifyHMAC(r.Header.Get(t.HMACHeader), body) {
+				s.writeHookError(w, r, statusError{http.StatusUnauthorized, "Unauthorized: the " + t.HMACHeader + " signature does not match the body"})
+				return
+			}
+			s.trust(r)
+		}
+		next(w, r, p, f, body)
 	}
+}
+
+func (s *Server) hook(w http.ResponseWriter, r *http.Request, p httprouter.Params, f projections.Function, body []byte) {
+	t := f.HTTPTrigger
 	event, err := json.Marshal(hookEventOf(r, p.ByName("rest"), body, s.carriesToken(r)))
 	if err != nil {
 		s.writeError(w, r, err)

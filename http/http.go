@@ -8,7 +8,6 @@ package http
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,12 +22,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/julienschmidt/httprouter"
 	"github.com/minilambda/minilambda/eventlog"
 	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/projections"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // The handlers depend on these small interfaces, each a part of what the
@@ -142,7 +139,7 @@ type Options struct {
 
 // Server is the API's http.Handler.
 type Server struct {
-	router *httprouter.Router
+	router *mux
 	log    *slog.Logger
 	opts   Options
 	// streamsEnd closes when the server shuts down, ending event streams.
@@ -185,53 +182,7 @@ func New(opts Options) *Server {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{log: logger.With("subsystem", "http"), opts: opts, streamsEnd: make(chan struct{})}
-	r := httprouter.New()
-	r.RedirectTrailingSlash = false
-	r.RedirectFixedPath = false
-	r.HandleOPTIONS = false
-	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, statusError{http.StatusNotFound, fmt.Sprintf("no such path: %s", r.URL.Path)})
-	})
-	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, statusError{http.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, w.Header().Get("Allow"))})
-	})
-	r.PanicHandler = func(w http.ResponseWriter, r *http.Request, v any) {
-		s.log.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", v)
-		s.writeError(w, r, statusError{http.StatusInternalServerError, "internal error"})
-	}
-	r.POST("/functions", s.createFunction)
-	r.GET("/functions", s.listFunctions)
-	r.GET("/functions/:id", s.getFunction)
-	r.PUT("/functions/:id", s.updateFunction)
-	r.DELETE("/functions/:id", s.deleteFunction)
-	r.POST("/invoke/:id", s.invoke)
-	r.POST("/invoke/:id/async", s.invokeAsync)
-	r.GET("/invocations", s.listInvocations)
-	r.GET("/invocations/:id", s.getInvocation)
-	r.POST("/images", s.loadImage)
-	r.GET("/images", s.listImages)
-	if opts.Versions != nil {
-		s.routeVersions(r)
-		s.routeLambda(r)
-	}
-	s.routeHooks(r)
-	if opts.Events != nil {
-		r.GET("/events", s.events)
-		r.GET("/invocations/:id/events", s.invocationEvents)
-	}
-	if opts.Audit != nil {
-		r.GET("/audit", s.auditHead)
-		r.POST("/audit/verify", s.auditVerify)
-	}
-	s.routeConsole(r)
-	if opts.Schedules != nil {
-		s.routeSchedules(r)
-	}
-	r.GET("/healthz", s.health)
-	r.GET("/health", s.health)
-	metrics := promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{})
-	r.GET("/metrics", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) { metrics.ServeHTTP(w, r) })
-	s.router = r
+	s.router = s.routes()
 	return s
 }
 
@@ -248,32 +199,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if trusted && conn != nil {
 		conn.Trust()
 	}
-	switch {
-	case !s.authorized(r):
-		rec.Header().Set("WWW-Authenticate", `Bearer realm="minilambda"`)
-		s.writeError(rec, r, statusError{http.StatusUnauthorized, "missing or wrong API token: send Authorization: Bearer <token>"})
-	case !trusted:
-		// A request whose credentials its handler checks (a signature over
-		// the body, a hook's own rule): its body counts as it arrives, in
-		// the strangers' share of the budget, until the handler trusts it.
+	if !trusted {
+		// A request without the token: its route's auth refuses it, or
+		// checks other credentials (a signature over the body, a hook's
+		// own rule), or needs none. Its body counts as it arrives, in the
+		// strangers' share of the budget, until the handler trusts it.
 		m := &bodyMeter{s: s, stranger: true}
 		defer m.release()
 		r = r.WithContext(context.WithValue(r.Context(), meterKey{}, m))
 		s.paceBody(w, r)
 		s.router.ServeHTTP(rec, r)
-	default:
-		release, err := s.reserveBody(r)
-		if err != nil {
-			// Read the body past, into nothing (it needs the token, when
-			// one is set): a client sends it whole before it reads the
-			// answer, and one cut off mid-body sees a reset connection
-			// instead of the 429.
-			s.paceBody(w, r)
-			io.Copy(io.Discard, http.MaxBytesReader(rec, r.Body, s.opts.MaxBodyBytes))
-			rec.Header().Set("Retry-After", "1")
-			s.writeError(rec, r, err)
-			break
-		}
+	} else if release, err := s.reserveBody(r); err != nil {
+		// Read the body past, into nothing (it has the token, when one is
+		// set): a client sends it whole before it reads the answer, and
+		// one cut off mid-body sees a reset connection instead of the 429.
+		s.paceBody(w, r)
+		io.Copy(io.Discard, http.MaxBytesReader(rec, r.Body, s.opts.MaxBodyBytes))
+		rec.Header().Set("Retry-After", "1")
+		s.writeError(rec, r, err)
+	} else {
 		defer release()
 		s.paceBody(w, r)
 		s.router.ServeHTTP(rec, r)
@@ -318,43 +262,6 @@ func (s *Server) trust(r *http.Request) {
 	if conn, ok := r.Context().Value(connKey{}).(trustedConn); ok {
 		conn.Trust()
 	}
-}
-
-// authorized checks the bearer token in constant time; health checks are
-// open so that probes need no secret.
-func (s *Server) authorized(r *http.Request) bool {
-	if s.opts.Token == "" {
-		return true
-	}
-	// The Lambda API's requests are signed (SigV4), not bearers of the
-	// token: its handlers check the signature.
-	if strings.HasPrefix(r.URL.Path, lambdaPrefix+"/") && s.opts.Versions != nil {
-		return true
-	}
-	// Each HTTP trigger says who may call it; the hook checks.
-	if strings.HasPrefix(r.URL.Path, "/hooks/") {
-		return true
-	}
-	// The console's files hold no data; the console asks for the token
-	// and sends it with its own requests.
-	if r.Method == http.MethodGet && (r.URL.Path == "/" || r.URL.Path+"/" == consolePrefix || strings.HasPrefix(r.URL.Path, consolePrefix)) {
-		return true
-	}
-	switch r.URL.Path {
-	case "/healthz", "/health":
-		return true
-	case "/metrics":
-		if s.opts.OpenMetrics {
-			return true
-		}
-	}
-	return s.bearerOK(r)
-}
-
-// bearerOK checks r's bearer token against the server's, in constant time.
-func (s *Server) bearerOK(r *http.Request) bool {
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.Token)) == 1
 }
 
 // traceOf is the trace an API request carries: its W3C traceparent, else

@@ -30,28 +30,27 @@ const lambdaAccount = "000000000000"
 // returns, as Lambda does.
 const tailBytes = 4 << 10
 
-func (s *Server) routeLambda(r *httprouter.Router) {
-	h := func(fn func(http.ResponseWriter, *http.Request, httprouter.Params)) httprouter.Handle {
-		return s.lambdaAuth(fn)
-	}
+// routeLambda registers the Lambda API, in a group whose auth is
+// lambdaAuth (SigV4).
+func (s *Server) routeLambda(r group) {
 	p := lambdaPrefix + "/functions"
 	// The AWS CLI and SDKs list at ".../functions/", with the slash.
-	r.POST(p, h(s.lambdaCreate))
-	r.GET(p, h(s.lambdaList))
-	r.GET(p+"/", h(s.lambdaList))
-	r.GET(p+"/:name", h(s.lambdaGet))
-	r.DELETE(p+"/:name", h(s.lambdaDelete))
-	r.GET(p+"/:name/configuration", h(s.lambdaGetConfiguration))
-	r.PUT(p+"/:name/configuration", h(s.lambdaUpdateConfiguration))
-	r.PUT(p+"/:name/code", h(s.lambdaUpdateCode))
-	r.POST(p+"/:name/invocations", h(s.lambdaInvoke))
-	r.POST(p+"/:name/versions", h(s.lambdaPublish))
-	r.GET(p+"/:name/versions", h(s.lambdaListVersions))
-	r.POST(p+"/:name/aliases", h(s.lambdaCreateAlias))
-	r.GET(p+"/:name/aliases", h(s.lambdaListAliases))
-	r.GET(p+"/:name/aliases/:alias", h(s.lambdaGetAlias))
-	r.PUT(p+"/:name/aliases/:alias", h(s.lambdaUpdateAlias))
-	r.DELETE(p+"/:name/aliases/:alias", h(s.lambdaDeleteAlias))
+	r.POST(p, s.lambdaCreate)
+	r.GET(p, s.lambdaList)
+	r.GET(p+"/", s.lambdaList)
+	r.GET(p+"/:name", s.lambdaGet)
+	r.DELETE(p+"/:name", s.lambdaDelete)
+	r.GET(p+"/:name/configuration", s.lambdaGetConfiguration)
+	r.PUT(p+"/:name/configuration", s.lambdaUpdateConfiguration)
+	r.PUT(p+"/:name/code", s.lambdaUpdateCode)
+	r.POST(p+"/:name/invocations", s.lambdaInvoke)
+	r.POST(p+"/:name/versions", s.lambdaPublish)
+	r.GET(p+"/:name/versions", s.lambdaListVersions)
+	r.POST(p+"/:name/aliases", s.lambdaCreateAlias)
+	r.GET(p+"/:name/aliases", s.lambdaListAliases)
+	r.GET(p+"/:name/aliases/:alias", s.lambdaGetAlias)
+	r.PUT(p+"/:name/aliases/:alias", s.lambdaUpdateAlias)
+	r.DELETE(p+"/:name/aliases/:alias", s.lambdaDeleteAlias)
 }
 
 // lambdaAuth verifies a Lambda API request's SigV4 signature (any is
