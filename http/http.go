@@ -1,9 +1,25 @@
-// Package http is Mini Lambda's REST API, transport only: it decodes and
-// checks requests, hands them to the runner or the views through small
-// interfaces (Functions, Invoker, Images, Status, Views), and encodes
-// answers and errors as JSON, mapping errors to status codes in one table.
-// It holds no state and never touches an engine. Import it as lambdahttp,
-// since it shadows net/http.
+// Package http is Mini Lambda's HTTP surface, transport only: it decodes
+// and checks requests, hands them to the runner or the views through small
+// interfaces (Functions, Invoker, Images, Status, Views, Versions,
+// Schedules), and encodes answers and errors, mapping errors to status
+// codes in one table. It holds no state and never touches an engine.
+// Import it as lambdahttp, since it shadows net/http.
+//
+// It speaks three dialects, each in files of its own with its own route
+// group, whose auth wraps every handler where the routes are registered
+// (routes.go):
+//
+//   - the native REST API (api*.go): functions, invocations, images,
+//     versions and aliases, schedules, the event stream and timelines, the
+//     audit; the bearer token;
+//   - the Lambda 2015-03-31 API (lambda*.go), for the AWS CLI and SDKs;
+//     SigV4;
+//   - HTTP triggers as function URLs (hooks.go); each trigger's own rule.
+//
+// Probes and the console's files (console.go) are open. Shared by all:
+// the server and what a credential buys (http.go), the error table and
+// one writer per wire format (errors.go), what a body may cost (body.go),
+// and JSON's checks (check.go).
 package http
 
 import (
