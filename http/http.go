@@ -146,9 +146,11 @@ type Options struct {
 	// SpoolDir holds uploads while the engine loads them; the system's
 	// temporary directory when empty.
 	SpoolDir string
-	// Token, when set, must come with every request as
-	// "Authorization: Bearer <token>", except /healthz and /health (and
-	// /metrics when OpenMetrics).
+	// Token, when set, must come with every request of the native API as
+	// "Authorization: Bearer <token>" (and with /metrics unless
+	// OpenMetrics); the Lambda API's are signed with the AWS key pair
+	// instead, each hook has its trigger's rule, and /healthz, /health and
+	// the console's files are open (routes.go).
 	Token       string
 	OpenMetrics bool
 }

@@ -53,8 +53,11 @@ func (s *Server) routeLambda(r group) {
 	r.DELETE(p+"/:name/aliases/:alias", s.lambdaDeleteAlias)
 }
 
-// lambdaAuth verifies a Lambda API request's SigV4 signature (any is
-// accepted when the server has no token), reading the body to hash it.
+// lambdaAuth is the Lambda API group's auth: it verifies a request's
+// SigV4 signature with the server's key pair (any is accepted when the
+// server has no token), reading the body to hash it, in the strangers'
+// share of the budget, and trusts the request (Server.trust) once the
+// signature checks out.
 func (s *Server) lambdaAuth(next httprouter.Handle) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
 		if s.opts.Token == "" {
