@@ -41,7 +41,9 @@ func consoleHeaders(h http.Header) {
 	h.Set("Cache-Control", "no-cache")
 }
 
-func (s *Server) routeConsole(r *httprouter.Router) {
+// routeConsole registers the console's files, which hold no data: the
+// console asks for the token and sends it with its own requests.
+func (s *Server) routeConsole(r group) {
 	files, err := fs.Sub(consoleFiles, "console")
 	if err != nil {
 		panic(err) // the embedded tree is fixed at build time

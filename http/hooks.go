@@ -23,59 +23,73 @@ import (
 // HTTP API payload 2.0), and its result the response, by the same
 // convention.
 
+// routeHooks registers the HTTP triggers on their own router, each
+// handler under hookAuth: every function's trigger says who may call it.
 func (s *Server) routeHooks(r *httprouter.Router) {
+	hook := s.hookAuth(s.hook)
 	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
 		http.MethodPatch, http.MethodDelete, http.MethodOptions} {
-		r.Handle(m, "/hooks/:id", s.hook)
-		r.Handle(m, "/hooks/:id/*rest", s.hook)
+		r.Handle(m, "/hooks/:id", hook)
+		r.Handle(m, "/hooks/:id/*rest", hook)
 	}
 }
 
-// hookMessage answers a hook request with a status and a message that say
-// nothing of the function behind it.
-func hookMessage(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"message": msg})
-}
+// hookHandle serves a hook request that its trigger's rule let in: the
+// function it calls, and the body, read and checked.
+type hookHandle func(w http.ResponseWriter, r *http.Request, p httprouter.Params, f projections.Function, body []byte)
 
-func (s *Server) hook(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
-	ref := p.ByName("id")
-	var f projections.Function
-	err := projections.ErrNotFound // an id no function can have
-	if function.CheckID(ref) == nil {
-		f, err = s.opts.Views.Function(ref)
-	}
-	if err != nil && !errors.Is(err, projections.ErrNotFound) {
-		s.writeError(w, r, err)
-		return
-	}
-	if err != nil || f.HTTPTrigger == nil {
-		w.Header().Set("Connection", "close")
-		hookMessage(w, http.StatusNotFound, "Not Found")
-		return
-	}
-	t := f.HTTPTrigger
-	// A refusal closes the connection, its body unread (ServeHTTP).
-	if t.Auth == function.TriggerAuthToken && s.opts.Token != "" && !s.bearerOK(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="minilambda"`)
-		hookMessage(w, http.StatusUnauthorized, "Unauthorized")
-		return
-	}
-	if t.Auth == function.TriggerAuthHMAC && r.Header.Get(t.HMACHeader) == "" {
-		hookMessage(w, http.StatusUnauthorized, "Unauthorized: no "+t.HMACHeader+" signature")
-		return
-	}
-	body, err := s.bodyOf(w, r)
-	if err != nil {
-		s.writeError(w, r, wrapBody("the request body", err))
-		return
-	}
-	if t.Auth == function.TriggerAuthHMAC {
-		if !t.VerifyHMAC(r.Header.Get(t.HMACHeader), body) {
-			hookMessage(w, http.StatusUnauthorized, "Unauthorized: the "+t.HMACHeader+" signature does not match the body")
+// hookAuth is the hooks' auth: it finds the function of the path (404,
+// saying nothing more, when it has no trigger) and applies its trigger's
+// rule. A trigger with auth "token" needs the bearer token; one with
+// "hmac" a signature of the body with its secret, in its header, and the
+// request is trusted once it checks out (Server.trust); one with "none"
+// lets anyone in, its body counted in the strangers' share.
+func (s *Server) hookAuth(next hookHandle) httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+		ref := p.ByName("id")
+		var f projections.Function
+		err := projections.ErrNotFound // an id no function can have
+		if function.CheckID(ref) == nil {
+			f, err = s.opts.Views.Function(ref)
+		}
+		if err != nil && !errors.Is(err, projections.ErrNotFound) {
+			s.writeError(w, r, err)
 			return
 		}
-		s.trust(r)
+		if err != nil || f.HTTPTrigger == nil {
+			w.Header().Set("Connection", "close")
+			s.writeHookError(w, r, statusError{http.StatusNotFound, "Not Found"})
+			return
+		}
+		t := f.HTTPTrigger
+		// A refusal closes the connection, its body unread (ServeHTTP).
+		if t.Auth == function.TriggerAuthToken && s.opts.Token != "" && !s.bearerOK(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="minilambda"`)
+			s.writeHookError(w, r, statusError{http.StatusUnauthorized, "Unauthorized"})
+			return
+		}
+		if t.Auth == function.TriggerAuthHMAC && r.Header.Get(t.HMACHeader) == "" {
+			s.writeHookError(w, r, statusError{http.StatusUnauthorized, "Unauthorized: no " + t.HMACHeader + " signature"})
+			return
+		}
+		body, err := s.bodyOf(w, r)
+		if err != nil {
+			s.writeError(w, r, wrapBody("the request body", err))
+			return
+		}
+		if t.Auth == function.TriggerAuthHMAC {
+			if !t.VerifyHMAC(r.Header.Get(t.HMACHeader), body) {
+				s.writeHookError(w, r, statusError{http.StatusUnauthorized, "Unauthorized: the " + t.HMACHeader + " signature does not match the body"})
+				return
+			}
+			s.trust(r)
+		}
+		next(w, r, p, f, body)
 	}
+}
+
+func (s *Server) hook(w http.ResponseWriter, r *http.Request, p httprouter.Params, f projections.Function, body []byte) {
+	t := f.HTTPTrigger
 	event, err := json.Marshal(hookEventOf(r, p.ByName("rest"), body, s.carriesToken(r)))
 	if err != nil {
 		s.writeError(w, r, err)
@@ -102,12 +116,12 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request, p httprouter.Param
 	w.Header().Set("X-Invocation-Id", inv.InvocationID)
 	w.Header().Set("X-Trace-Id", inv.TraceID)
 	if inv.Status != projections.StatusCompleted {
-		hookMessage(w, http.StatusBadGateway, "Internal Server Error")
+		s.writeHookError(w, r, statusError{http.StatusBadGateway, "Internal Server Error"})
 		return
 	}
 	res, ok := hookResponseOf(inv.Result)
 	if !ok {
-		hookMessage(w, http.StatusBadGateway, "Internal Server Error")
+		s.writeHookError(w, r, statusError{http.StatusBadGateway, "Internal Server Error"})
 		return
 	}
 	h := w.Header()
@@ -142,20 +156,6 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request, p httprouter.Param
 // hookSandbox is the policy on every function URL response: everything a
 // page may do, but as an opaque origin (no allow-same-origin).
 const hookSandbox = "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads"
-
-// writeHookError answers an invocation the server could not run: busy and
-// unavailable as the rest of the API says them, the rest without detail.
-func (s *Server) writeHookError(w http.ResponseWriter, r *http.Request, err error) {
-	status, msg := s.classify(w, r, err)
-	switch {
-	case status == http.StatusTooManyRequests, status == http.StatusServiceUnavailable, status == http.StatusInsufficientStorage:
-		hookMessage(w, status, msg)
-	case status < 500:
-		hookMessage(w, status, http.StatusText(status))
-	default:
-		hookMessage(w, http.StatusBadGateway, "Internal Server Error")
-	}
-}
 
 // hookEvent is a Lambda function URL's event (payload format 2.0).
 type hookEvent struct {

@@ -1,14 +1,29 @@
-// Package http is Mini Lambda's REST API, transport only: it decodes and
-// checks requests, hands them to the runner or the views through small
-// interfaces (Functions, Invoker, Images, Status, Views), and encodes
-// answers and errors as JSON, mapping errors to status codes in one table.
-// It holds no state and never touches an engine. Import it as lambdahttp,
-// since it shadows net/http.
+// Package http is Mini Lambda's HTTP surface, transport only: it decodes
+// and checks requests, hands them to the runner or the views through small
+// interfaces (Functions, Invoker, Images, Status, Views, Versions,
+// Schedules), and encodes answers and errors, mapping errors to status
+// codes in one table. It holds no state and never touches an engine.
+// Import it as lambdahttp, since it shadows net/http.
+//
+// It speaks three dialects, each in files of its own with its own route
+// group, whose auth wraps every handler where the routes are registered
+// (routes.go):
+//
+//   - the native REST API (api*.go): functions, invocations, images,
+//     versions and aliases, schedules, the event stream and timelines, the
+//     audit; the bearer token;
+//   - the Lambda 2015-03-31 API (lambda*.go), for the AWS CLI and SDKs;
+//     SigV4;
+//   - HTTP triggers as function URLs (hooks.go); each trigger's own rule.
+//
+// Probes and the console's files (console.go) are open. Shared by all:
+// the server and what a credential buys (http.go), the error table and
+// one writer per wire format (errors.go), what a body may cost (body.go),
+// and JSON's checks (check.go).
 package http
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,13 +38,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/julienschmidt/httprouter"
 	"github.com/minilambda/minilambda/eventlog"
 	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/projections"
-	"github.com/minilambda/minilambda/runner/engine"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // The handlers depend on these small interfaces, each a part of what the
@@ -134,16 +146,18 @@ type Options struct {
 	// SpoolDir holds uploads while the engine loads them; the system's
 	// temporary directory when empty.
 	SpoolDir string
-	// Token, when set, must come with every request as
-	// "Authorization: Bearer <token>", except /healthz and /health (and
-	// /metrics when OpenMetrics).
+	// Token, when set, must come with every request of the native API as
+	// "Authorization: Bearer <token>" (and with /metrics unless
+	// OpenMetrics); the Lambda API's are signed with the AWS key pair
+	// instead, each hook has its trigger's rule, and /healthz, /health and
+	// the console's files are open (routes.go).
 	Token       string
 	OpenMetrics bool
 }
 
 // Server is the API's http.Handler.
 type Server struct {
-	router *httprouter.Router
+	router *mux
 	log    *slog.Logger
 	opts   Options
 	// streamsEnd closes when the server shuts down, ending event streams.
@@ -186,53 +200,7 @@ func New(opts Options) *Server {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{log: logger.With("subsystem", "http"), opts: opts, streamsEnd: make(chan struct{})}
-	r := httprouter.New()
-	r.RedirectTrailingSlash = false
-	r.RedirectFixedPath = false
-	r.HandleOPTIONS = false
-	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, errorBody{fmt.Sprintf("no such path: %s", r.URL.Path)})
-	})
-	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusMethodNotAllowed, errorBody{fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, w.Header().Get("Allow"))})
-	})
-	r.PanicHandler = func(w http.ResponseWriter, r *http.Request, v any) {
-		s.log.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", v)
-		writeJSON(w, http.StatusInternalServerError, errorBody{"internal error"})
-	}
-	r.POST("/functions", s.createFunction)
-	r.GET("/functions", s.listFunctions)
-	r.GET("/functions/:id", s.getFunction)
-	r.PUT("/functions/:id", s.updateFunction)
-	r.DELETE("/functions/:id", s.deleteFunction)
-	r.POST("/invoke/:id", s.invoke)
-	r.POST("/invoke/:id/async", s.invokeAsync)
-	r.GET("/invocations", s.listInvocations)
-	r.GET("/invocations/:id", s.getInvocation)
-	r.POST("/images", s.loadImage)
-	r.GET("/images", s.listImages)
-	if opts.Versions != nil {
-		s.routeVersions(r)
-		s.routeLambda(r)
-	}
-	s.routeHooks(r)
-	if opts.Events != nil {
-		r.GET("/events", s.events)
-		r.GET("/invocations/:id/events", s.invocationEvents)
-	}
-	if opts.Audit != nil {
-		r.GET("/audit", s.auditHead)
-		r.POST("/audit/verify", s.auditVerify)
-	}
-	s.routeConsole(r)
-	if opts.Schedules != nil {
-		s.routeSchedules(r)
-	}
-	r.GET("/healthz", s.health)
-	r.GET("/health", s.health)
-	metrics := promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{})
-	r.GET("/metrics", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) { metrics.ServeHTTP(w, r) })
-	s.router = r
+	s.router = s.routes()
 	return s
 }
 
@@ -249,32 +217,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if trusted && conn != nil {
 		conn.Trust()
 	}
-	switch {
-	case !s.authorized(r):
-		rec.Header().Set("WWW-Authenticate", `Bearer realm="minilambda"`)
-		writeJSON(rec, http.StatusUnauthorized, errorBody{"missing or wrong API token: send Authorization: Bearer <token>"})
-	case !trusted:
-		// A request whose credentials its handler checks (a signature over
-		// the body, a hook's own rule): its body counts as it arrives, in
-		// the strangers' share of the budget, until the handler trusts it.
+	if !trusted {
+		// A request without the token: its route's auth refuses it, or
+		// checks other credentials (a signature over the body, a hook's
+		// own rule), or needs none. Its body counts as it arrives, in the
+		// strangers' share of the budget, until the handler trusts it.
 		m := &bodyMeter{s: s, stranger: true}
 		defer m.release()
 		r = r.WithContext(context.WithValue(r.Context(), meterKey{}, m))
 		s.paceBody(w, r)
 		s.router.ServeHTTP(rec, r)
-	default:
-		release, err := s.reserveBody(r)
-		if err != nil {
-			// Read the body past, into nothing (it needs the token, when
-			// one is set): a client sends it whole before it reads the
-			// answer, and one cut off mid-body sees a reset connection
-			// instead of the 429.
-			s.paceBody(w, r)
-			io.Copy(io.Discard, http.MaxBytesReader(rec, r.Body, s.opts.MaxBodyBytes))
-			rec.Header().Set("Retry-After", "1")
-			s.writeError(rec, r, err)
-			break
-		}
+	} else if release, err := s.reserveBody(r); err != nil {
+		// Read the body past, into nothing (it has the token, when one is
+		// set): a client sends it whole before it reads the answer, and
+		// one cut off mid-body sees a reset connection instead of the 429.
+		s.paceBody(w, r)
+		io.Copy(io.Discard, http.MaxBytesReader(rec, r.Body, s.opts.MaxBodyBytes))
+		rec.Header().Set("Retry-After", "1")
+		s.writeError(rec, r, err)
+	} else {
 		defer release()
 		s.paceBody(w, r)
 		s.router.ServeHTTP(rec, r)
@@ -321,43 +282,6 @@ func (s *Server) trust(r *http.Request) {
 	}
 }
 
-// authorized checks the bearer token in constant time; health checks are
-// open so that probes need no secret.
-func (s *Server) authorized(r *http.Request) bool {
-	if s.opts.Token == "" {
-		return true
-	}
-	// The Lambda API's requests are signed (SigV4), not bearers of the
-	// token: its handlers check the signature.
-	if strings.HasPrefix(r.URL.Path, lambdaPrefix+"/") && s.opts.Versions != nil {
-		return true
-	}
-	// Each HTTP trigger says who may call it; the hook checks.
-	if strings.HasPrefix(r.URL.Path, "/hooks/") {
-		return true
-	}
-	// The console's files hold no data; the console asks for the token
-	// and sends it with its own requests.
-	if r.Method == http.MethodGet && (r.URL.Path == "/" || r.URL.Path+"/" == consolePrefix || strings.HasPrefix(r.URL.Path, consolePrefix)) {
-		return true
-	}
-	switch r.URL.Path {
-	case "/healthz", "/health":
-		return true
-	case "/metrics":
-		if s.opts.OpenMetrics {
-			return true
-		}
-	}
-	return s.bearerOK(r)
-}
-
-// bearerOK checks r's bearer token against the server's, in constant time.
-func (s *Server) bearerOK(r *http.Request) bool {
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.Token)) == 1
-}
-
 // traceOf is the trace an API request carries: its W3C traceparent, else
 // its X-Request-ID, else a new one.
 func traceOf(r *http.Request) string {
@@ -379,107 +303,12 @@ func (r *statusRecorder) WriteHeader(code int) {
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-type errorBody struct {
-	Error string `json:"error"`
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v)
-}
-
-// badRequest is a client mistake found by this package.
-type badRequest struct{ msg string }
-
-func (e badRequest) Error() string { return e.msg }
-
-// internalError is the server's own failure, found by this package: the
-// client gets status and msg, the server's log gets err.
-type internalError struct {
-	err    error
-	status int
-	msg    string
-}
-
-func (e internalError) Error() string { return e.err.Error() }
-func (e internalError) Unwrap() error { return e.err }
-
-// statuses maps the errors callers return to status codes: the one table
-// of them, consulted in order.
-var statuses = []struct {
-	err    error
-	status int
-}{
-	{function.ErrInvalid, http.StatusBadRequest},
-	{projections.ErrBadCursor, http.StatusBadRequest},
-	{engine.ErrBadImage, http.StatusBadRequest},
-	{errBadTar, http.StatusBadRequest},
-	{projections.ErrNotFound, http.StatusNotFound},
-	{function.ErrConflict, http.StatusConflict},
-	{function.ErrBusy, http.StatusTooManyRequests},
-	{engine.ErrEngineUnavailable, http.StatusServiceUnavailable},
-}
-
-// writeError maps an error to a status code, the one place that does. What
-// the client could not have caused is a 500 with a generic message, and is
-// logged here, once.
-func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	status, msg := s.classify(w, r, err)
-	writeJSON(w, status, errorBody{msg})
-}
-
-// classify is writeError's choice of status and message, for the APIs
-// that write errors in shapes of their own; it may set headers.
-func (s *Server) classify(w http.ResponseWriter, r *http.Request, err error) (int, string) {
-	var br badRequest
-	var tooBig *http.MaxBytesError
-	status := http.StatusInternalServerError
-	switch {
-	case errors.As(err, &tooBig):
-		status, err = http.StatusRequestEntityTooLarge, fmt.Errorf("request body is larger than %d bytes", tooBig.Limit)
-	case errors.As(err, &br):
-		status = http.StatusBadRequest
-	case errors.As(err, new(errTooSlow)):
-		w.Header().Set("Connection", "close")
-		status, err = http.StatusRequestTimeout, fmt.Errorf("the request body came slower than %d bytes a second", s.opts.MinBodyRate)
-	case errors.Is(err, eventlog.ErrClosed):
-		status, err = http.StatusServiceUnavailable, errors.New("the server is shutting down")
-	case errors.Is(err, eventlog.ErrUnwritable):
-		// Nothing ran: 503, which clients retry by themselves. An invocation
-		// that ran and is not yet recorded is 507, which they do not: it
-		// must not run twice.
-		var ran interface{ InvocationID() string }
-		if errors.As(err, &ran) {
-			err = internalError{err: err, status: http.StatusInsufficientStorage, msg: fmt.Sprintf(
-				"insufficient storage: invocation %s ran, but the server's event log cannot record its end yet (is its disk full?): "+
-					"do not run it again; GET /invocations/%s shows it once recorded", ran.InvocationID(), ran.InvocationID())}
-			break
-		}
-		w.Header().Set("Retry-After", "5")
-		err = internalError{err: err, status: http.StatusServiceUnavailable,
-			msg: "insufficient storage: the server's event log cannot be written right now (is its disk full?); nothing was done; try again later"}
-	default:
-		for _, e := range statuses {
-			if errors.Is(err, e.err) {
-				status = e.status
-				break
-			}
-		}
-	}
-	msg := err.Error()
-	var ie internalError
-	switch {
-	case errors.As(err, &ie):
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", ie.status, "err", err)
-		status, msg = ie.status, ie.msg
-	case status == http.StatusInternalServerError:
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		msg = "internal error; the server's log has the details"
-	}
-	return status, msg
 }
 
 // decode reads one JSON value from the body into v, refusing unknown

@@ -30,80 +30,34 @@ const lambdaAccount = "000000000000"
 // returns, as Lambda does.
 const tailBytes = 4 << 10
 
-func (s *Server) routeLambda(r *httprouter.Router) {
-	h := func(fn func(http.ResponseWriter, *http.Request, httprouter.Params)) httprouter.Handle {
-		return s.lambdaAuth(fn)
-	}
+// routeLambda registers the Lambda API, in a group whose auth is
+// lambdaAuth (SigV4).
+func (s *Server) routeLambda(r group) {
 	p := lambdaPrefix + "/functions"
 	// The AWS CLI and SDKs list at ".../functions/", with the slash.
-	r.POST(p, h(s.lambdaCreate))
-	r.GET(p, h(s.lambdaList))
-	r.GET(p+"/", h(s.lambdaList))
-	r.GET(p+"/:name", h(s.lambdaGet))
-	r.DELETE(p+"/:name", h(s.lambdaDelete))
-	r.GET(p+"/:name/configuration", h(s.lambdaGetConfiguration))
-	r.PUT(p+"/:name/configuration", h(s.lambdaUpdateConfiguration))
-	r.PUT(p+"/:name/code", h(s.lambdaUpdateCode))
-	r.POST(p+"/:name/invocations", h(s.lambdaInvoke))
-	r.POST(p+"/:name/versions", h(s.lambdaPublish))
-	r.GET(p+"/:name/versions", h(s.lambdaListVersions))
-	r.POST(p+"/:name/aliases", h(s.lambdaCreateAlias))
-	r.GET(p+"/:name/aliases", h(s.lambdaListAliases))
-	r.GET(p+"/:name/aliases/:alias", h(s.lambdaGetAlias))
-	r.PUT(p+"/:name/aliases/:alias", h(s.lambdaUpdateAlias))
-	r.DELETE(p+"/:name/aliases/:alias", h(s.lambdaDeleteAlias))
+	r.POST(p, s.lambdaCreate)
+	r.GET(p, s.lambdaList)
+	r.GET(p+"/", s.lambdaList)
+	r.GET(p+"/:name", s.lambdaGet)
+	r.DELETE(p+"/:name", s.lambdaDelete)
+	r.GET(p+"/:name/configuration", s.lambdaGetConfiguration)
+	r.PUT(p+"/:name/configuration", s.lambdaUpdateConfiguration)
+	r.PUT(p+"/:name/code", s.lambdaUpdateCode)
+	r.POST(p+"/:name/invocations", s.lambdaInvoke)
+	r.POST(p+"/:name/versions", s.lambdaPublish)
+	r.GET(p+"/:name/versions", s.lambdaListVersions)
+	r.POST(p+"/:name/aliases", s.lambdaCreateAlias)
+	r.GET(p+"/:name/aliases", s.lambdaListAliases)
+	r.GET(p+"/:name/aliases/:alias", s.lambdaGetAlias)
+	r.PUT(p+"/:name/aliases/:alias", s.lambdaUpdateAlias)
+	r.DELETE(p+"/:name/aliases/:alias", s.lambdaDeleteAlias)
 }
 
-// lambdaError is an error in Lambda's terms.
-type lambdaError struct {
-	status int
-	typ    string
-	msg    string
-}
-
-func (e lambdaError) Error() string { return e.msg }
-
-func lambdaInvalid(format string, args ...any) error {
-	return lambdaError{http.StatusBadRequest, "InvalidParameterValueException", fmt.Sprintf(format, args...)}
-}
-
-// writeLambdaError answers err as Lambda would.
-func (s *Server) writeLambdaError(w http.ResponseWriter, r *http.Request, err error) {
-	var le lambdaError
-	switch {
-	case errors.As(err, &le):
-	case errors.Is(err, errKey):
-		le = lambdaError{http.StatusForbidden, "UnrecognizedClientException", err.Error()}
-	case errors.Is(err, errSignature):
-		le = lambdaError{http.StatusForbidden, "InvalidSignatureException", err.Error()}
-	default:
-		status, msg := s.classify(w, r, err)
-		le = lambdaError{status: status, msg: msg}
-		switch {
-		case status == http.StatusNotFound:
-			le.typ = "ResourceNotFoundException"
-		case status == http.StatusConflict:
-			le.typ = "ResourceConflictException"
-		case status == http.StatusTooManyRequests:
-			le.typ = "TooManyRequestsException"
-		case status == http.StatusRequestEntityTooLarge:
-			le.typ = "RequestTooLargeException"
-		case status < 500:
-			le.status, le.typ = http.StatusBadRequest, "InvalidParameterValueException"
-		default:
-			le.typ = "ServiceException"
-		}
-	}
-	kind := "User"
-	if le.status >= 500 {
-		kind = "Service"
-	}
-	w.Header().Set("X-Amzn-Errortype", le.typ)
-	writeJSON(w, le.status, map[string]string{"Type": kind, "Message": le.msg, "message": le.msg})
-}
-
-// lambdaAuth verifies a Lambda API request's SigV4 signature (any is
-// accepted when the server has no token), reading the body to hash it.
+// lambdaAuth is the Lambda API group's auth: it verifies a request's
+// SigV4 signature with the server's key pair (any is accepted when the
+// server has no token), reading the body to hash it, in the strangers'
+// share of the budget, and trusts the request (Server.trust) once the
+// signature checks out.
 func (s *Server) lambdaAuth(next httprouter.Handle) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
 		if s.opts.Token == "" {

@@ -26,7 +26,8 @@ type Versions interface {
 	ImageID(ctx context.Context, image string) (string, error)
 }
 
-func (s *Server) routeVersions(r *httprouter.Router) {
+// routeVersions registers the native API's versions and aliases.
+func (s *Server) routeVersions(r group) {
 	r.POST("/functions/:id/versions", s.publishVersion)
 	r.GET("/functions/:id/versions", s.listVersions)
 	r.GET("/functions/:id/versions/:version", s.getVersion)

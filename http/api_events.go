@@ -1,7 +1,6 @@
 package http
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +15,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 	"github.com/minilambda/minilambda/eventlog"
 	"github.com/minilambda/minilambda/function"
+	"github.com/minilambda/minilambda/projections"
 )
 
 // GET /events streams the event log as Server-Sent Events: each event as
@@ -89,26 +89,19 @@ type redactedEvent struct {
 	Redacted []string `json:"redacted,omitempty"`
 }
 
-// redactEvent takes HTTP triggers' HMAC secrets, which the API never
-// shows, out of the events that set them.
+// redactEvent takes out of an event the secrets the API never shows
+// (projections knows where they sit in its payloads).
 func redactEvent(e eventlog.Event) redactedEvent {
-	// Any event that carries a function's settings: registered, updated,
-	// a version published.
-	if !bytes.Contains(e.Data, []byte(`"hmac_secret"`)) {
-		return redactedEvent{Event: e}
-	}
-	var m map[string]json.RawMessage
-	if json.Unmarshal(e.Data, &m) != nil {
-		return redactedEvent{Event: e}
-	}
-	var t map[string]json.RawMessage
-	if json.Unmarshal(m["http_trigger"], &t) != nil || t["hmac_secret"] == nil {
-		return redactedEvent{Event: e}
-	}
-	delete(t, "hmac_secret")
-	m["http_trigger"], _ = json.Marshal(t)
-	e.Data, _ = json.Marshal(m)
-	return redactedEvent{Event: e, Redacted: []string{"data.http_trigger.hmac_secret"}}
+	var paths []string
+	e.Data, paths = projections.Redact(e.Type, e.Data)
+	return redactedEvent{Event: e, Redacted: paths}
+}
+
+// routeEvents registers the native API's event stream and invocation
+// timelines.
+func (s *Server) routeEvents(r group) {
+	r.GET("/events", s.events)
+	r.GET("/invocations/:id/events", s.invocationEvents)
 }
 
 func (s *Server) events(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {

@@ -18,6 +18,22 @@ import (
 	"github.com/minilambda/minilambda/projections"
 )
 
+// routeAPI registers the native API's functions, invocations and images,
+// in the group that needs the token.
+func (s *Server) routeAPI(r group) {
+	r.POST("/functions", s.createFunction)
+	r.GET("/functions", s.listFunctions)
+	r.GET("/functions/:id", s.getFunction)
+	r.PUT("/functions/:id", s.updateFunction)
+	r.DELETE("/functions/:id", s.deleteFunction)
+	r.POST("/invoke/:id", s.invoke)
+	r.POST("/invoke/:id/async", s.invokeAsync)
+	r.GET("/invocations", s.listInvocations)
+	r.GET("/invocations/:id", s.getInvocation)
+	r.POST("/images", s.loadImage)
+	r.GET("/images", s.listImages)
+}
+
 // shown is a function as the API shows it: its trigger's secret is
 // write-only.
 func shown(f projections.Function) shownFunction {

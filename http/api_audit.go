@@ -28,6 +28,12 @@ type auditHeadBody struct {
 	HeadHash string `json:"head_hash"`
 }
 
+// routeAudit registers the native API's audit endpoints.
+func (s *Server) routeAudit(r group) {
+	r.GET("/audit", s.auditHead)
+	r.POST("/audit/verify", s.auditVerify)
+}
+
 func (s *Server) auditHead(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	seq, hash := s.opts.Audit.Head()
 	writeJSON(w, http.StatusOK, auditHeadBody{HeadSeq: seq, HeadHash: hash.String()})
@@ -48,7 +54,7 @@ type verification struct {
 func (s *Server) auditVerify(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	if !s.verifying.TryLock() {
 		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusTooManyRequests, errorBody{"a verification is running already; try again when it ends"})
+		s.writeError(w, r, statusError{http.StatusTooManyRequests, "a verification is running already; try again when it ends"})
 		return
 	}
 	defer s.verifying.Unlock()

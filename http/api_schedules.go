@@ -19,7 +19,8 @@ type Schedules interface {
 	NextRun(sc projections.Schedule) time.Time
 }
 
-func (s *Server) routeSchedules(r *httprouter.Router) {
+// routeSchedules registers the native API's schedule triggers.
+func (s *Server) routeSchedules(r group) {
 	r.POST("/functions/:id/schedules", s.createSchedule)
 	r.GET("/functions/:id/schedules", s.listSchedules)
 	r.DELETE("/functions/:id/schedules/:sid", s.deleteSchedule)

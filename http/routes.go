@@ -1,0 +1,172 @@
+package http
+
+import (
+	"crypto/subtle"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/julienschmidt/httprouter"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Routes: each dialect registers its routes in a group, and the group's
+// auth wraps every handler registered in it, there:
+//
+//   - the native API (api group, requireToken): functions, invocations,
+//     images, versions and aliases, schedules, /events, /audit, and
+//     /metrics unless Options.OpenMetrics; and any path no route has;
+//   - the Lambda API (its own router under /2015-03-31/, lambdaAuth): a
+//     SigV4 signature with the server's key pair;
+//   - HTTP triggers (their own router under /hooks/, hookAuth): the rule
+//     of the function's trigger (the token, an HMAC signature, or none);
+//   - open routes (open): /healthz, /health, and the console's files,
+//     which hold no data.
+//
+// What a credential buys besides (a trusted connection, a body held from
+// the budget up front rather than counted in the strangers' share) is
+// ServeHTTP's, for the bearer token, and each handler's (Server.trust),
+// for the credentials it checks itself.
+
+// auth wraps a group's handlers with the rule of who may call them.
+type auth func(httprouter.Handle) httprouter.Handle
+
+// group is a set of routes under one auth rule.
+type group struct {
+	r    *httprouter.Router
+	auth auth
+}
+
+func (g group) Handle(method, path string, h httprouter.Handle) { g.r.Handle(method, path, g.auth(h)) }
+func (g group) GET(path string, h httprouter.Handle)            { g.Handle(http.MethodGet, path, h) }
+func (g group) POST(path string, h httprouter.Handle)           { g.Handle(http.MethodPost, path, h) }
+func (g group) PUT(path string, h httprouter.Handle)            { g.Handle(http.MethodPut, path, h) }
+func (g group) DELETE(path string, h httprouter.Handle)         { g.Handle(http.MethodDelete, path, h) }
+
+// open lets anyone call a group's routes.
+func open(h httprouter.Handle) httprouter.Handle { return h }
+
+// requireToken lets a group's routes be called only with the bearer token,
+// when the server has one, checked in constant time. A refusal (401)
+// closes the connection, its body unread (ServeHTTP).
+func (s *Server) requireToken(next httprouter.Handle) httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+		if s.opts.Token != "" && !s.bearerOK(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="minilambda"`)
+			s.writeError(w, r, statusError{http.StatusUnauthorized, "missing or wrong API token: send Authorization: Bearer <token>"})
+			return
+		}
+		next(w, r, p)
+	}
+}
+
+// bearerOK checks r's bearer token against the server's, in constant time.
+func (s *Server) bearerOK(r *http.Request) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.Token)) == 1
+}
+
+// routes builds the server's handler: the native API's router, with the
+// routes open to anyone (the console's files) and the token's fallback,
+// and a router of its own for each group mounted where its routes are.
+func (s *Server) routes() *mux {
+	api := group{s.newRouter(s.requireToken), s.requireToken}
+	s.routeAPI(api)
+	if s.opts.Versions != nil {
+		s.routeVersions(api)
+	}
+	if s.opts.Schedules != nil {
+		s.routeSchedules(api)
+	}
+	if s.opts.Events != nil {
+		s.routeEvents(api)
+	}
+	if s.opts.Audit != nil {
+		s.routeAudit(api)
+	}
+	s.routeConsole(group{api.r, open})
+	m := &mux{root: api.r}
+
+	// Probes need no secret; nor does /metrics when it is open.
+	probes := group{s.newRouter(open), open}
+	probes.GET("/healthz", s.health)
+	probes.GET("/health", s.health)
+	m.mount("/healthz", false, probes.r)
+	m.mount("/health", false, probes.r)
+	metrics := promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{})
+	serveMetrics := func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) { metrics.ServeHTTP(w, r) }
+	if s.opts.OpenMetrics {
+		probes.GET("/metrics", serveMetrics)
+		m.mount("/metrics", false, probes.r)
+	} else {
+		api.GET("/metrics", serveMetrics)
+	}
+
+	if s.opts.Versions != nil {
+		lambda := group{s.newRouter(open), s.lambdaAuth}
+		s.routeLambda(lambda)
+		m.mount(lambdaPrefix+"/", true, lambda.r)
+	}
+	hooks := s.newRouter(open)
+	s.routeHooks(hooks)
+	m.mount("/hooks/", true, hooks)
+	return m
+}
+
+// mux hands a request to the router of the group that owns its path: a
+// group mounted at a path, or under a prefix, has a router of its own,
+// whose answers to the paths and methods it has no route for (404, 405)
+// are under its rule; any other path is the native API's router's.
+type mux struct {
+	root   *httprouter.Router
+	mounts []mounted
+}
+
+type mounted struct {
+	path   string
+	prefix bool
+	r      *httprouter.Router
+}
+
+// mount gives r the requests for path, or, when prefix, for the paths
+// under it.
+func (m *mux) mount(path string, prefix bool, r *httprouter.Router) {
+	m.mounts = append(m.mounts, mounted{path, prefix, r})
+}
+
+func (m *mux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	for _, g := range m.mounts {
+		if r.URL.Path == g.path || g.prefix && strings.HasPrefix(r.URL.Path, g.path) {
+			g.r.ServeHTTP(w, r)
+			return
+		}
+	}
+	m.root.ServeHTTP(w, r)
+}
+
+// newRouter is a router whose answers to a path no route has, or a method
+// none of its routes takes, are the native API's errors, under fallback.
+func (s *Server) newRouter(fallback auth) *httprouter.Router {
+	r := httprouter.New()
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.HandleOPTIONS = false
+	notFound := fallback(func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+		s.writeError(w, r, statusError{http.StatusNotFound, fmt.Sprintf("no such path: %s", r.URL.Path)})
+	})
+	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { notFound(w, r, nil) })
+	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A refusal for credentials says nothing of the path's methods.
+		allow := w.Header().Get("Allow")
+		w.Header().Del("Allow")
+		fallback(func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+			w.Header().Set("Allow", allow)
+			s.writeError(w, r, statusError{http.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, allow)})
+		})(w, r, nil)
+	})
+	r.PanicHandler = func(w http.ResponseWriter, r *http.Request, v any) {
+		s.log.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", v)
+		s.writeError(w, r, statusError{http.StatusInternalServerError, "internal error"})
+	}
+	return r
+}
