@@ -11,12 +11,14 @@
 //
 // # Why not bbolt's own check
 //
-// bbolt trusts the file it maps, and [bbolt.Tx.Check] is no exception:
+// bbolt trusts the file it maps, and its own check, Tx.Check, is no
+// exception:
 //
 //   - It needs an opened DB, and opening is where a damaged file first
-//     hurts: opening a file for writing (with NoFreelistSync) walks every
-//     page to rebuild the freelist, and panics, at a key out of order, in
-//     a goroutine no recover reaches.
+//     hurts: opening a file for writing without a stored freelist (the
+//     log's NoFreelistSync) runs the same walk to rebuild the freelist,
+//     and panics at the first thing it reports (a key out of order, a page
+//     reached twice) in a goroutine no recover reaches.
 //   - It runs in a goroutine of its own, so a panic on a damaged page
 //     header or element count ends the process.
 //   - It reads a page before it checks the page's id against the file's
