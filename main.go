@@ -126,7 +126,11 @@ func envDefaults(fs *flag.FlagSet, names ...string) error {
 		if !ok {
 			return
 		}
-		switch f.Value.(flag.Getter).Get().(type) {
+		var kind any
+		if g, ok := f.Value.(flag.Getter); ok {
+			kind = g.Get()
+		}
+		switch kind.(type) {
 		case string:
 		case bool:
 			v = strconv.FormatBool(v == "true")
