@@ -14,7 +14,7 @@ import (
 // fault, every bucket and entry of it. Minimizing inputs the size of a
 // file takes long; bound it:
 //
-//	go test -run '^$' -fuzz FuzzCheck -fuzztime 30s -fuzzminimizetime 100x ./eventlog/internal/boltcheck
+//	go test -run '^$' -fuzz FuzzCheck -fuzztime 100000x -fuzzminimizetime 100x ./eventlog/internal/boltcheck
 func FuzzCheck(f *testing.F) {
 	path := filepath.Join(f.TempDir(), "seed.db")
 	db, err := bolt.Open(path, 0o600, &bolt.Options{PageSize: 1024})
