@@ -22,7 +22,11 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
+	"time"
 	// Schedules name IANA zones; a server in a scratch image has no
 	// zoneinfo of its own.
 	_ "time/tzdata"
@@ -98,12 +102,56 @@ Exit status: 0 done, 1 failed, 2 usage error, 3 the event log file is damaged
 or is not an event log (audit names the page or seq; rebuild repairs the views).
 `
 
-// env returns MINILAMBDA_<name> or def.
-func env(name, def string) string {
-	if v, ok := os.LookupEnv("MINILAMBDA_" + name); ok {
-		return v
-	}
-	return def
+// envDefaults takes the default of each flag registered on fs from the
+// environment variable MINILAMBDA_<FLAG> (the flag's name in capitals,
+// dashes as underscores: MINILAMBDA_MAX_IN_FLIGHT for --max-in-flight),
+// when that is set; names, when given, limit it to the flags so named. A
+// flag given on the command line still wins, and the help shows the
+// default as the variable made it. Call it after registering the flags
+// and before parsing them.
+//
+// It reads the variables as the server always has: a string as it is,
+// even empty; a boolean is true only when the variable says "true"; a
+// number (decimal, as strconv.Atoi reads it) or a duration that does not
+// parse leaves the flag's default, silently. A flag of another type
+// refuses a value it cannot parse with a usage error.
+func envDefaults(fs *flag.FlagSet, names ...string) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil || (len(names) > 0 && !slices.Contains(names, f.Name)) {
+			return
+		}
+		name := "MINILAMBDA_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		v, ok := os.LookupEnv(name)
+		if !ok {
+			return
+		}
+		var kind any
+		if g, ok := f.Value.(flag.Getter); ok {
+			kind = g.Get()
+		}
+		switch kind.(type) {
+		case string:
+		case bool:
+			v = strconv.FormatBool(v == "true")
+		case int, int64:
+			n, perr := strconv.Atoi(v)
+			if perr != nil {
+				return
+			}
+			v = strconv.Itoa(n)
+		case time.Duration:
+			if _, perr := time.ParseDuration(v); perr != nil {
+				return
+			}
+		}
+		if serr := f.Value.Set(v); serr != nil {
+			err = usageError{fmt.Errorf("%s: %s=%q: %v", fs.Name(), name, v, serr)}
+			return
+		}
+		f.DefValue = f.Value.String()
+	})
+	return err
 }
 
 // defaultDB is where the event log lives unless --db says otherwise: the
@@ -150,10 +198,13 @@ func openReadOnly(path string) (*eventlog.Log, error) {
 
 func dump(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("dump", stderr)
-	db := fs.String("db", env("DB", defaultDB()), "the event log file")
+	db := fs.String("db", defaultDB(), "the event log file")
 	from := fs.Uint64("from", 1, "first seq to print")
 	typ := fs.String("type", "", "print only events of this type")
 	fn := fs.String("function", "", "print only events about this function id")
+	if err := envDefaults(fs, "db"); err != nil {
+		return err
+	}
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -212,7 +263,10 @@ func isTerminal(w io.Writer) bool {
 
 func audit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("audit", stderr)
-	db := fs.String("db", env("DB", defaultDB()), "the event log file")
+	db := fs.String("db", defaultDB(), "the event log file")
+	if err := envDefaults(fs, "db"); err != nil {
+		return err
+	}
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -239,7 +293,10 @@ func audit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // do not decode or differ from the events.
 func rebuild(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("rebuild", stderr)
-	db := fs.String("db", env("DB", defaultDB()), "the event log file")
+	db := fs.String("db", defaultDB(), "the event log file")
+	if err := envDefaults(fs, "db"); err != nil {
+		return err
+	}
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -310,8 +367,11 @@ func sampleViews(v *projections.Views) error {
 
 func migrateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("migrate", stderr)
-	db := fs.String("db", env("DB", defaultDB()), "the event log file (created if missing)")
+	db := fs.String("db", defaultDB(), "the event log file (created if missing)")
 	from := fs.String("from", "", "the legacy functions.json to import")
+	if err := envDefaults(fs, "db"); err != nil {
+		return err
+	}
 	if err := parse(fs, args); err != nil {
 		return err
 	}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/minilambda/minilambda/eventlog"
 	"github.com/minilambda/minilambda/projections"
+	"github.com/minilambda/minilambda/runner"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -139,5 +142,59 @@ func TestUsageErrors(t *testing.T) {
 	}
 	if _, _, err := runCmd(t, "dump", "--db", filepath.Join(t.TempDir(), "none.db")); err == nil || errors.As(err, new(usageError)) {
 		t.Errorf("dump of a missing file: %v", err)
+	}
+}
+
+// TestServeConfigFromEnv: every serve flag takes its default from
+// MINILAMBDA_<FLAG>, the command line wins over it, and malformed numbers,
+// durations and booleans fall back as they always have.
+func TestServeConfigFromEnv(t *testing.T) {
+	t.Setenv("MINILAMBDA_ADDR", "127.0.0.1:9")
+	t.Setenv("MINILAMBDA_MAX_IN_FLIGHT", "7")
+	t.Setenv("MINILAMBDA_MEMORY_BUDGET", "12345")
+	t.Setenv("MINILAMBDA_HOT_IDLE_TTL", "90s")
+	t.Setenv("MINILAMBDA_METRICS_OPEN", "true")
+	t.Setenv("MINILAMBDA_AWS_SECRET_ACCESS_KEY", "")
+	t.Setenv("MINILAMBDA_LOG_LEVEL", "debug")
+	t.Setenv("MINILAMBDA_WORKERS", "0x10")
+	t.Setenv("MINILAMBDA_GRACE", "soon")
+	t.Setenv("MINILAMBDA_INSECURE_NO_AUTH", "1")
+	c, err := parseServe([]string{"--max-in-flight", "9"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := serveConfig{
+		addr: "127.0.0.1:9", db: c.db, grace: 30 * time.Second, maxInFlight: 9, outputLimit: c.outputLimit,
+		maxImage: 2 << 30, level: "debug", workers: runner.DefaultWorkers, maxQueue: runner.DefaultMaxQueue,
+		maxAttempts: runner.DefaultMaxAttempts, maxAge: runner.DefaultMaxEventAge, retryBase: runner.DefaultRetryBase,
+		hotTTL: 90 * time.Second, openMetrics: true, region: "us-east-1", awsKey: "minilambda", memBudget: 12345,
+		logLevel: slog.LevelDebug,
+	}
+	if c != want {
+		t.Errorf("config\n%+v, want\n%+v", c, want)
+	}
+	t.Setenv("MINILAMBDA_LOG_LEVEL", "chatty")
+	if _, err := parseServe(nil, io.Discard); !errors.As(err, new(usageError)) {
+		t.Errorf("a bad MINILAMBDA_LOG_LEVEL: %v, want a usage error", err)
+	}
+}
+
+// TestOfflineCommandsTakeOnlyTheirDB: dump, audit, rebuild and migrate
+// read MINILAMBDA_DB and no other variable (MINILAMBDA_FROM would be a
+// seq to dump and a file to migrate).
+func TestOfflineCommandsTakeOnlyTheirDB(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "events.db")
+	if _, _, err := runCmd(t, "migrate", "--db", db, "--from", filepath.Join("migrate", "testdata", "functions.json")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("MINILAMBDA_DB", db)
+	t.Setenv("MINILAMBDA_FROM", "3")
+	t.Setenv("MINILAMBDA_TYPE", "invocation.queued")
+	out, _, err := runCmd(t, "dump")
+	if err != nil || strings.Count(out, "\n") != 3 {
+		t.Fatalf("dump with MINILAMBDA_DB: %q %v", out, err)
+	}
+	if _, _, err := runCmd(t, "migrate"); !errors.As(err, new(usageError)) {
+		t.Errorf("migrate without --from: %v, want a usage error", err)
 	}
 }

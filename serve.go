@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -29,75 +28,110 @@ import (
 	"github.com/minilambda/minilambda/runner/lambda"
 )
 
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(env(name, "")); err == nil {
-		return v
-	}
-	return def
+// serveConfig is what serve runs with: its flags, each of which takes its
+// default from MINILAMBDA_<FLAG> when that is set (see envDefaults).
+type serveConfig struct {
+	addr, db      string
+	grace         time.Duration
+	maxInFlight   int
+	outputLimit   int64
+	maxImage      int64
+	level         string
+	workers       int
+	maxQueue      int
+	maxAttempts   int
+	maxAge        time.Duration
+	retryBase     time.Duration
+	hotTTL        time.Duration
+	token         string
+	insecure      bool
+	openMetrics   bool
+	callbackHosts string
+	maxConns      int
+	lambdaInit    string
+	region        string
+	awsKey        string
+	awsSecret     string
+	memBudget     int64
+
+	logLevel slog.Level // level, parsed
 }
 
-func envDuration(name string, def time.Duration) time.Duration {
-	if v, err := time.ParseDuration(env(name, "")); err == nil {
-		return v
-	}
-	return def
-}
-
-func serve(ctx context.Context, args []string, stderr io.Writer) error {
+// parseServe fills serve's config from its command line and the
+// environment, in this one place: the flags with their defaults, then
+// MINILAMBDA_* over the defaults, then the command line over both.
+func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
+	var c serveConfig
 	fs := newFlags("serve", stderr)
-	addr := fs.String("addr", env("ADDR", "127.0.0.1:8300"), "address to listen on")
-	db := fs.String("db", env("DB", defaultDB()), "the event log file (created if missing)")
-	grace := fs.Duration("grace", envDuration("GRACE", 30*time.Second), "how long shutdown waits for invocations under way")
-	maxInFlight := fs.Int("max-in-flight", envInt("MAX_IN_FLIGHT", runner.DefaultMaxInFlight), "invocations running at once, all functions together")
-	outputLimit := fs.Int64("output-limit", int64(envInt("OUTPUT_LIMIT", engine.DefaultOutputLimit)), "bytes of stdout, and of stderr, kept per invocation")
-	maxImage := fs.Int64("max-image-bytes", int64(envInt("MAX_IMAGE_BYTES", 2<<30)), "largest image upload")
-	level := fs.String("log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error")
-	workers := fs.Int("workers", envInt("WORKERS", runner.DefaultWorkers), "async attempts running at once")
-	maxQueue := fs.Int("max-queue", envInt("MAX_QUEUE", runner.DefaultMaxQueue), "async invocations waiting before new ones get 429")
-	maxAttempts := fs.Int("max-attempts", envInt("MAX_ATTEMPTS", runner.DefaultMaxAttempts), "attempts of an async invocation, unless its function sets max_attempts")
-	maxAge := fs.Duration("max-event-age", envDuration("MAX_EVENT_AGE", runner.DefaultMaxEventAge), "async invocations older than this end FAILED")
-	retryBase := fs.Duration("retry-base", envDuration("RETRY_BASE", runner.DefaultRetryBase), "wait before the second attempt; doubles after, up to 5m")
-	hotTTL := fs.Duration("hot-idle-ttl", envDuration("HOT_IDLE_TTL", runner.DefaultHotIdleTTL), "how long an idle hot container is kept")
-	token := fs.String("token", env("TOKEN", ""), "API token clients send as Authorization: Bearer; required to listen beyond loopback")
-	insecure := fs.Bool("insecure-no-auth", env("INSECURE_NO_AUTH", "") == "true", "listen beyond loopback without a token: anyone who reaches the port can run any image")
-	openMetrics := fs.Bool("metrics-open", env("METRICS_OPEN", "") == "true", "serve /metrics without the token")
-	callbackHosts := fs.String("callback-hosts", env("CALLBACK_HOSTS", ""), "comma-separated hosts (or host:port) completion callbacks may go to; empty allows none")
-	maxConns := fs.Int("max-connections", envInt("MAX_CONNECTIONS", 0), "client connections served at once; 0: half the process's open-file limit")
-	// The temporary directory holds lambda containers' sockets; a server
-	// in a container is told one in its state volume, which may not exist
-	// yet.
+	fs.StringVar(&c.addr, "addr", "127.0.0.1:8300", "address to listen on")
+	fs.StringVar(&c.db, "db", defaultDB(), "the event log file (created if missing)")
+	fs.DurationVar(&c.grace, "grace", 30*time.Second, "how long shutdown waits for invocations under way")
+	fs.IntVar(&c.maxInFlight, "max-in-flight", runner.DefaultMaxInFlight, "invocations running at once, all functions together")
+	fs.Int64Var(&c.outputLimit, "output-limit", engine.DefaultOutputLimit, "bytes of stdout, and of stderr, kept per invocation")
+	fs.Int64Var(&c.maxImage, "max-image-bytes", 2<<30, "largest image upload")
+	fs.StringVar(&c.level, "log-level", "info", "debug, info, warn or error")
+	fs.IntVar(&c.workers, "workers", runner.DefaultWorkers, "async attempts running at once")
+	fs.IntVar(&c.maxQueue, "max-queue", runner.DefaultMaxQueue, "async invocations waiting before new ones get 429")
+	fs.IntVar(&c.maxAttempts, "max-attempts", runner.DefaultMaxAttempts, "attempts of an async invocation, unless its function sets max_attempts")
+	fs.DurationVar(&c.maxAge, "max-event-age", runner.DefaultMaxEventAge, "async invocations older than this end FAILED")
+	fs.DurationVar(&c.retryBase, "retry-base", runner.DefaultRetryBase, "wait before the second attempt; doubles after, up to 5m")
+	fs.DurationVar(&c.hotTTL, "hot-idle-ttl", runner.DefaultHotIdleTTL, "how long an idle hot container is kept")
+	fs.StringVar(&c.token, "token", "", "API token clients send as Authorization: Bearer; required to listen beyond loopback")
+	fs.BoolVar(&c.insecure, "insecure-no-auth", false, "listen beyond loopback without a token: anyone who reaches the port can run any image")
+	fs.BoolVar(&c.openMetrics, "metrics-open", false, "serve /metrics without the token")
+	fs.StringVar(&c.callbackHosts, "callback-hosts", "", "comma-separated hosts (or host:port) completion callbacks may go to; empty allows none")
+	fs.IntVar(&c.maxConns, "max-connections", 0, "client connections served at once; 0: half the process's open-file limit")
+	fs.StringVar(&c.lambdaInit, "lambda-init", "", "a static build of ./runner/lambda/lambdainit for lambda functions' containers; built beside the log with the Go toolchain when empty")
+	fs.StringVar(&c.region, "region", lambda.DefaultRegion, "the AWS region lambda functions are told they run in, and the Lambda API's ARNs name")
+	fs.StringVar(&c.awsKey, "aws-access-key-id", "minilambda", "the access key id Lambda API requests are signed with (checked when a token is set)")
+	fs.StringVar(&c.awsSecret, "aws-secret-access-key", "", "the secret Lambda API requests are signed with; the token when empty")
+	fs.Int64Var(&c.memBudget, "memory-budget", runner.DefaultMemoryBudget, "bytes of request bodies, async events under way and invocation outputs held at once; past it, requests get 429 and queued work waits")
+	if err := envDefaults(fs); err != nil {
+		return c, err
+	}
+	if err := parse(fs, args); err != nil {
+		return c, err
+	}
+	if err := c.logLevel.UnmarshalText([]byte(c.level)); err != nil {
+		return c, usageError{fmt.Errorf("serve: --log-level: %v", err)}
+	}
+	return c, nil
+}
+
+// prepareProcess sets up what serve's process needs of its surroundings:
+// the temporary directory, which holds lambda containers' sockets (a
+// server in a container is told one in its state volume, which may not
+// exist yet), and the collector, for a heap of about the memory budget
+// (gc.go).
+func prepareProcess(c serveConfig) {
 	if dir := os.Getenv("TMPDIR"); dir != "" {
 		_ = os.MkdirAll(dir, 0o700)
 	}
-	lambdaInit := fs.String("lambda-init", env("LAMBDA_INIT", ""), "a static build of ./runner/lambda/lambdainit for lambda functions' containers; built beside the log with the Go toolchain when empty")
-	region := fs.String("region", env("REGION", lambda.DefaultRegion), "the AWS region lambda functions are told they run in, and the Lambda API's ARNs name")
-	awsKey := fs.String("aws-access-key-id", env("AWS_ACCESS_KEY_ID", "minilambda"), "the access key id Lambda API requests are signed with (checked when a token is set)")
-	awsSecret := fs.String("aws-secret-access-key", env("AWS_SECRET_ACCESS_KEY", ""), "the secret Lambda API requests are signed with; the token when empty")
-	memBudget := fs.Int64("memory-budget", int64(envInt("MEMORY_BUDGET", runner.DefaultMemoryBudget)), "bytes of request bodies, async events under way and invocation outputs held at once; past it, requests get 429 and queued work waits")
-	if err := parse(fs, args); err != nil {
+	tuneServeGC(c.memBudget)
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	c, err := parseServe(args, stderr)
+	if err != nil {
 		return err
 	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
-		return usageError{fmt.Errorf("serve: --log-level: %v", err)}
-	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
-	if err := checkLoopback(*addr); err != nil {
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.logLevel}))
+	if err := checkLoopback(c.addr); err != nil {
 		switch {
-		case *token != "":
-		case *insecure:
-			logger.Warn("LISTENING BEYOND LOOPBACK WITHOUT AN API TOKEN: anyone who can reach " + *addr + " can run any image on this machine")
+		case c.token != "":
+		case c.insecure:
+			logger.Warn("LISTENING BEYOND LOOPBACK WITHOUT AN API TOKEN: anyone who can reach " + c.addr + " can run any image on this machine")
 		default:
 			return usageError{err}
 		}
 	}
 
-	if err := os.MkdirAll(filepath.Dir(*db), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(c.db), 0o700); err != nil {
 		return err
 	}
-	tuneServeGC(*memBudget)
+	prepareProcess(c)
 	m := metrics.New()
-	log, err := openLog(*db, eventlog.Options{Projector: projections.Projector{}, Logger: logger, OnCommit: m.Commit, OnUnwritable: m.CommitRefused})
+	log, err := openLog(c.db, eventlog.Options{Projector: projections.Projector{}, Logger: logger, OnCommit: m.Commit, OnUnwritable: m.CommitRefused})
 	if err != nil {
 		return err
 	}
@@ -109,18 +143,18 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	defer driver.Close()
 	svc, err := runner.New(runner.Options{
 		Log: log, Engine: driver, Logger: logger, Metrics: m,
-		Instance: instanceID(*db), MaxInFlight: *maxInFlight, OutputLimit: *outputLimit,
-		Workers: *workers, MaxQueue: *maxQueue, MaxAttempts: *maxAttempts, MaxEventAge: *maxAge,
-		RetryBase: *retryBase, CallbackHosts: splitList(*callbackHosts), HotIdleTTL: *hotTTL,
-		MemoryBudget: *memBudget,
-		LambdaInit:   *lambdaInit, LambdaInitDir: filepath.Join(filepath.Dir(*db), "lambda-init"), Region: *region,
+		Instance: instanceID(c.db), MaxInFlight: c.maxInFlight, OutputLimit: c.outputLimit,
+		Workers: c.workers, MaxQueue: c.maxQueue, MaxAttempts: c.maxAttempts, MaxEventAge: c.maxAge,
+		RetryBase: c.retryBase, CallbackHosts: splitList(c.callbackHosts), HotIdleTTL: c.hotTTL,
+		MemoryBudget: c.memBudget,
+		LambdaInit:   c.lambdaInit, LambdaInitDir: filepath.Join(filepath.Dir(c.db), "lambda-init"), Region: c.region,
 	})
 	if err != nil {
 		return err
 	}
 	// The port first: a server that cannot have it must not recover, run or
 	// record anything.
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := net.Listen("tcp", c.addr)
 	if err != nil {
 		return err
 	}
@@ -128,18 +162,47 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	// Past the limit, connections wait in the kernel's backlog: the other
 	// half of the descriptors stays for the engine, the log and uploads.
 	// With a token, a quarter of the slots stays for clients that show it.
-	if *maxConns <= 0 {
-		*maxConns = defaultMaxConnections()
+	if c.maxConns <= 0 {
+		c.maxConns = defaultMaxConnections()
 	}
-	strangerConns := *maxConns
-	if *token != "" {
-		strangerConns -= *maxConns / 4
+	strangerConns := c.maxConns
+	if c.token != "" {
+		strangerConns -= c.maxConns / 4
 	}
-	ln = connlimit.New(ln, *maxConns, strangerConns)
-	spool, err := cleanSpool(*db)
+	ln = connlimit.New(ln, c.maxConns, strangerConns)
+	spool, err := cleanSpool(c.db)
 	if err != nil {
 		return err
 	}
+	api := lambdahttp.New(lambdahttp.Options{
+		Functions: svc, Invoker: svc, Images: svc, Status: svc, Views: svc.Views(), Versions: writeRead{svc, svc.Views()}, Schedules: writeRead{svc, svc.Views()}, Events: log, Audit: log, Budget: svc,
+		Logger: logger, Registry: m.Registry, MaxImageBytes: c.maxImage, SpoolDir: spool,
+		Token: c.token, OpenMetrics: c.openMetrics,
+		AWSAccessKeyID: c.awsKey, AWSSecretAccessKey: cmp.Or(c.awsSecret, c.token), Region: c.region,
+		StrangerBytes: c.memBudget / 4,
+	})
+	srv := &http.Server{
+		Handler: api,
+		// Bodies are paced by the handler (at least 64 KiB/s), headers
+		// here: a request is a stranger's until its headers show the
+		// token, so they come within 5 s. An idle connection closes after
+		// two minutes.
+		ReadHeaderTimeout: 5 * time.Second,
+		ConnContext:       lambdahttp.ConnContext,
+		MaxHeaderBytes:    64 << 10,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	// Event streams never end by themselves: shutdown ends them.
+	srv.RegisterOnShutdown(api.EndStreams)
+	return runServer(ctx, c, logger, log, svc, ln, srv)
+}
+
+// runServer runs what serve wired: it recovers what an earlier run left
+// under way, starts the runner and serves on ln until the server fails or
+// ctx ends (SIGTERM); then it shuts down in reverse order of start. The
+// caller closes the listener, the engine and, last, the log.
+func runServer(ctx context.Context, c serveConfig, logger *slog.Logger, log *eventlog.Log, svc *runner.Service, ln net.Listener, srv *http.Server) error {
 	if err := svc.Recover(ctx); err != nil {
 		// The engine may be down now and back later; the server serves what
 		// it can meanwhile.
@@ -156,29 +219,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}()
 	defer func() { <-memoryReturned }()
 
-	api := lambdahttp.New(lambdahttp.Options{
-		Functions: svc, Invoker: svc, Images: svc, Status: svc, Views: svc.Views(), Versions: writeRead{svc, svc.Views()}, Schedules: writeRead{svc, svc.Views()}, Events: log, Audit: log, Budget: svc,
-		Logger: logger, Registry: m.Registry, MaxImageBytes: *maxImage, SpoolDir: spool,
-		Token: *token, OpenMetrics: *openMetrics,
-		AWSAccessKeyID: *awsKey, AWSSecretAccessKey: cmp.Or(*awsSecret, *token), Region: *region,
-		StrangerBytes: *memBudget / 4,
-	})
-	srv := &http.Server{
-		Handler: api,
-		// Bodies are paced by the handler (at least 64 KiB/s), headers
-		// here: a request is a stranger's until its headers show the
-		// token, so they come within 5 s. An idle connection closes after
-		// two minutes.
-		ReadHeaderTimeout: 5 * time.Second,
-		ConnContext:       lambdahttp.ConnContext,
-		MaxHeaderBytes:    64 << 10,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
-	// Event streams never end by themselves: shutdown ends them.
-	srv.RegisterOnShutdown(api.EndStreams)
 	head, hash := log.Head()
-	logger.Info("serving", "addr", ln.Addr().String(), "db", *db, "events", head, "head", hash.String(), "max_connections", *maxConns)
+	logger.Info("serving", "addr", ln.Addr().String(), "db", c.db, "events", head, "head", hash.String(), "max_connections", c.maxConns)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
@@ -189,8 +231,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	// The queue stopped with ctx. Stop accepting, let invocations under way
 	// answer, then close the runner and, last, the log they write to.
-	logger.Info("shutting down", "grace", grace.String())
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), *grace)
+	logger.Info("shutting down", "grace", c.grace.String())
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.grace)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		logger.Warn("grace period over; cutting off remaining requests", "err", err)

@@ -2,24 +2,5 @@
 
 package eventlog
 
-import (
-	"io"
-	"os"
-	"time"
-)
-
-// lockShared does nothing here: the check reads a copy of the file, and
-// bbolt takes its own lock right after.
-func lockShared(f *os.File, timeout time.Duration) error { return nil }
-
-// mapRead reads the whole file: no mmap here.
-func mapRead(f *os.File, size int64) ([]byte, func(), error) {
-	b := make([]byte, size)
-	if _, err := io.ReadFull(f, b); err != nil {
-		return nil, nil, err
-	}
-	return b, func() {}, nil
-}
-
 // DropMapped does nothing here: the file is not mapped the same way.
 func (l *Log) DropMapped() error { return nil }
