@@ -24,6 +24,7 @@ import (
 	"github.com/minilambda/minilambda/internal/metrics"
 	"github.com/minilambda/minilambda/projections"
 	"github.com/minilambda/minilambda/runner"
+	"github.com/minilambda/minilambda/runner/control"
 	"github.com/minilambda/minilambda/runner/docker"
 	"github.com/minilambda/minilambda/runner/engine"
 	"github.com/minilambda/minilambda/runner/lambda"
@@ -118,6 +119,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	ctl, err := control.New(control.Options{Log: log, Engine: driver, Runner: svc, Views: svc.Views()})
+	if err != nil {
+		return err
+	}
 	// The port first: a server that cannot have it must not recover, run or
 	// record anything.
 	ln, err := net.Listen("tcp", *addr)
@@ -157,7 +162,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	defer func() { <-memoryReturned }()
 
 	api := lambdahttp.New(lambdahttp.Options{
-		Functions: svc, Invoker: svc, Images: svc, Status: svc, Views: svc.Views(), Versions: writeRead{svc, svc.Views()}, Schedules: writeRead{svc, svc.Views()}, Events: log, Audit: log, Budget: svc,
+		Functions: ctl, Invoker: svc, Images: ctl, Status: svc, Views: svc.Views(), Versions: writeRead{ctl, svc, svc.Views()}, Schedules: writeRead{ctl, svc, svc.Views()}, Events: log, Audit: log, Budget: svc,
 		Logger: logger, Registry: m.Registry, MaxImageBytes: *maxImage, SpoolDir: spool,
 		Token: *token, OpenMetrics: *openMetrics,
 		AWSAccessKeyID: *awsKey, AWSSecretAccessKey: cmp.Or(*awsSecret, *token), Region: *region,
@@ -270,8 +275,10 @@ func cleanSpool(db string) (string, error) {
 }
 
 // writeRead serves the API's published versions, aliases and schedules:
-// the runner writes them, the views read them.
+// the control plane writes them, the views read them, and the runner says
+// when a schedule fires next.
 type writeRead struct {
+	*control.Plane
 	*runner.Service
 	*projections.Views
 }
