@@ -23,6 +23,7 @@ import (
 	"github.com/minilambda/minilambda/internal/metrics"
 	"github.com/minilambda/minilambda/projections"
 	"github.com/minilambda/minilambda/runner"
+	"github.com/minilambda/minilambda/runner/control"
 	"github.com/minilambda/minilambda/runner/docker"
 	"github.com/minilambda/minilambda/runner/engine"
 	"github.com/minilambda/minilambda/runner/lambda"
@@ -152,6 +153,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	ctl, err := control.New(control.Options{Log: log, Engine: driver, Runner: svc, Views: svc.Views()})
+	if err != nil {
+		return err
+	}
 	// The port first: a server that cannot have it must not recover, run or
 	// record anything.
 	ln, err := net.Listen("tcp", c.addr)
@@ -175,7 +180,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	api := lambdahttp.New(lambdahttp.Options{
-		Functions: svc, Invoker: svc, Images: svc, Status: svc, Views: svc.Views(), Versions: writeRead{svc, svc.Views()}, Schedules: writeRead{svc, svc.Views()}, Events: log, Audit: log, Budget: svc,
+		Functions: ctl, Invoker: svc, Images: ctl, Status: svc, Views: svc.Views(), Versions: writeRead{ctl, svc, svc.Views()}, Schedules: writeRead{ctl, svc, svc.Views()}, Events: log, Audit: log, Budget: svc,
 		Logger: logger, Registry: m.Registry, MaxImageBytes: c.maxImage, SpoolDir: spool,
 		Token: c.token, OpenMetrics: c.openMetrics,
 		AWSAccessKeyID: c.awsKey, AWSSecretAccessKey: cmp.Or(c.awsSecret, c.token), Region: c.region,
@@ -312,8 +317,10 @@ func cleanSpool(db string) (string, error) {
 }
 
 // writeRead serves the API's published versions, aliases and schedules:
-// the runner writes them, the views read them.
+// the control plane writes them, the views read them, and the runner says
+// when a schedule fires next.
 type writeRead struct {
+	*control.Plane
 	*runner.Service
 	*projections.Views
 }

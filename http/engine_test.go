@@ -24,6 +24,7 @@ import (
 	"github.com/minilambda/minilambda/internal/metrics"
 	"github.com/minilambda/minilambda/projections"
 	"github.com/minilambda/minilambda/runner"
+	"github.com/minilambda/minilambda/runner/control"
 	"github.com/minilambda/minilambda/runner/docker"
 )
 
@@ -71,8 +72,12 @@ func newEnv(t *testing.T, cli *client.Client, o envOpts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctl, err := control.New(control.Options{Log: log, Engine: driver, Runner: svc, Views: svc.Views()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	h := lambdahttp.New(lambdahttp.Options{
-		Functions: svc, Invoker: svc, Images: svc, Status: svc, Views: svc.Views(),
+		Functions: ctl, Invoker: svc, Images: ctl, Status: svc, Views: svc.Views(),
 		Registry: m.Registry, MaxImageBytes: o.maxImageBytes, Token: o.token,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})

@@ -54,7 +54,7 @@ func (s *Service) run(ctx context.Context, a *attempt) (events []eventlog.Event,
 		}
 		return events, res, err
 	}
-	defer c.release()
+	defer c.done()
 	var pending []eventlog.Event
 	if a.queued != nil {
 		if c.prompt() {
@@ -181,10 +181,11 @@ func outcome(a *attempt, res engine.Result, runErr error) projections.Invocation
 // end records the event that ends invocation id, counts it, and returns
 // the event as appended. runErr and res are the last attempt's, for the
 // duration metric. An async invocation's end is appended however long the
-// log refuses it (until ctx ends). A sync one's (landed not nil), when the
+// log refuses it (until ctx ends). A sync one's (adm not nil), when the
 // log refuses it, is appended in the background while the caller hears
-// why (an error naming the invocation), and landed is called once it is.
-func (s *Service) end(ctx context.Context, f projections.Function, id string, ended projections.InvocationEnded, res engine.Result, runErr error, landed func()) (eventlog.Event, error) {
+// why (an error naming the invocation), and the admission's bytes are held
+// until it lands.
+func (s *Service) end(ctx context.Context, f projections.Function, id string, ended projections.InvocationEnded, res engine.Result, runErr error, adm *admission) (eventlog.Event, error) {
 	e, err := projections.NewInvocationEnded(f.ID, id, ended)
 	if err != nil {
 		return e, err
@@ -200,10 +201,11 @@ func (s *Service) end(ctx context.Context, f projections.Function, id string, en
 		}
 	}
 	var got []eventlog.Event
-	if landed == nil {
+	if adm == nil {
 		got, err = s.persist(ctx, e)
 	} else if got, err = s.log.Append(ctx, e); errors.Is(err, eventlog.ErrUnwritable) {
-		s.persistLater(func() { count(); landed() }, e)
+		held := adm.later()
+		s.persistLater(func() { count(); held.leave() }, e)
 		return e, endNotRecorded{id: id, err: err}
 	}
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/internal/dockertest"
 	"github.com/minilambda/minilambda/projections"
+	"github.com/minilambda/minilambda/runner/control"
 	"github.com/minilambda/minilambda/runner/docker"
 )
 
@@ -39,7 +40,11 @@ func TestSpareKeptOutOfALostAttempt(t *testing.T) {
 	defer dockertest.AssertNoContainers(t, cli, LabelInstance, instance)
 	defer s.Wait()
 	ctx := context.Background()
-	f, err := s.Register(ctx, function.Spec{Name: "fn", Image: img.Tag})
+	ctl, err := control.New(control.Options{Log: log, Engine: driver, Runner: s, Views: s.Views()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := ctl.Register(ctx, function.Spec{Name: "fn", Image: img.Tag})
 	if err != nil {
 		t.Fatal(err)
 	}

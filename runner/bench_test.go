@@ -40,19 +40,20 @@ func BenchmarkWarm(b *testing.B) {
 	cold := dockertest.BuildGoImage(b, cli, "../testdata/fn", "minilambda-bench-cold")
 	hot := dockertest.BuildGoImage(b, cli, "../testdata/hot", "minilambda-bench-hot")
 	var commits, committed, committing atomic.Int64
-	f := newServiceLog(b, cli, "", runner.Options{MaxInFlight: 64}, eventlog.Options{
+	fx := newServiceLog(b, cli, "", runner.Options{MaxInFlight: 64}, eventlog.Options{
 		OnCommit: func(events int, took time.Duration) {
 			commits.Add(1)
 			committing.Add(int64(took))
 			committed.Add(int64(events))
 		},
-	}, "").svc
+	}, "")
+	f := fx.svc
 	ctx := context.Background()
 	for _, spec := range []function.Spec{
 		{Name: "cold", Image: cold.Tag},
 		{Name: "hot", Image: hot.Tag, Mode: "hot", Concurrency: 16},
 	} {
-		if _, err := f.Register(ctx, spec); err != nil {
+		if _, err := fx.ctl.Register(ctx, spec); err != nil {
 			b.Fatal(err)
 		}
 	}

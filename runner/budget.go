@@ -1,10 +1,8 @@
 package runner
 
 import (
-	"fmt"
 	"sync/atomic"
 
-	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/projections"
 	"github.com/minilambda/minilambda/runner/lambda"
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,13 +50,14 @@ func (b *budget) give(n int64) {
 }
 
 // Reserve takes n bytes of the memory budget for a request the API is
-// about to read, or says ErrBusy; Release gives them back.
+// about to read (its body), or says ErrBusy; Release gives them back.
+// These are the API's names (http.Budget); an invocation's room is its
+// admission's (admit.go).
 func (s *Service) Reserve(n int64) error {
 	if s.budget.take(n) {
 		return nil
 	}
-	return fmt.Errorf("%w: the server holds as many events and outputs as its memory budget of %d MiB allows; try again shortly",
-		function.ErrBusy, s.opts.MemoryBudget>>20)
+	return s.budgetBusy()
 }
 
 // Release gives back what Reserve took.

@@ -1,8 +1,12 @@
-// Package runner runs invocations and appends their events: it is what the
-// API submits work to. A [Service] records functions (Register, Update,
-// Delete), runs sync invocations (Invoke) and queues async ones (Enqueue),
-// loads images, and recovers after a crash; every step is an event in the
-// log, durable before the step it records is answered.
+// Package runner is the data plane: it runs invocations and appends their
+// events; it is what the API submits work to. A [Service] runs sync
+// invocations (Invoke), queues async ones (Enqueue), fires schedules, keeps
+// hot pools and spares, and recovers after a crash; every step is an event
+// in the log, durable before the step it records is answered. It reads
+// functions, versions and schedules from the views and never records
+// them: the control plane (runner/control) does, and tells the runner when
+// a function's containers must go ([Service.Retire]) and when the
+// schedules changed ([Service.Reschedule]).
 //
 // The runner never imports the Docker SDK: it runs containers through an
 // engine.Driver (runner/engine), which runner/docker implements for the
@@ -11,9 +15,12 @@
 // # Files
 //
 //   - service.go: the Service, its options and its life (Start, Stop, Wait);
-//   - functions.go, images.go: function and image changes, as events;
+//   - functions.go: which settings of a function run, and retiring their
+//     containers;
+//   - admit.go: the one admission of sync and async invocations (the log's
+//     writability, the limits, the memory budget) and the room it holds;
 //   - invoke.go: a sync invocation; queue.go: the async queue, its workers
-//     and the retry of failed attempts;
+//     and the retry of failed attempts; schedule.go: firing schedules;
 //   - attempt.go: the one attempt path, shared by both, and the events that
 //     end an invocation;
 //   - source.go: where an attempt's container comes from, chosen once;

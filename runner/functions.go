@@ -1,120 +1,33 @@
 package runner
 
 import (
-	"context"
-	"fmt"
-	"time"
+	"math/rand/v2"
+	"strconv"
 
-	"github.com/minilambda/minilambda/eventlog"
 	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/projections"
-	"github.com/oklog/ulid/v2"
 )
 
-// Register checks spec, fills its defaults and records a new function.
-// Its image must be in the engine (see checkImage).
-func (s *Service) Register(ctx context.Context, spec function.Spec) (projections.Function, error) {
-	spec, err := function.Normalize(spec)
-	if err != nil {
-		return projections.Function{}, err
+// The runner reads functions from the views and never changes them: the
+// control plane (runner/control) records them, and tells the runner, by
+// Retire, when the containers of a function's settings should go.
+
+// Retire lets go of the containers of function fnID after a change of its
+// settings: its hot pool drains and its spares go; after a delete
+// (deleted), those of its published versions too.
+func (s *Service) Retire(fnID string, deleted bool) {
+	reason := "the function was updated"
+	if deleted {
+		reason = "the function was deleted"
 	}
-	if err := s.callbacks.check(spec.CallbackURL); err != nil {
-		return projections.Function{}, err
-	}
-	if err := s.checkImage(ctx, spec.Image); err != nil {
-		return projections.Function{}, err
-	}
-	id := ulid.Make().String()
-	e, err := projections.NewFunctionRegistered(id, projections.FunctionRegistered{Spec: spec, CreatedAt: time.Now().UTC()})
-	if err != nil {
-		return projections.Function{}, err
-	}
-	_, err = s.log.AppendIf(ctx, func(r eventlog.ViewReader) error {
-		if projections.NameTaken(r, spec.Name) {
-			return fmt.Errorf("%w: a function named %q exists already", function.ErrConflict, spec.Name)
-		}
-		return nil
-	}, e)
-	if err != nil {
-		return projections.Function{}, err
-	}
-	return s.views.Function(id)
+	s.spares.drop(fnID, deleted)
+	s.pools.retire(fnID, reason, deleted)
 }
 
-// Update applies patch to the live function ref and records the new
-// version; a new image must be in the engine, as Register's. The
-// function's hot containers and spare are let go: the next invocation
-// starts one of the new version.
-func (s *Service) Update(ctx context.Context, ref string, patch function.Patch) (projections.Function, error) {
-	f, err := s.views.Function(ref)
-	if err != nil {
-		return f, err
-	}
-	spec, err := function.Normalize(patch.Apply(f.Spec))
-	if err != nil {
-		return f, err
-	}
-	if err := s.callbacks.check(spec.CallbackURL); err != nil {
-		return f, err
-	}
-	// Only a change of image is checked: the image a function has stays
-	// its own, even when the engine lost it since.
-	if spec.Image != f.Image {
-		if err := s.checkImage(ctx, spec.Image); err != nil {
-			return f, err
-		}
-	}
-	e, err := projections.NewFunctionUpdated(f.ID, projections.FunctionUpdated{Version: f.Version + 1, Spec: spec})
-	if err != nil {
-		return f, err
-	}
-	_, err = s.log.AppendIf(ctx, func(r eventlog.ViewReader) error {
-		cur, err := projections.FunctionByRef(r, f.ID)
-		if err != nil {
-			return err
-		}
-		if cur.Version != f.Version {
-			return fmt.Errorf("%w: function %s changed meanwhile; try again", function.ErrConflict, f.Name)
-		}
-		if spec.Name != f.Name && projections.NameTaken(r, spec.Name) {
-			return fmt.Errorf("%w: a function named %q exists already", function.ErrConflict, spec.Name)
-		}
-		return nil
-	}, e)
-	if err != nil {
-		return f, err
-	}
-	s.letGo(f.ID, "the function was updated", false)
-	return s.views.Function(f.ID)
-}
-
-// Delete records the removal of the live function ref. Its invocations
-// stay readable.
-func (s *Service) Delete(ctx context.Context, ref string) error {
-	f, err := s.views.Function(ref)
-	if err != nil {
-		return err
-	}
-	e, err := projections.NewFunctionDeleted(f.ID)
-	if err != nil {
-		return err
-	}
-	_, err = s.log.AppendIf(ctx, func(r eventlog.ViewReader) error {
-		_, err := projections.FunctionByRef(r, f.ID)
-		return err
-	}, e)
-	if err == nil {
-		s.letGo(f.ID, "the function was deleted", true)
-	}
-	return err
-}
-
-// letGo drains a function's hot pool and drops its spares after an
-// update, and those of its published versions too after a delete.
-func (s *Service) letGo(fnID, reason string, versions bool) {
-	s.spares.drop(fnID, versions)
-	s.pools.retire(fnID, reason, versions)
-}
+// CheckCallback accepts an empty URL, or an http(s) URL whose host the
+// operator allowed (Options.CallbackHosts), else an error wrapping
+// function.ErrInvalid.
+func (s *Service) CheckCallback(url string) error { return s.callbacks.check(url) }
 
 // runKey tells apart the containers of a function's current settings and
 // those of each of its published versions.
@@ -131,4 +44,20 @@ func keyOf(f projections.Function) runKey { return runKey{f.ID, f.Published} }
 func (s *Service) current(f projections.Function) bool {
 	cur, err := s.views.Function(f.ID)
 	return err == nil && (f.Published != 0 || cur.Version == f.Version)
+}
+
+// resolve returns function ref as the qualifier names it, an alias with a
+// second version picking one at random by its weights.
+func (s *Service) resolve(ref, qualifier string) (projections.Resolved, error) {
+	q, err := function.ParseQualifier(qualifier)
+	if err != nil {
+		return projections.Resolved{}, err
+	}
+	return s.views.Resolve(ref, q, rand.Float64())
+}
+
+// publishedOf is the published version an invocation runs, 0 for $LATEST.
+func publishedOf(inv projections.Invocation) int {
+	n, _ := strconv.Atoi(inv.ExecutedVersion)
+	return n
 }

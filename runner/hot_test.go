@@ -242,7 +242,7 @@ func TestHotMode(t *testing.T) {
 		f.register(function.Spec{Name: "hot", Mode: "hot"})
 		old, _, _ := invoke(t, f, "hot", `{}`, 0)
 		env := map[string]string{"V": "2"}
-		if _, err := f.svc.Update(context.Background(), "hot", function.Patch{Env: &env}); err != nil {
+		if _, err := f.ctl.Update(context.Background(), "hot", function.Patch{Env: &env}); err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(20 * time.Second)
@@ -294,7 +294,7 @@ func TestPrestartedSpare(t *testing.T) {
 	}
 	// A spare never serves a second invocation, and an update drops it.
 	env := map[string]string{"V": "2"}
-	if _, err := f.svc.Update(context.Background(), "fn", function.Patch{Env: &env}); err != nil {
+	if _, err := f.ctl.Update(context.Background(), "fn", function.Patch{Env: &env}); err != nil {
 		t.Fatal(err)
 	}
 	call("after-update")
@@ -394,10 +394,10 @@ func TestNoSpareForAGoneVersion(t *testing.T) {
 			f.waitRunning(fn.ID)
 			var err error
 			if change == "delete" {
-				err = f.svc.Delete(context.Background(), fn.ID)
+				err = f.ctl.Delete(context.Background(), fn.ID)
 			} else {
 				env := map[string]string{"V": "2"}
-				_, err = f.svc.Update(context.Background(), fn.ID, function.Patch{Env: &env})
+				_, err = f.ctl.Update(context.Background(), fn.ID, function.Patch{Env: &env})
 			}
 			if err != nil {
 				t.Fatal(err)

@@ -16,7 +16,7 @@ func TestListImages(t *testing.T) {
 	cli := dockertest.Client(t)
 	img := dockertest.BuildGoImage(t, cli, "../testdata/fn", "minilambda-runner-list")
 	f := newService(t, cli, img.Tag, runner.Options{})
-	tags, err := f.svc.ListImages(context.Background())
+	tags, err := f.ctl.ListImages(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestFunctionImagesMustBeInTheEngine(t *testing.T) {
 	}
 	head, _ := f.log.Head()
 	for _, mode := range []function.Mode{function.ModeCold, function.ModeHot, function.ModeLambda} {
-		_, err := f.svc.Register(ctx, function.Spec{Name: "absent-" + string(mode), Image: absent, Mode: mode})
+		_, err := f.ctl.Register(ctx, function.Spec{Name: "absent-" + string(mode), Image: absent, Mode: mode})
 		refused("register "+string(mode), err)
 	}
 	fn := f.register(function.Spec{Name: "fn"})
@@ -62,7 +62,7 @@ func TestFunctionImagesMustBeInTheEngine(t *testing.T) {
 	if after != head+1 {
 		t.Errorf("the refused registrations appended %d events", after-head-1)
 	}
-	_, err := f.svc.Update(ctx, "fn", function.Patch{Image: &absent})
+	_, err := f.ctl.Update(ctx, "fn", function.Patch{Image: &absent})
 	refused("update", err)
 	if now, _ := f.log.Head(); now != after {
 		t.Errorf("the refused update appended %d events", now-after)
@@ -81,10 +81,10 @@ func TestFunctionImagesMustBeInTheEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	timeout := 7
-	if got, err := f.svc.Update(ctx, "lost", function.Patch{Timeout: &timeout}); err != nil || got.Timeout != 7 || got.Image != gone {
+	if got, err := f.ctl.Update(ctx, "lost", function.Patch{Timeout: &timeout}); err != nil || got.Timeout != 7 || got.Image != gone {
 		t.Errorf("an update that keeps an image the engine lost: %v %+v", err, got)
 	}
-	if _, err := f.svc.Update(ctx, "lost", function.Patch{Image: &img.Tag}); err != nil {
+	if _, err := f.ctl.Update(ctx, "lost", function.Patch{Image: &img.Tag}); err != nil {
 		t.Errorf("an update back to an image the engine has: %v", err)
 	}
 }

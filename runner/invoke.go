@@ -31,26 +31,14 @@ func (s *Service) Invoke(ctx context.Context, ref string, req function.Request) 
 	if req, err = req.Check(); err != nil {
 		return inv, err
 	}
-	// Nothing runs that could not be recorded.
-	if err := s.log.Writable(); err != nil {
+	// Nothing runs that could not be recorded, nor past the limits; the
+	// outputs have room until the end is recorded: in the background, when
+	// the log refuses it now.
+	adm, err := s.admit(f, s.outputRoom(f))
+	if err != nil {
 		return inv, err
 	}
-	if err := s.limits.acquire(f); err != nil {
-		return inv, err
-	}
-	defer s.release(f)
-	// Room for the outputs, until the end is recorded: in the background,
-	// when the log refuses it now.
-	room := s.outputRoom(f)
-	if err := s.Reserve(room); err != nil {
-		return inv, err
-	}
-	held := true
-	defer func() {
-		if held {
-			s.Release(room)
-		}
-	}()
+	defer adm.leave()
 	s.invoking.Add(1)
 	defer s.invoking.Done()
 	q, err := queuedEvent(rf, ulid.Make().String(), req, false)
@@ -68,10 +56,7 @@ func (s *Service) Invoke(ctx context.Context, ref string, req function.Request) 
 	if len(events) == 0 {
 		return inv, runErr
 	}
-	e, err := s.end(context.WithoutCancel(ctx), f, a.id, outcome(a, res, runErr), res, runErr, func() { s.Release(room) })
-	if errors.As(err, new(endNotRecorded)) {
-		held = false
-	}
+	e, err := s.end(context.WithoutCancel(ctx), f, a.id, outcome(a, res, runErr), res, runErr, adm)
 	if err != nil {
 		return inv, err
 	}
@@ -89,11 +74,4 @@ func (s *Service) Invoke(ctx context.Context, ref string, req function.Request) 
 		return inv, runErr
 	}
 	return inv, nil
-}
-
-// release gives back the room an invocation of f held, and wakes a worker:
-// a queued invocation may fit now.
-func (s *Service) release(f projections.Function) {
-	s.limits.release(f)
-	s.queue.wakeOne()
 }

@@ -203,7 +203,7 @@ func TestLambdaMode(t *testing.T) {
 		f.register(function.Spec{Name: "lg", Mode: function.ModeLambda, Env: map[string]string{"OWN": "v1"}})
 		before, a := invokeLambda(t, f, "lg", map[string]string{}, 0)
 		env := map[string]string{"OWN": "v2"}
-		if _, err := f.svc.Update(context.Background(), "lg", function.Patch{Env: &env}); err != nil {
+		if _, err := f.ctl.Update(context.Background(), "lg", function.Patch{Env: &env}); err != nil {
 			t.Fatal(err)
 		}
 		after, b := invokeLambda(t, f, "lg", map[string]string{}, 0)

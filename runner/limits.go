@@ -10,7 +10,8 @@ import (
 
 // limits bounds the invocations running at once: all of them by the
 // server's MaxInFlight, each function's by its concurrency. A sync call
-// past a bound is refused at once; a queued one waits for room.
+// past a bound is refused at once; a queued one waits for room. Only
+// admit takes a slot (admit.go).
 type limits struct {
 	mu       sync.Mutex
 	max      int
@@ -23,12 +24,14 @@ func (l *limits) init(max int) {
 	l.running = make(map[string]int)
 }
 
-// acquire reserves room for one invocation of f, or says why there is
-// none with an error wrapping function.ErrBusy.
-func (l *limits) acquire(f projections.Function) error {
+// take takes a slot for one invocation of f, or says why there is none
+// with an error wrapping function.ErrBusy.
+func (l *limits) take(f projections.Function) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.tryLocked(f) {
+	if l.fitsLocked(f) {
+		l.inFlight++
+		l.running[f.ID]++
 		return nil
 	}
 	if l.inFlight >= l.max {
@@ -37,24 +40,20 @@ func (l *limits) acquire(f projections.Function) error {
 	return fmt.Errorf("%w: function %s runs %d invocations, its concurrency", function.ErrBusy, f.Name, f.Concurrency)
 }
 
-// tryAcquire reserves room for one invocation of f if there is some.
-func (l *limits) tryAcquire(f projections.Function) bool {
+// fits reports whether an invocation of f would get a slot now: the queue
+// picks what to try with it, and admit takes the slot.
+func (l *limits) fits(f projections.Function) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.tryLocked(f)
+	return l.fitsLocked(f)
 }
 
-func (l *limits) tryLocked(f projections.Function) bool {
-	if l.inFlight >= l.max || f.Concurrency > 0 && l.running[f.ID] >= f.Concurrency {
-		return false
-	}
-	l.inFlight++
-	l.running[f.ID]++
-	return true
+func (l *limits) fitsLocked(f projections.Function) bool {
+	return l.inFlight < l.max && (f.Concurrency <= 0 || l.running[f.ID] < f.Concurrency)
 }
 
-// release gives back what acquire reserved.
-func (l *limits) release(f projections.Function) {
+// give gives back a slot take took.
+func (l *limits) give(f projections.Function) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.inFlight--

@@ -133,13 +133,10 @@ func (s *Service) work(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		it, f, reserved, wait := s.next(ctx)
+		it, f, adm, wait := s.next(ctx)
 		if it != nil {
 			s.queue.wakeOne() // there may be more for another worker
-			s.runAsync(it, f)
-			if reserved {
-				s.release(f)
-			}
+			s.runAsync(it, f, adm)
 			continue
 		}
 		timer.Reset(wait)
@@ -152,18 +149,21 @@ func (s *Service) work(ctx context.Context) {
 	}
 }
 
-// next takes the oldest queued item that may run now and whose function
-// has room, and reserves that room; an item of a deleted function needs
-// none. Otherwise it says how long to wait. Once ctx has ended it takes
-// nothing.
-func (s *Service) next(ctx context.Context) (it *item, f projections.Function, reserved bool, wait time.Duration) {
+// next takes the oldest queued item that may run now and is admitted
+// (admit), in the same step, so that no later item of its function passes
+// it. An item refused while the log takes no writes or the memory budget
+// is full waits where it is; one whose function is full is passed over.
+// An item that will not run (its function deleted, or its event too old)
+// is taken without an admission. Otherwise next says how long to wait.
+// Once ctx has ended it takes nothing.
+func (s *Service) next(ctx context.Context) (it *item, f projections.Function, adm *admission, wait time.Duration) {
 	now := time.Now()
 	wait = time.Minute
 	fns := map[runKey]*projections.Function{}
 	s.queue.mu.Lock()
 	defer s.queue.mu.Unlock()
 	if ctx.Err() != nil {
-		return nil, f, false, wait
+		return nil, f, nil, wait
 	}
 	for i, it := range s.queue.items {
 		if d := it.notBefore.Sub(now); d > 0 {
@@ -182,15 +182,31 @@ func (s *Service) next(ctx context.Context) (it *item, f projections.Function, r
 			f = &fn
 			fns[k] = f
 		}
-		reserved := !f.Deleted && s.limits.tryAcquire(*f)
-		if !reserved && !f.Deleted {
-			continue
+		if !f.Deleted && now.Sub(it.created) <= s.opts.MaxEventAge {
+			// The event counts against the memory budget with the outputs
+			// when its size is known; runAsync adds it once it is read.
+			var err error
+			adm, err = s.admit(*f, it.size+s.outputRoom(*f))
+			var retry time.Duration
+			switch {
+			case errors.Is(err, eventlog.ErrUnwritable):
+				retry = unwritableWait
+			case errors.As(err, new(noMemory)):
+				retry = budgetWait
+			case err != nil:
+				continue
+			}
+			if retry > 0 {
+				it.notBefore = now.Add(retry)
+				wait = min(wait, retry)
+				continue
+			}
 		}
 		s.queue.items = slices.Delete(s.queue.items, i, i+1)
 		s.queue.depth.Set(float64(len(s.queue.items)))
-		return it, *f, reserved, 0
+		return it, *f, adm, 0
 	}
-	return nil, projections.Function{}, false, wait
+	return nil, projections.Function{}, nil, wait
 }
 
 // maxAttempts is how many attempts an async invocation of f gets.
@@ -201,9 +217,10 @@ func (s *Service) maxAttempts(f projections.Function) int {
 	return s.opts.MaxAttempts
 }
 
-// runAsync runs one attempt of a queued invocation and records what comes
-// of it: the end, or a retry.
-func (s *Service) runAsync(it *item, f projections.Function) {
+// runAsync runs one attempt of a queued invocation, admitted by next, and
+// records what comes of it: the end, or a retry. Without an admission, it
+// records why the invocation cannot run.
+func (s *Service) runAsync(it *item, f projections.Function, adm *admission) {
 	// Records are appended even when shutdown has cut the attempt, and
 	// tried while the log refuses them until shutdown's grace ends; after
 	// that, the next start's recovery settles the invocation.
@@ -219,47 +236,30 @@ func (s *Service) runAsync(it *item, f projections.Function) {
 			Attempt: it.attempt - 1, Error: msg, ErrorType: function.ErrorPlatform,
 		}, engine.Result{}, errors.New(msg))
 	}
-	if f.Deleted {
+	switch {
+	case adm != nil:
+	case f.Deleted:
 		platform("the function was deleted before the invocation could run")
 		return
-	}
-	if age := time.Since(it.created); age > s.opts.MaxEventAge {
+	default:
 		platform(fmt.Sprintf("dropped: the event is older than the maximum event age of %v", s.opts.MaxEventAge))
 		return
 	}
-	// Nothing runs that could not be recorded: while the log refuses
-	// writes, the invocation waits in the queue, untouched.
-	if s.log.Writable() != nil {
-		s.queue.push(it.after(unwritableWait))
-		return
-	}
-	// The event and the outputs count against the memory budget, before
-	// the event is read when its size is known: one that does not fit
-	// waits in the queue, untouched.
-	room := it.size + s.outputRoom(f)
-	reserved := it.size > 0 && s.budget.take(room)
-	if it.size > 0 && !reserved {
-		s.queue.push(it.after(budgetWait))
-		return
-	}
+	defer adm.leave()
 	q, err := s.views.Queued(it.id)
 	if err != nil {
-		if reserved {
-			s.budget.give(room)
-		}
 		platform(fmt.Sprintf("cannot read the queued event: %v", err))
 		return
 	}
-	if !reserved {
-		// Queued before this start: its size is known now.
+	if it.size == 0 {
+		// Queued before this start: its size is known now, and counts
+		// against the budget as it would have in next.
 		it.size = int64(len(q.Event))
-		room = it.size + s.outputRoom(f)
-		if !s.budget.take(room) {
+		if !adm.grow(it.size) {
 			s.queue.push(it.after(budgetWait))
 			return
 		}
 	}
-	defer s.budget.give(room)
 	a := &attempt{f: f, id: it.id, n: it.attempt, event: q.Event, timeout: f.TimeoutFor(q.Timeout), trace: q.TraceID, supplied: q.TraceSupplied}
 	if len(a.event) == 0 {
 		a.event = []byte("{}")

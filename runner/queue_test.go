@@ -24,17 +24,19 @@ import (
 	"github.com/minilambda/minilambda/internal/lambdatest"
 	"github.com/minilambda/minilambda/projections"
 	"github.com/minilambda/minilambda/runner"
+	"github.com/minilambda/minilambda/runner/control"
 	"github.com/minilambda/minilambda/runner/docker"
 )
 
 func TestMain(m *testing.M) { lambdatest.Main(m) }
 
-// fixture is a service on the real engine and a fresh log, started; at
-// cleanup it stops, audits its log and checks that no container of its is
-// left.
+// fixture is a service on the real engine and a fresh log, started, with
+// its control plane; at cleanup it stops, audits its log and checks that no
+// container of its is left.
 type fixture struct {
 	t        testing.TB
 	svc      *runner.Service
+	ctl      *control.Plane
 	log      *eventlog.Log
 	cli      *client.Client
 	instance string
@@ -73,6 +75,7 @@ func newServiceLog(t testing.TB, cli *client.Client, image string, opts runner.O
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctl := newControl(t, log, driver, svc)
 	svc.Start(context.Background())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -85,7 +88,18 @@ func newServiceLog(t testing.TB, cli *client.Client, image string, opts runner.O
 		log.Close()
 		dockertest.AssertNoContainers(t, cli, runner.LabelInstance, instance)
 	})
-	return &fixture{t: t, svc: svc, log: log, cli: cli, instance: instance, image: image}
+	return &fixture{t: t, svc: svc, ctl: ctl, log: log, cli: cli, instance: instance, image: image}
+}
+
+// newControl is the control plane over log and driver, with svc its runner,
+// as a server wires it.
+func newControl(t testing.TB, log *eventlog.Log, driver control.Engine, svc *runner.Service) *control.Plane {
+	t.Helper()
+	ctl, err := control.New(control.Options{Log: log, Engine: driver, Runner: svc, Views: svc.Views()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctl
 }
 
 func (f *fixture) register(spec function.Spec) projections.Function {
@@ -93,7 +107,7 @@ func (f *fixture) register(spec function.Spec) projections.Function {
 	if spec.Image == "" {
 		spec.Image = f.image
 	}
-	fn, err := f.svc.Register(context.Background(), spec)
+	fn, err := f.ctl.Register(context.Background(), spec)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -165,6 +179,7 @@ func (f *fixture) restartRecovering(grace time.Duration, opts runner.Options) (*
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	ctl := newControl(f.t, f.log, driver, svc)
 	recoverErr := svc.Recover(context.Background())
 	svc.Start(context.Background())
 	f.t.Cleanup(func() {
@@ -174,7 +189,7 @@ func (f *fixture) restartRecovering(grace time.Duration, opts runner.Options) (*
 		svc.Wait()
 	})
 	next := *f
-	next.svc = svc
+	next.svc, next.ctl = svc, ctl
 	return &next, recoverErr
 }
 

@@ -3,82 +3,26 @@ package runner
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
-	"github.com/minilambda/minilambda/eventlog"
 	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/projections"
-	"github.com/oklog/ulid/v2"
 )
 
 // Schedules fire async invocations of their functions through the durable
-// queue. Each firing's queued event names the schedule and the instant it
-// was due, and the schedule's view keeps the newest such instant, so that
-// after a restart the scheduler knows which firings it missed: it skips
-// them, or runs the latest of them once, as the schedule says. Never a
-// burst: a scheduler that fell behind fires the latest due instant only.
+// queue. The control plane records them (runner/control, which calls
+// Reschedule after each change); the scheduler reads them from the views
+// and queues each firing as Enqueue does. Each firing's queued event names
+// the schedule and the instant it was due, and the schedule's view keeps
+// the newest such instant, so that after a restart the scheduler knows
+// which firings it missed: it skips them, or runs the latest of them once,
+// as the schedule says. Never a burst: a scheduler that fell behind fires
+// the latest due instant only.
 
 // scheduleRetry is how soon a firing the server could not queue is tried
 // again.
 const scheduleRetry = time.Second
-
-// CreateSchedule adds a schedule to function ref.
-func (s *Service) CreateSchedule(ctx context.Context, ref string, spec function.ScheduleSpec) (projections.Schedule, error) {
-	spec, err := spec.Normalize()
-	if err != nil {
-		return projections.Schedule{}, err
-	}
-	f, err := s.views.Function(ref)
-	if err != nil {
-		return projections.Schedule{}, err
-	}
-	id := ulid.Make().String()
-	e, err := projections.NewScheduleCreated(f.ID, projections.ScheduleCreated{ID: id, ScheduleSpec: spec})
-	if err != nil {
-		return projections.Schedule{}, err
-	}
-	if _, err := s.log.AppendIf(ctx, func(r eventlog.ViewReader) error {
-		if err := projections.FunctionLive(r, f.ID); err != nil {
-			return err
-		}
-		if list, err := projections.SchedulesOf(r, f.ID); err != nil || len(list) >= function.MaxSchedulesPerFn {
-			return errors.Join(err, fmt.Errorf("%w: function %s has %d schedules, the most it may have", function.ErrInvalid, f.Name, function.MaxSchedulesPerFn))
-		}
-		return nil
-	}, e); err != nil {
-		return projections.Schedule{}, err
-	}
-	s.wakeScheduler()
-	return s.scheduleOf(f.ID, id)
-}
-
-// DeleteSchedule removes schedule id of function ref.
-func (s *Service) DeleteSchedule(ctx context.Context, ref, id string) error {
-	f, err := s.views.Function(ref)
-	if err != nil {
-		return err
-	}
-	e, err := projections.NewScheduleDeleted(f.ID, id)
-	if err != nil {
-		return err
-	}
-	_, err = s.log.AppendIf(ctx, func(r eventlog.ViewReader) error {
-		_, err := projections.ScheduleOf(r, f.ID, id)
-		return err
-	}, e)
-	s.wakeScheduler()
-	return err
-}
-
-func (s *Service) scheduleOf(fnID, id string) (sc projections.Schedule, err error) {
-	err = s.log.View(func(r eventlog.ViewReader) error {
-		sc, err = projections.ScheduleOf(r, fnID, id)
-		return err
-	})
-	return sc, err
-}
 
 // NextRun is when schedule sc fires next, as the scheduler sees it now.
 func (s *Service) NextRun(sc projections.Schedule) time.Time {
@@ -108,7 +52,9 @@ type scheduler struct {
 	nexts map[string]func(time.Time) time.Time
 }
 
-func (s *Service) wakeScheduler() {
+// Reschedule tells the scheduler that the schedules changed: it reads
+// them again from the views now, not at its next round.
+func (s *Service) Reschedule() {
 	select {
 	case s.sched.wake <- struct{}{}:
 	default:

@@ -111,8 +111,10 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Service runs invocations and records functions and invocations in the
-// event log. Its methods are safe for concurrent use.
+// Service is the data plane: it runs invocations and records them in the
+// event log, and fires schedules; it reads functions from the views, which
+// the control plane (runner/control) records. Its methods are safe for
+// concurrent use.
 type Service struct {
 	log     *eventlog.Log
 	views   *projections.Views

@@ -30,8 +30,8 @@ type container interface {
 	// run delivers the attempt's event, calling started once the
 	// container runs with it, and waits for the outcome.
 	run(ctx context.Context, a *attempt, started engine.OnStart) (engine.Result, error)
-	// release gives the container back, or lets it go, after run.
-	release()
+	// done gives the container back, or lets it go, after run.
+	done()
 }
 
 // take returns the container for attempt a.
@@ -114,10 +114,10 @@ func (c *coldContainer) run(ctx context.Context, a *attempt, started engine.OnSt
 	return c.s.engine.Run(ctx, spec, a.event, a.timeout, started)
 }
 
-// release lets go of a spare the attempt took but never ran (its queued
+// done lets go of a spare the attempt took but never ran (its queued
 // event could not be appended), and has a container ready for the
 // function's next invocation, whatever this one did.
-func (c *coldContainer) release() {
+func (c *coldContainer) done() {
 	if c.spare != nil && !c.ran {
 		c.s.spares.discard(c.spare)
 	}
@@ -174,7 +174,7 @@ func (c *hotContainer) run(ctx context.Context, a *attempt, started engine.OnSta
 	}
 }
 
-func (c *hotContainer) release() {
+func (c *hotContainer) done() {
 	if c.h != nil {
 		c.s.pools.put(c.f, c.p, c.h, c.broken)
 	}

@@ -103,7 +103,7 @@ func (sp *spares) take(ctx context.Context, f projections.Function) engine.Prest
 	now := time.Now()
 	// A call that came within a start time of the previous one gets the
 	// replacement started now, ahead of the next; otherwise the replacement
-	// starts when the call ends (release): a start beside the call's run
+	// starts when the call ends (its container is done): a start beside the call's run
 	// on the same engine made that run take twice as long.
 	pressed := len(fs.arrivals) > 0 && now.Sub(fs.arrivals[len(fs.arrivals)-1]) < fs.startTime()
 	fs.arrivals = append(fs.arrivals, now)

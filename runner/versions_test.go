@@ -48,12 +48,12 @@ func TestPublishedVersions(t *testing.T) {
 		t.Run(string(mode), func(t *testing.T) {
 			retag(a)
 			fn := f.register(function.Spec{Name: "fn-" + string(mode), Mode: mode})
-			v1, err := f.svc.PublishVersion(ctx, fn.Name, function.Publish{Description: "first"})
+			v1, err := f.ctl.PublishVersion(ctx, fn.Name, function.Publish{Description: "first"})
 			if err != nil || v1.Number != 1 || v1.ImageDigest != a.ID || v1.Image != tag || v1.Revision != 1 {
 				t.Fatalf("publish: %v %+v", err, v1)
 			}
 			// Nothing changed: publishing again gives version 1 back.
-			if again, err := f.svc.PublishVersion(ctx, fn.Name, function.Publish{}); err != nil || again.Number != 1 {
+			if again, err := f.ctl.PublishVersion(ctx, fn.Name, function.Publish{}); err != nil || again.Number != 1 {
 				t.Fatalf("publish again: %v %+v", err, again)
 			}
 			retag(b)
@@ -77,10 +77,10 @@ func TestPublishedVersions(t *testing.T) {
 			}
 			// A change makes a new revision, which publishes as version 2.
 			env := map[string]string{"V": "2"}
-			if _, err := f.svc.Update(ctx, fn.Name, function.Patch{Env: &env}); err != nil {
+			if _, err := f.ctl.Update(ctx, fn.Name, function.Patch{Env: &env}); err != nil {
 				t.Fatal(err)
 			}
-			v2, err := f.svc.PublishVersion(ctx, fn.Name, function.Publish{})
+			v2, err := f.ctl.PublishVersion(ctx, fn.Name, function.Publish{})
 			if err != nil || v2.Number != 2 || v2.ImageDigest != b.ID || v2.Env["V"] != "2" {
 				t.Fatalf("publish 2: %v %+v", err, v2)
 			}
@@ -93,7 +93,7 @@ func TestPublishedVersions(t *testing.T) {
 	t.Run("aliases", func(t *testing.T) {
 		fn := "fn-" + string(function.ModeHot)
 		half := function.AliasSpec{FunctionVersion: "1", Weights: map[string]float64{"2": 0.5}}
-		if _, err := f.svc.PutAlias(ctx, fn, "prod", half, true); err != nil {
+		if _, err := f.ctl.PutAlias(ctx, fn, "prod", half, true); err != nil {
 			t.Fatal(err)
 		}
 		seen := map[string]int{}
@@ -107,19 +107,19 @@ func TestPublishedVersions(t *testing.T) {
 		if seen["1"] == 0 || seen["2"] == 0 || len(seen) != 2 {
 			t.Errorf("an alias weighted half and half ran %v", seen)
 		}
-		if _, err := f.svc.PutAlias(ctx, fn, "prod", half, true); !errors.Is(err, function.ErrConflict) {
+		if _, err := f.ctl.PutAlias(ctx, fn, "prod", half, true); !errors.Is(err, function.ErrConflict) {
 			t.Errorf("an alias created twice: %v", err)
 		}
-		if _, err := f.svc.PutAlias(ctx, fn, "next", function.AliasSpec{FunctionVersion: "9"}, true); !errors.Is(err, function.ErrInvalid) {
+		if _, err := f.ctl.PutAlias(ctx, fn, "next", function.AliasSpec{FunctionVersion: "9"}, true); !errors.Is(err, function.ErrInvalid) {
 			t.Errorf("an alias of a version never published: %v", err)
 		}
-		if _, err := f.svc.PutAlias(ctx, fn, "prod", function.AliasSpec{FunctionVersion: "2"}, false); err != nil {
+		if _, err := f.ctl.PutAlias(ctx, fn, "prod", function.AliasSpec{FunctionVersion: "2"}, false); err != nil {
 			t.Fatal(err)
 		}
 		if inv := call(fn, "prod"); inv.ExecutedVersion != "2" {
 			t.Errorf("the updated alias ran %q", inv.ExecutedVersion)
 		}
-		if err := f.svc.DeleteAlias(ctx, fn, "prod"); err != nil {
+		if err := f.ctl.DeleteAlias(ctx, fn, "prod"); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := f.svc.Invoke(ctx, fn, function.Request{Qualifier: "prod"}); !errors.Is(err, projections.ErrNotFound) {
@@ -145,7 +145,7 @@ func TestPublishChecksTheDigestFirst(t *testing.T) {
 	f.register(function.Spec{Name: "fn"})
 	head, _ := f.log.Head()
 	wrong := "sha256:" + strings.Repeat("0", 64)
-	if v, err := f.svc.PublishVersion(ctx, "fn", function.Publish{ImageDigest: wrong}); !errors.Is(err, function.ErrInvalid) || !strings.Contains(err.Error(), img.ID) {
+	if v, err := f.ctl.PublishVersion(ctx, "fn", function.Publish{ImageDigest: wrong}); !errors.Is(err, function.ErrInvalid) || !strings.Contains(err.Error(), img.ID) {
 		t.Errorf("publish with another digest: %v %+v, want ErrInvalid naming %s", err, v, img.ID)
 	}
 	if vs, err := f.svc.Views().Versions("fn"); err != nil || len(vs) != 0 {
@@ -154,13 +154,13 @@ func TestPublishChecksTheDigestFirst(t *testing.T) {
 	if now, _ := f.log.Head(); now != head {
 		t.Errorf("a refused publish appended %d events", now-head)
 	}
-	v, err := f.svc.PublishVersion(ctx, "fn", function.Publish{ImageDigest: strings.TrimPrefix(img.ID, "sha256:"), Description: "one"})
+	v, err := f.ctl.PublishVersion(ctx, "fn", function.Publish{ImageDigest: strings.TrimPrefix(img.ID, "sha256:"), Description: "one"})
 	if err != nil || v.Number != 1 || v.ImageDigest != img.ID || v.Description != "one" {
 		t.Fatalf("publish with the image's digest: %v %+v", err, v)
 	}
 	// Nothing changed since, which returns version 1 when the digest
 	// allows it: another digest is still refused.
-	if _, err := f.svc.PublishVersion(ctx, "fn", function.Publish{ImageDigest: wrong}); !errors.Is(err, function.ErrInvalid) {
+	if _, err := f.ctl.PublishVersion(ctx, "fn", function.Publish{ImageDigest: wrong}); !errors.Is(err, function.ErrInvalid) {
 		t.Errorf("publish again with another digest: %v", err)
 	}
 }

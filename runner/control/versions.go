@@ -1,48 +1,30 @@
-package runner
+package control
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"slices"
-	"strconv"
 
 	"github.com/minilambda/minilambda/eventlog"
 	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/projections"
 )
 
-// resolve returns function ref as the qualifier names it, an alias with a
-// second version picking one at random by its weights.
-func (s *Service) resolve(ref, qualifier string) (projections.Resolved, error) {
-	q, err := function.ParseQualifier(qualifier)
-	if err != nil {
-		return projections.Resolved{}, err
-	}
-	return s.views.Resolve(ref, q, rand.Float64())
-}
-
-// publishedOf is the published version an invocation runs, 0 for $LATEST.
-func publishedOf(inv projections.Invocation) int {
-	n, _ := strconv.Atoi(inv.ExecutedVersion)
-	return n
-}
-
 // PublishVersion freezes function ref's current settings and the digest
 // of the image its tag names now as its next numbered version. Publishing
 // again with nothing changed returns the newest version, as Lambda does.
 // A request whose ImageDigest is not that image's publishes nothing.
-func (s *Service) PublishVersion(ctx context.Context, ref string, p function.Publish) (projections.Version, error) {
+func (c *Plane) PublishVersion(ctx context.Context, ref string, p function.Publish) (projections.Version, error) {
 	if err := p.Check(); err != nil {
 		return projections.Version{}, err
 	}
-	f, err := s.views.Function(ref)
+	f, err := c.views.Function(ref)
 	if err != nil {
 		return projections.Version{}, err
 	}
-	digest, err := s.imageOf(ctx, f.Image)
+	digest, err := c.imageOf(ctx, f.Image)
 	if err != nil {
 		if errors.Is(err, function.ErrInvalid) {
 			err = fmt.Errorf("%w; a version freezes the image it names", err)
@@ -53,7 +35,7 @@ func (s *Service) PublishVersion(ctx context.Context, ref string, p function.Pub
 		return projections.Version{}, fmt.Errorf("%w: function %s's image %q is %s now, not %s: nothing was published",
 			function.ErrInvalid, f.Name, f.Image, digest, p.ImageDigest)
 	}
-	versions, err := s.views.Versions(f.ID)
+	versions, err := c.views.Versions(f.ID)
 	if err != nil {
 		return projections.Version{}, err
 	}
@@ -67,7 +49,7 @@ func (s *Service) PublishVersion(ctx context.Context, ref string, p function.Pub
 	if err != nil {
 		return projections.Version{}, err
 	}
-	if _, err := s.log.AppendIf(ctx, func(r eventlog.ViewReader) error {
+	if _, err := c.log.AppendIf(ctx, func(r eventlog.ViewReader) error {
 		cur, err := projections.FunctionByRef(r, f.ID)
 		if err == nil && cur.Version != f.Version {
 			err = fmt.Errorf("%w: function %s changed meanwhile; try again", function.ErrConflict, f.Name)
@@ -79,18 +61,18 @@ func (s *Service) PublishVersion(ctx context.Context, ref string, p function.Pub
 	}, e); err != nil {
 		return projections.Version{}, err
 	}
-	return s.views.Version(f.ID, number)
+	return c.views.Version(f.ID, number)
 }
 
 // PutAlias creates alias name of function ref (create) or changes it.
-func (s *Service) PutAlias(ctx context.Context, ref, name string, spec function.AliasSpec, create bool) (projections.Alias, error) {
+func (c *Plane) PutAlias(ctx context.Context, ref, name string, spec function.AliasSpec, create bool) (projections.Alias, error) {
 	if err := function.CheckAliasName(name); err != nil {
 		return projections.Alias{}, fmt.Errorf("%w: %v", function.ErrInvalid, err)
 	}
 	if err := spec.Check(); err != nil {
 		return projections.Alias{}, err
 	}
-	f, err := s.views.Function(ref)
+	f, err := c.views.Function(ref)
 	if err != nil {
 		return projections.Alias{}, err
 	}
@@ -98,7 +80,7 @@ func (s *Service) PutAlias(ctx context.Context, ref, name string, spec function.
 	if err != nil {
 		return projections.Alias{}, err
 	}
-	if _, err := s.log.AppendIf(ctx, func(r eventlog.ViewReader) error {
+	if _, err := c.log.AppendIf(ctx, func(r eventlog.ViewReader) error {
 		if _, err := projections.FunctionByRef(r, f.ID); err != nil {
 			return err
 		}
@@ -118,12 +100,12 @@ func (s *Service) PutAlias(ctx context.Context, ref, name string, spec function.
 	}, e); err != nil {
 		return projections.Alias{}, err
 	}
-	return s.views.Alias(f.ID, name)
+	return c.views.Alias(f.ID, name)
 }
 
 // DeleteAlias removes alias name of function ref.
-func (s *Service) DeleteAlias(ctx context.Context, ref, name string) error {
-	f, err := s.views.Function(ref)
+func (c *Plane) DeleteAlias(ctx context.Context, ref, name string) error {
+	f, err := c.views.Function(ref)
 	if err != nil {
 		return err
 	}
@@ -131,7 +113,7 @@ func (s *Service) DeleteAlias(ctx context.Context, ref, name string) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.log.AppendIf(ctx, func(r eventlog.ViewReader) error {
+	_, err = c.log.AppendIf(ctx, func(r eventlog.ViewReader) error {
 		_, err := projections.AliasOf(r, f.ID, name)
 		return err
 	}, e)

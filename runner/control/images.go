@@ -1,4 +1,4 @@
-package runner
+package control
 
 import (
 	"context"
@@ -14,17 +14,17 @@ import (
 
 // LoadImage loads a `docker save` archive into the engine and records
 // what it loaded, and which tags it took from other images.
-func (s *Service) LoadImage(ctx context.Context, r io.Reader) (projections.ImageLoaded, error) {
-	before, err := s.engine.Images(ctx)
+func (c *Plane) LoadImage(ctx context.Context, r io.Reader) (projections.ImageLoaded, error) {
+	before, err := c.engine.Images(ctx)
 	if err != nil {
 		return projections.ImageLoaded{}, err
 	}
-	tags, err := s.engine.LoadImage(ctx, r)
+	tags, err := c.engine.LoadImage(ctx, r)
 	if err != nil {
 		return projections.ImageLoaded{}, err
 	}
 	res := projections.ImageLoaded{Loaded: tags}
-	if after, err := s.engine.Images(ctx); err == nil {
+	if after, err := c.engine.Images(ctx); err == nil {
 		for _, tag := range tags {
 			if prev, ok := before[tag]; ok && after[tag] != "" && prev != after[tag] {
 				res.Replaced = append(res.Replaced, projections.ReplacedTag{Tag: tag, PreviousID: prev, ID: after[tag]})
@@ -36,15 +36,15 @@ func (s *Service) LoadImage(ctx context.Context, r io.Reader) (projections.Image
 		return res, err
 	}
 	// The engine has the image now: record that, even if the client left.
-	if _, err := s.log.Append(context.WithoutCancel(ctx), e); err != nil {
+	if _, err := c.log.Append(context.WithoutCancel(ctx), e); err != nil {
 		return res, err
 	}
 	return res, nil
 }
 
 // ListImages lists the image tags the engine has, sorted.
-func (s *Service) ListImages(ctx context.Context) ([]string, error) {
-	ids, err := s.engine.Images(ctx)
+func (c *Plane) ListImages(ctx context.Context) ([]string, error) {
+	ids, err := c.engine.Images(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -57,15 +57,15 @@ func (s *Service) ListImages(ctx context.Context) ([]string, error) {
 }
 
 // ImageID returns the ID of the image ref names in the engine now.
-func (s *Service) ImageID(ctx context.Context, ref string) (string, error) {
-	return s.engine.ImageID(ctx, ref)
+func (c *Plane) ImageID(ctx context.Context, ref string) (string, error) {
+	return c.engine.ImageID(ctx, ref)
 }
 
 // imageOf is the ID of the image ref names in the engine now. An image the
 // engine does not have is the caller's to fix: an error wrapping
 // function.ErrInvalid that names it. Nothing is ever pulled.
-func (s *Service) imageOf(ctx context.Context, ref string) (string, error) {
-	id, err := s.engine.ImageID(ctx, ref)
+func (c *Plane) imageOf(ctx context.Context, ref string) (string, error) {
+	id, err := c.engine.ImageID(ctx, ref)
 	if errors.Is(err, engine.ErrImageNotFound) {
 		return "", fmt.Errorf("%w: image %q is not in the server's engine: load it with POST /images or docker load first", function.ErrInvalid, ref)
 	}
@@ -76,8 +76,8 @@ func (s *Service) imageOf(ctx context.Context, ref string) (string, error) {
 // have: every invocation of it would fail. An engine that cannot be asked
 // cannot say, and the image is taken on trust then; an invocation that
 // does not find it fails, as one of an image removed later does.
-func (s *Service) checkImage(ctx context.Context, ref string) error {
-	if _, err := s.imageOf(ctx, ref); errors.Is(err, function.ErrInvalid) {
+func (c *Plane) checkImage(ctx context.Context, ref string) error {
+	if _, err := c.imageOf(ctx, ref); errors.Is(err, function.ErrInvalid) {
 		return err
 	}
 	return nil

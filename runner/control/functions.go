@@ -1,0 +1,111 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/minilambda/minilambda/eventlog"
+	"github.com/minilambda/minilambda/function"
+	"github.com/minilambda/minilambda/projections"
+	"github.com/oklog/ulid/v2"
+)
+
+// Register checks spec, fills its defaults and records a new function.
+// Its image must be in the engine (see checkImage).
+func (c *Plane) Register(ctx context.Context, spec function.Spec) (projections.Function, error) {
+	spec, err := function.Normalize(spec)
+	if err != nil {
+		return projections.Function{}, err
+	}
+	if err := c.runner.CheckCallback(spec.CallbackURL); err != nil {
+		return projections.Function{}, err
+	}
+	if err := c.checkImage(ctx, spec.Image); err != nil {
+		return projections.Function{}, err
+	}
+	id := ulid.Make().String()
+	e, err := projections.NewFunctionRegistered(id, projections.FunctionRegistered{Spec: spec, CreatedAt: time.Now().UTC()})
+	if err != nil {
+		return projections.Function{}, err
+	}
+	_, err = c.log.AppendIf(ctx, func(r eventlog.ViewReader) error {
+		if projections.NameTaken(r, spec.Name) {
+			return fmt.Errorf("%w: a function named %q exists already", function.ErrConflict, spec.Name)
+		}
+		return nil
+	}, e)
+	if err != nil {
+		return projections.Function{}, err
+	}
+	return c.views.Function(id)
+}
+
+// Update applies patch to the live function ref and records the new
+// version; a new image must be in the engine, as Register's. The runner
+// retires the function's hot containers and spares: the next invocation
+// starts one of the new version.
+func (c *Plane) Update(ctx context.Context, ref string, patch function.Patch) (projections.Function, error) {
+	f, err := c.views.Function(ref)
+	if err != nil {
+		return f, err
+	}
+	spec, err := function.Normalize(patch.Apply(f.Spec))
+	if err != nil {
+		return f, err
+	}
+	if err := c.runner.CheckCallback(spec.CallbackURL); err != nil {
+		return f, err
+	}
+	// Only a change of image is checked: the image a function has stays
+	// its own, even when the engine lost it since.
+	if spec.Image != f.Image {
+		if err := c.checkImage(ctx, spec.Image); err != nil {
+			return f, err
+		}
+	}
+	e, err := projections.NewFunctionUpdated(f.ID, projections.FunctionUpdated{Version: f.Version + 1, Spec: spec})
+	if err != nil {
+		return f, err
+	}
+	_, err = c.log.AppendIf(ctx, func(r eventlog.ViewReader) error {
+		cur, err := projections.FunctionByRef(r, f.ID)
+		if err != nil {
+			return err
+		}
+		if cur.Version != f.Version {
+			return fmt.Errorf("%w: function %s changed meanwhile; try again", function.ErrConflict, f.Name)
+		}
+		if spec.Name != f.Name && projections.NameTaken(r, spec.Name) {
+			return fmt.Errorf("%w: a function named %q exists already", function.ErrConflict, spec.Name)
+		}
+		return nil
+	}, e)
+	if err != nil {
+		return f, err
+	}
+	c.runner.Retire(f.ID, false)
+	return c.views.Function(f.ID)
+}
+
+// Delete records the removal of the live function ref, and the runner
+// retires its containers and those of its versions. Its invocations stay
+// readable.
+func (c *Plane) Delete(ctx context.Context, ref string) error {
+	f, err := c.views.Function(ref)
+	if err != nil {
+		return err
+	}
+	e, err := projections.NewFunctionDeleted(f.ID)
+	if err != nil {
+		return err
+	}
+	_, err = c.log.AppendIf(ctx, func(r eventlog.ViewReader) error {
+		_, err := projections.FunctionByRef(r, f.ID)
+		return err
+	}, e)
+	if err == nil {
+		c.runner.Retire(f.ID, true)
+	}
+	return err
+}
