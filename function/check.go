@@ -26,7 +26,10 @@ type FieldError struct {
 	Err   error
 }
 
+// Error is what is wrong with the setting.
 func (e *FieldError) Error() string { return e.Err.Error() }
+
+// Unwrap returns Err.
 func (e *FieldError) Unwrap() error { return e.Err }
 
 // fieldErr returns a FieldError about field with the message given.

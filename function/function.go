@@ -7,7 +7,8 @@
 // once: the API checks a registration with them, migrate an imported
 // function, the projections record what they allow and the runner and its
 // engines run it. Checks return errors wrapping [ErrInvalid] whose message
-// says what to change, in words a user can act on.
+// says what to change, in words a user can act on; one about a single
+// setting holds a [FieldError] that names it as the API spells it.
 package function
 
 import (
