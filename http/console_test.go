@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -339,5 +340,22 @@ func TestConsoleNamesEventTypesFromTheSchema(t *testing.T) {
 	}
 	if checked < 20 {
 		t.Errorf("checked %d member reads of describe: did its shape change?", checked)
+	}
+
+	// What the live view reads of any event's payload is some type's.
+	live, err := consoleFiles.ReadFile("console/live.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reads := regexp.MustCompile(`\be\.data\.(\w+)`).FindAllSubmatch(live, -1)
+	if len(reads) == 0 {
+		t.Error("live.js reads no payload member: did its shape change?")
+	}
+	for _, m := range reads {
+		if !slices.ContainsFunc(slices.Collect(maps.Values(schema)), func(e projections.EventSchema) bool {
+			return slices.Contains(e.Members, string(m[1]))
+		}) {
+			t.Errorf("live.js reads the payload member %q, which no event type has", m[1])
+		}
 	}
 }
