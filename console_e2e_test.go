@@ -221,7 +221,21 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 	b.forgive("the server responded with a status of 400") // the refusal, logged by the browser
 	b.screenshot("register-error")
-	b.do("fix the timeout", setValue("#fn-timeout", "30"), chromedp.Click(chromedp.ID("function-submit")))
+	// The field comes from the server's answer, not its words: a memory
+	// and an env mistake each show under their own setting, and the
+	// timeout's error is gone.
+	for _, c := range []struct{ key, step string }{{"memory_mb", "1"}, {"env", "1BAD=x"}} {
+		b.do("a bad "+c.key, setValue("#fn-timeout", "30"), setValue("#fn-memory_mb", ""), setValue("#fn-env", "GREETING=hello"),
+			setValue("#fn-"+c.key, c.step), chromedp.Click(chromedp.ID("function-submit")))
+		msg := wait[string](b, "the "+c.key+" error", `(() => { const e = document.getElementById('fn-`+c.key+`-error'); return !e.hidden && e.textContent })()`, 10*time.Second)
+		if other := eval[bool](b, `document.getElementById('fn-timeout-error').hidden`); !other || !strings.Contains(msg, c.key) ||
+			eval[string](b, `document.getElementById('fn-`+c.key+`').getAttribute('aria-invalid')`) != "true" {
+			t.Errorf("%s: inline error %q (timeout's error hidden: %v)", c.key, msg, other)
+		}
+		b.forgive("the server responded with a status of 400")
+	}
+	b.do("fix the timeout", setValue("#fn-timeout", "30"), setValue("#fn-memory_mb", ""), setValue("#fn-env", "GREETING=hello"),
+		chromedp.Click(chromedp.ID("function-submit")))
 	wait[bool](b, "the function listed", `!!document.querySelector('#functions tr[data-function="console-fn"]')`, 10*time.Second)
 	b.screenshot("functions")
 

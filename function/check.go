@@ -16,9 +16,43 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
 }
 
+// FieldError is a mistake in one setting of a request. Field names the
+// setting as the API spells it, the path of its JSON member ("timeout",
+// "env", "http_trigger.hmac_secret"); Err says what is wrong. Each rule
+// makes its own where it lives, and the errors that wrap ErrInvalid keep
+// it: errors.As finds it, and the API answers with its field.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+// Error is what is wrong with the setting.
+func (e *FieldError) Error() string { return e.Err.Error() }
+
+// Unwrap returns Err.
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// fieldErr returns a FieldError about field with the message given.
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// invalidField returns an error wrapping ErrInvalid and a FieldError
+// about field, with the message given.
+func invalidField(field, format string, args ...any) error {
+	return fmt.Errorf("%w: %w", ErrInvalid, fieldErr(field, format, args...))
+}
+
+// invalidErr wraps ErrInvalid around err, a Check function's, keeping
+// the FieldError in it.
+func invalidErr(err error) error {
+	return fmt.Errorf("%w: %w", ErrInvalid, err)
+}
+
 // The Check functions below say what is wrong in words a user can act on,
 // without wrapping ErrInvalid: the caller decides what the mistake is to
-// it (a bad request, a bad legacy file, a bad container spec).
+// it (a bad request, a bad legacy file, a bad container spec). Those of a
+// setting return a FieldError naming it.
 
 // MaxNameLen is the longest function name; MaxIDLen the longest id.
 const (
@@ -43,13 +77,14 @@ const (
 // working directory that replace an image's, or returns nil.
 func checkImageConfig(entrypoint, command []string, dir string) error {
 	n := len(dir)
-	for _, args := range [][]string{entrypoint, command} {
+	for i, args := range [][]string{entrypoint, command} {
+		field := [...]string{"entrypoint", "command"}[i]
 		if len(args) > MaxCommandArgs {
-			return fmt.Errorf("at most %d arguments in an entrypoint or a command", MaxCommandArgs)
+			return fieldErr(field, "at most %d arguments in an entrypoint or a command", MaxCommandArgs)
 		}
 		for _, a := range args {
 			if strings.ContainsRune(a, 0) {
-				return fmt.Errorf("an entrypoint or command argument holds a NUL byte")
+				return fieldErr(field, "an entrypoint or command argument holds a NUL byte")
 			}
 			n += len(a)
 		}
@@ -58,7 +93,7 @@ func checkImageConfig(entrypoint, command []string, dir string) error {
 		return fmt.Errorf("entrypoint, command and working_dir are %d bytes together; at most %d", n, MaxCommandLen)
 	}
 	if dir != "" && !strings.HasPrefix(dir, "/") {
-		return fmt.Errorf("working_dir %.40q must be an absolute path", dir)
+		return fieldErr("working_dir", "working_dir %.40q must be an absolute path", dir)
 	}
 	return nil
 }
@@ -67,14 +102,14 @@ func checkImageConfig(entrypoint, command []string, dir string) error {
 // Names are 1 to 64 of A-Z a-z 0-9 _ . -
 func CheckName(name string) error {
 	if name == "" {
-		return fmt.Errorf("name is empty")
+		return fieldErr("name", "name is empty")
 	}
 	if len(name) > MaxNameLen {
-		return fmt.Errorf("name %.20q... is %d characters; at most %d", name, len(name), MaxNameLen)
+		return fieldErr("name", "name %.20q... is %d characters; at most %d", name, len(name), MaxNameLen)
 	}
 	for _, r := range name {
 		if !nameChar(r) {
-			return fmt.Errorf("name %q has %q: use only letters, digits, '_', '.' and '-'", name, r)
+			return fieldErr("name", "name %q has %q: use only letters, digits, '_', '.' and '-'", name, r)
 		}
 	}
 	return nil
@@ -102,13 +137,13 @@ func CheckID(id string) error {
 // grammar (name, tag, digest) or an image ID.
 func CheckImage(image string) error {
 	if image == "" {
-		return fmt.Errorf("image is empty")
+		return fieldErr("image", "image is empty")
 	}
 	if len(image) > 512 {
-		return fmt.Errorf("image reference is longer than 512 characters")
+		return fieldErr("image", "image reference is longer than 512 characters")
 	}
 	if _, err := reference.ParseAnyReference(image); err != nil {
-		return fmt.Errorf("image %q is not a valid image reference: %v", image, err)
+		return fieldErr("image", "image %q is not a valid image reference: %v", image, err)
 	}
 	return nil
 }
@@ -116,7 +151,7 @@ func CheckImage(image string) error {
 // CheckMemory refuses a memory limit out of bounds.
 func CheckMemory(mb int) error {
 	if mb < MinMemoryMB || mb > MaxMemoryMB {
-		return fmt.Errorf("memory_mb must be between %d and %d, got %d", MinMemoryMB, MaxMemoryMB, mb)
+		return fieldErr("memory_mb", "memory_mb must be between %d and %d, got %d", MinMemoryMB, MaxMemoryMB, mb)
 	}
 	return nil
 }
@@ -132,9 +167,9 @@ var (
 func CheckNetwork(network string) error {
 	switch {
 	case network == "host" || strings.HasPrefix(network, "container:"):
-		return fmt.Errorf(`network %q would share the host's or another container's network; use "bridge", "none" or a user-defined network`, network)
+		return fieldErr("network", `network %q would share the host's or another container's network; use "bridge", "none" or a user-defined network`, network)
 	case !networkName.MatchString(network):
-		return fmt.Errorf("network %q is not a network name", network)
+		return fieldErr("network", "network %q is not a network name", network)
 	}
 	return nil
 }
@@ -142,14 +177,14 @@ func CheckNetwork(network string) error {
 // CheckEnv checks the names and values of environment variables.
 func CheckEnv(env map[string]string) error {
 	if len(env) > MaxEnv {
-		return fmt.Errorf("env has %d variables; at most %d", len(env), MaxEnv)
+		return fieldErr("env", "env has %d variables; at most %d", len(env), MaxEnv)
 	}
 	for k, v := range env {
 		if !envKey.MatchString(k) {
-			return fmt.Errorf("env variable name %q: use letters, digits and '_', not starting with a digit", k)
+			return fieldErr("env", "env variable name %q: use letters, digits and '_', not starting with a digit", k)
 		}
 		if len(v) > MaxEnvValue || strings.ContainsRune(v, 0) || !utf8.ValidString(v) {
-			return fmt.Errorf("env variable %s: the value must be UTF-8 text without NUL, at most %d bytes", k, MaxEnvValue)
+			return fieldErr("env", "env variable %s: the value must be UTF-8 text without NUL, at most %d bytes", k, MaxEnvValue)
 		}
 	}
 	return nil
@@ -164,7 +199,7 @@ func CheckCallbackURL(raw string) error {
 	}
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-		return fmt.Errorf("callback_url %q must be an http or https URL", raw)
+		return fieldErr("callback_url", "callback_url %q must be an http or https URL", raw)
 	}
 	return nil
 }
@@ -176,11 +211,11 @@ const MaxHandlerLen = 128
 // printable text without spaces, as Lambda does.
 func CheckHandler(h string) error {
 	if len(h) > MaxHandlerLen {
-		return fmt.Errorf("handler is longer than %d characters", MaxHandlerLen)
+		return fieldErr("handler", "handler is longer than %d characters", MaxHandlerLen)
 	}
 	for _, r := range h {
 		if unicode.IsSpace(r) || !unicode.IsPrint(r) {
-			return fmt.Errorf("handler %q has %q: no spaces or control characters", h, r)
+			return fieldErr("handler", "handler %q has %q: no spaces or control characters", h, r)
 		}
 	}
 	return nil

@@ -7,7 +7,8 @@
 // once: the API checks a registration with them, migrate an imported
 // function, the projections record what they allow and the runner and its
 // engines run it. Checks return errors wrapping [ErrInvalid] whose message
-// says what to change, in words a user can act on.
+// says what to change, in words a user can act on; one about a single
+// setting holds a [FieldError] that names it as the API spells it.
 package function
 
 import (
@@ -92,7 +93,7 @@ type Request struct {
 // operator allows.
 func (r Request) Check() (Request, error) {
 	if r.Timeout < 0 || r.Timeout > MaxTimeout {
-		return r, invalid("timeout must be between 1 and %d seconds", MaxTimeout)
+		return r, invalidField("timeout", "timeout must be between 1 and %d seconds", MaxTimeout)
 	}
 	if len(r.Event) == 0 {
 		r.Event = json.RawMessage("{}")

@@ -73,78 +73,78 @@ type Spec struct {
 // allowed is the operator's setting, which the runner checks.
 func Normalize(s Spec) (Spec, error) {
 	if err := CheckName(s.Name); err != nil {
-		return s, invalid("%v", err)
+		return s, invalidErr(err)
 	}
 	if err := CheckImage(s.Image); err != nil {
-		return s, invalid("%v", err)
+		return s, invalidErr(err)
 	}
 	switch {
 	case s.Timeout == 0:
 		s.Timeout = DefaultTimeout
 	case s.Timeout < 0 || s.Timeout > MaxTimeout:
-		return s, invalid("timeout must be between 1 and %d seconds, got %d", MaxTimeout, s.Timeout)
+		return s, invalidField("timeout", "timeout must be between 1 and %d seconds, got %d", MaxTimeout, s.Timeout)
 	}
 	switch {
 	case s.MemoryMB == 0:
 		s.MemoryMB = DefaultMemoryMB
 	default:
 		if err := CheckMemory(s.MemoryMB); err != nil {
-			return s, invalid("%v", err)
+			return s, invalidErr(err)
 		}
 	}
 	if s.CPUs < 0 || s.CPUs > MaxCPUs || s.CPUs != s.CPUs {
-		return s, invalid("cpus must be between 0 (no limit) and %d, got %v", MaxCPUs, s.CPUs)
+		return s, invalidField("cpus", "cpus must be between 0 (no limit) and %d, got %v", MaxCPUs, s.CPUs)
 	}
 	if s.MaxAttempts < 0 || s.MaxAttempts > MaxMaxAttempts {
-		return s, invalid("max_attempts must be between 1 and %d (0: the server's default), got %d", MaxMaxAttempts, s.MaxAttempts)
+		return s, invalidField("max_attempts", "max_attempts must be between 1 and %d (0: the server's default), got %d", MaxMaxAttempts, s.MaxAttempts)
 	}
 	if s.Concurrency < 0 || s.Concurrency > MaxConcurrency {
-		return s, invalid("concurrency must be between 0 (no limit of its own) and %d, got %d", MaxConcurrency, s.Concurrency)
+		return s, invalidField("concurrency", "concurrency must be between 0 (no limit of its own) and %d, got %d", MaxConcurrency, s.Concurrency)
 	}
 	switch s.Mode {
 	case "", ModeCold:
 		s.Mode = ModeCold
 	case ModeHot, ModeLambda:
 	default:
-		return s, invalid(`mode must be "cold" (a fresh container per invocation), "hot" (long-lived containers, one event per line) `+
+		return s, invalidField("mode", `mode must be "cold" (a fresh container per invocation), "hot" (long-lived containers, one event per line) `+
 			`or "lambda" (long-lived containers speaking the AWS Lambda Runtime API), got %q`, s.Mode)
 	}
 	if s.Handler != "" && s.Mode != ModeLambda {
-		return s, invalid(`handler is a setting of lambda functions ("mode": "lambda")`)
+		return s, invalidField("handler", `handler is a setting of lambda functions ("mode": "lambda")`)
 	}
 	if err := CheckHandler(s.Handler); err != nil {
-		return s, invalid("%v", err)
+		return s, invalidErr(err)
 	}
 	if err := checkImageConfig(s.Entrypoint, s.Command, s.WorkingDir); err != nil {
-		return s, invalid("%v", err)
+		return s, invalidErr(err)
 	}
 	if err := CheckDescription(s.Description); err != nil {
-		return s, invalid("%v", err)
+		return s, invalidErr(err)
 	}
 	if len(s.Role) > MaxRoleLen {
-		return s, invalid("role is %d characters; at most %d", len(s.Role), MaxRoleLen)
+		return s, invalidField("role", "role is %d characters; at most %d", len(s.Role), MaxRoleLen)
 	}
 	if s.HTTPTrigger != nil {
 		t := *s.HTTPTrigger
 		if err := normalizeTrigger(&t); err != nil {
-			return s, invalid("%v", err)
+			return s, invalidErr(err)
 		}
 		s.HTTPTrigger = &t
 	}
 	if s.Mode == ModeLambda {
 		for k := range s.Env {
 			if IsReservedLambdaEnv(k) {
-				return s, invalid("env variable %s is set by the platform for lambda functions and cannot be set", k)
+				return s, invalidField("env", "env variable %s is set by the platform for lambda functions and cannot be set", k)
 			}
 		}
 	}
 	if s.Network == "" {
 		s.Network = DefaultNetwork
 	} else if err := CheckNetwork(s.Network); err != nil {
-		return s, invalid("%v", err)
+		return s, invalidErr(err)
 	}
 	if err := CheckEnv(s.Env); err != nil {
-		return s, invalid("%v", err)
+		return s, invalidErr(err)
 	}
 	if len(s.Env) == 0 {
 		s.Env = nil
@@ -152,7 +152,7 @@ func Normalize(s Spec) (Spec, error) {
 		s.Env = maps.Clone(s.Env)
 	}
 	if err := CheckCallbackURL(s.CallbackURL); err != nil {
-		return s, invalid("%v", err)
+		return s, invalidErr(err)
 	}
 	return s, nil
 }

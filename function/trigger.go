@@ -4,7 +4,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"net/textproto"
 	"strconv"
 	"strings"
@@ -51,16 +50,20 @@ func normalizeTrigger(t *HTTPTrigger) error {
 		t.Auth = TriggerAuthToken
 	case TriggerAuthToken, TriggerAuthNone, TriggerAuthHMAC:
 	default:
-		return fmt.Errorf(`http_trigger.auth must be "token", "none" or "hmac", got %.20q`, t.Auth)
+		return fieldErr("http_trigger.auth", `http_trigger.auth must be "token", "none" or "hmac", got %.20q`, t.Auth)
 	}
 	if t.Auth != TriggerAuthHMAC {
 		if t.HMACSecret != "" || t.HMACHeader != "" {
-			return fmt.Errorf(`http_trigger.hmac_secret and hmac_header are for "auth": "hmac"`)
+			field := "http_trigger.hmac_secret"
+			if t.HMACSecret == "" {
+				field = "http_trigger.hmac_header"
+			}
+			return fieldErr(field, `http_trigger.hmac_secret and hmac_header are for "auth": "hmac"`)
 		}
 		return nil
 	}
 	if len(t.HMACSecret) < MinHMACSecretLen || len(t.HMACSecret) > maxHMACSecretLen {
-		return fmt.Errorf("http_trigger.hmac_secret must be %d to %d bytes", MinHMACSecretLen, maxHMACSecretLen)
+		return fieldErr("http_trigger.hmac_secret", "http_trigger.hmac_secret must be %d to %d bytes", MinHMACSecretLen, maxHMACSecretLen)
 	}
 	if t.HMACHeader == "" {
 		t.HMACHeader = DefaultHMACHeader
@@ -68,7 +71,7 @@ func normalizeTrigger(t *HTTPTrigger) error {
 	if len(t.HMACHeader) > maxHMACHeaderNameLen || strings.IndexFunc(t.HMACHeader, func(r rune) bool {
 		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-')
 	}) >= 0 {
-		return fmt.Errorf("http_trigger.hmac_header %.40q is not a header name", t.HMACHeader)
+		return fieldErr("http_trigger.hmac_header", "http_trigger.hmac_header %.40q is not a header name", t.HMACHeader)
 	}
 	t.HMACHeader = textproto.CanonicalMIMEHeaderKey(t.HMACHeader)
 	return nil

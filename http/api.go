@@ -71,9 +71,9 @@ type registerBody struct {
 func (b registerBody) spec() (function.Spec, error) {
 	switch {
 	case b.ID != "":
-		return b.Spec, badRequest{"id is the server's to set: leave it out or empty"}
+		return b.Spec, badField("id", "id is the server's to set: leave it out or empty")
 	case b.Version != 0:
-		return b.Spec, badRequest{"version is the server's to set: leave it out or 0"}
+		return b.Spec, badField("version", "version is the server's to set: leave it out or 0")
 	case !b.CreatedAt.IsZero() || !b.UpdatedAt.IsZero():
 		return b.Spec, badRequest{"created_at and updated_at are the server's to set: leave them out or zero"}
 	case b.TimeoutSec != 0 && b.Timeout != 0 && b.TimeoutSec != b.Timeout:
@@ -187,8 +187,8 @@ func (s *Server) decodeInvoke(w http.ResponseWriter, r *http.Request) (function.
 	}
 	var body invokeBody
 	if err := s.decode(w, r, &body, true); err != nil {
-		if br, ok := err.(badRequest); ok && strings.Contains(br.msg, "unknown field") {
-			err = badRequest{br.msg + `: the body is {"event": <the function's event>, "timeout": <seconds>}`}
+		if f := fieldOf(err); f != "" && strings.Contains(err.Error(), "unknown field") {
+			err = badField(f, err.Error()+`: the body is {"event": <the function's event>, "timeout": <seconds>}`)
 		}
 		return function.Request{}, err
 	}

@@ -65,6 +65,41 @@ func TestAPIWithoutEngine(t *testing.T) {
 		e, _ := newFakeAPI(t, "", 0)
 		testFunctions(t, e, image)
 	})
+	t.Run("a bad setting's error names its field", func(t *testing.T) {
+		e, _ := newFakeAPI(t, "", 0)
+		for _, tc := range []struct{ body, field string }{
+			{`"timeout": 901`, "timeout"},
+			{`"memory_mb": 1`, "memory_mb"},
+			{`"env": {"1X": "y"}`, "env"},
+			{`"http_trigger": {"auth": "hmac", "hmac_secret": "short"}`, "http_trigger.hmac_secret"},
+			{`"timeout": "10"`, "timeout"},
+			{`"http_trigger": {"auth": 1}`, "http_trigger.auth"},
+			{`"timout": 10`, "timout"},
+			{`"id": "x"`, "id"},
+			{`"name": ""`, "name"},
+		} {
+			var body map[string]any
+			if code := e.do("POST", "/functions", `{"name": "x", "image": "i", `+tc.body+`}`, &body); code != 400 || body["field"] != tc.field {
+				t.Errorf("%s: %d %v, want field %q", tc.body, code, body, tc.field)
+			}
+		}
+		// A mistake of no one setting names none.
+		var body map[string]any
+		if code := e.do("POST", "/functions", `{"name": "x", "image": "i", "timeout": 5, "timeout_sec": 6}`, &body); code != 400 || body["field"] != nil {
+			t.Errorf("timeout and timeout_sec: %d %v, want no field", code, body)
+		}
+		if code := e.do("POST", "/functions", `[]`, &body); code != 400 || body["field"] != nil {
+			t.Errorf("not an object: %d %v, want no field", code, body)
+		}
+		var fn map[string]any
+		if code := e.do("POST", "/functions", `{"name": "x", "image": "i"}`, &fn); code != 201 {
+			t.Fatalf("register: %d %v", code, fn)
+		}
+		body = nil
+		if code := e.do("PUT", "/functions/x", `{"concurrency": -1}`, &body); code != 400 || body["field"] != "concurrency" {
+			t.Errorf("update: %d %v, want field concurrency", code, body)
+		}
+	})
 	t.Run("type errors name JSON types", func(t *testing.T) {
 		e, _ := newFakeAPI(t, "", 0)
 		for field, want := range map[string]string{

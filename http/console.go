@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/julienschmidt/httprouter"
+	"github.com/minilambda/minilambda/projections"
 )
 
 // The web console is static files, embedded: plain JavaScript modules and
@@ -29,6 +30,13 @@ const consolePolicy = "default-src 'none'; script-src 'self'; style-src 'self'; 
 // the API.
 type consoleConfig struct {
 	TokenRequired bool `json:"token_required"`
+}
+
+// consoleSchema is the event log's vocabulary the console reads events
+// with (schema.json): the event types, each under the name of its
+// constant, and their payloads' members. The console has no copy of it.
+type consoleSchema struct {
+	Events map[string]projections.EventSchema `json:"events"`
 }
 
 func consoleHeaders(h http.Header) {
@@ -57,10 +65,14 @@ func (s *Server) routeConsole(r group) {
 	r.GET(strings.TrimSuffix(consolePrefix, "/"), toConsole)
 	r.GET(consolePrefix+"*file", func(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
 		consoleHeaders(w.Header())
-		if p.ByName("file") == "/config.json" {
+		switch p.ByName("file") {
+		case "/config.json":
 			// Whether to ask for a token before the first call, rather than
 			// find out from a refusal.
 			writeJSON(w, http.StatusOK, consoleConfig{TokenRequired: s.opts.Token != ""})
+			return
+		case "/schema.json":
+			writeJSON(w, http.StatusOK, consoleSchema{Events: projections.Schema()})
 			return
 		}
 		r2 := r.Clone(r.Context())

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +71,12 @@ func TestConsoleFiles(t *testing.T) {
 	resp, body := get(t, srv, "/ui/config.json", "")
 	if resp.StatusCode != 200 || strings.TrimSpace(body) != `{"token_required":true}` {
 		t.Errorf("config: %d %s", resp.StatusCode, body)
+	}
+	resp, body = get(t, srv, "/ui/schema.json", "")
+	var schema consoleSchema
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Security-Policy") != consolePolicy || json.Unmarshal([]byte(body), &schema) != nil ||
+		schema.Events["InvocationQueued"].Type != projections.TypeInvocationQueued {
+		t.Errorf("schema: %d %.200s", resp.StatusCode, body)
 	}
 	if resp, _ := get(t, srv, "/functions", ""); resp.StatusCode != 401 {
 		t.Errorf("the API without the token: %d", resp.StatusCode)
@@ -255,5 +263,99 @@ func TestAuditEndpoints(t *testing.T) {
 	defer broken.Close()
 	if code, v := verify(broken); code != http.StatusInternalServerError || v.OK {
 		t.Errorf("an unreadable log: %d %+v", code, v)
+	}
+}
+
+// TestConsoleNamesEventTypesFromTheSchema: the console's files hold no
+// event type string, nor a group's prefix ('invocation.'): it names types
+// through schema.json (typeOf('InvocationQueued')), each name one the
+// schema has, and what describe reads of a type's payload is a member of
+// it.
+func TestConsoleNamesEventTypesFromTheSchema(t *testing.T) {
+	schema := projections.Schema()
+	typeOf := regexp.MustCompile(`typeOf\('(\w+)'\)`)
+	err := fs.WalkDir(consoleFiles, "console", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || filepath.Ext(path) != ".js" {
+			return err
+		}
+		b, err := consoleFiles.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		groups := map[string]bool{}
+		for name, e := range schema {
+			if strings.Contains(string(b), e.Type) {
+				t.Errorf("%s holds the event type %q: name it typeOf('%s')", path, e.Type, name)
+			}
+			group, _, _ := strings.Cut(e.Type, ".")
+			groups[group] = true
+		}
+		for group := range groups {
+			if m := regexp.MustCompile("['\"`]" + regexp.QuoteMeta(group) + `\.`).Find(b); m != nil {
+				t.Errorf("%s holds the prefix of the event types %s...: %s", path, group, m)
+			}
+		}
+		for _, m := range typeOf.FindAllSubmatch(b, -1) {
+			if _, ok := schema[string(m[1])]; !ok {
+				t.Errorf("%s names event type %s, which the schema has not", path, m[1])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// describe's cases: each run of case lines shares the body after it.
+	js, err := consoleFiles.ReadFile("console/invocations.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := string(js)
+	start := strings.Index(body, "function describe(")
+	end := strings.Index(body[start:], "\n}\n")
+	if start < 0 || end < 0 {
+		t.Fatal("invocations.js has no describe function")
+	}
+	member := regexp.MustCompile(`\bd\.(\w+)`)
+	var cases []string
+	inCases, checked := false, 0
+	for _, line := range strings.Split(body[start:start+end], "\n") {
+		if m := typeOf.FindStringSubmatch(line); m != nil && strings.Contains(line, "case ") {
+			if !inCases {
+				cases = nil
+			}
+			cases, inCases = append(cases, m[1]), true
+			continue
+		}
+		inCases = false
+		for _, m := range member.FindAllStringSubmatch(line, -1) {
+			for _, c := range cases {
+				checked++
+				if !slices.Contains(schema[c].Members, m[1]) {
+					t.Errorf("describe reads %s's %q, which is not among its members %v", c, m[1], schema[c].Members)
+				}
+			}
+		}
+	}
+	if checked < 20 {
+		t.Errorf("checked %d member reads of describe: did its shape change?", checked)
+	}
+
+	// What the live view reads of any event's payload is some type's.
+	live, err := consoleFiles.ReadFile("console/live.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reads := regexp.MustCompile(`\be\.data\.(\w+)`).FindAllSubmatch(live, -1)
+	if len(reads) == 0 {
+		t.Error("live.js reads no payload member: did its shape change?")
+	}
+	for _, m := range reads {
+		if !slices.ContainsFunc(slices.Collect(maps.Values(schema)), func(e projections.EventSchema) bool {
+			return slices.Contains(e.Members, string(m[1]))
+		}) {
+			t.Errorf("live.js reads the payload member %q, which no event type has", m[1])
+		}
 	}
 }

@@ -15,7 +15,8 @@ import (
 // failed with, into a status and a message, and one writer for each wire
 // format over it:
 //
-//   - writeError, the native API's {"error"};
+//   - writeError, the native API's {"error", "field"}, field naming the
+//     setting a 400 is about when it is about one (function.FieldError);
 //   - writeLambdaError, the Lambda API's {"Type", "Message", "message"}
 //     with X-Amzn-Errortype;
 //   - writeHookError, a function URL's {"message"}, which says nothing of
@@ -26,6 +27,9 @@ import (
 
 type errorBody struct {
 	Error string `json:"error"`
+	// Field is the JSON member path of the setting a 400 is about, when
+	// it is about one.
+	Field string `json:"field,omitempty"`
 }
 
 // statusError is an answer a handler chose itself: status and msg go to
@@ -41,6 +45,22 @@ func (e statusError) Error() string { return e.msg }
 type badRequest struct{ msg string }
 
 func (e badRequest) Error() string { return e.msg }
+
+// badField is a client mistake found by this package in the member field
+// of the body (its JSON path, as the client wrote it).
+func badField(field, msg string) error {
+	return &function.FieldError{Field: field, Err: badRequest{msg}}
+}
+
+// fieldOf is the setting err is about, or "" when it is about none or
+// more than one.
+func fieldOf(err error) string {
+	var fe *function.FieldError
+	if errors.As(err, &fe) {
+		return fe.Field
+	}
+	return ""
+}
 
 // internalError is the server's own failure, found by this package: the
 // client gets status and msg, the server's log gets err.
@@ -71,10 +91,15 @@ var statuses = []struct {
 
 // writeError answers err in the native API's shape. classify maps it to a
 // status code, the one place that does: what the client could not have
-// caused is a 500 with a generic message, and is logged there, once.
+// caused is a 500 with a generic message, and is logged there, once. A
+// 400 about one setting names it in field.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, msg := s.classify(w, r, err)
-	writeJSON(w, status, errorBody{msg})
+	body := errorBody{Error: msg}
+	if status == http.StatusBadRequest {
+		body.Field = fieldOf(err)
+	}
+	writeJSON(w, status, body)
 }
 
 // classify is the choice of status and message for err, which each wire

@@ -333,7 +333,8 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, emptyOK b
 	if err := json.Unmarshal(data, v); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) {
-			return badRequest{fmt.Sprintf("field %q must be %s, not %s", memberPath(typeErr.Field), jsonType(typeErr.Type), typeErr.Value)}
+			path := memberPath(typeErr.Field)
+			return badField(path, fmt.Sprintf("field %q must be %s, not %s", path, jsonType(typeErr.Type), typeErr.Value))
 		}
 		return badRequest{fmt.Sprintf("request body: %v", err)}
 	}
@@ -395,7 +396,7 @@ func checkFields(data []byte, v any) error {
 	names := jsonNames(reflect.TypeOf(v).Elem())
 	for name := range members {
 		if !slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, name) }) {
-			return badRequest{fmt.Sprintf("request body: unknown field %q", name)}
+			return badField(name, fmt.Sprintf("request body: unknown field %q", name))
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 // The server's API as the console calls it: the token from this tab's
 // sessionStorage in the Authorization header (never in a URL or a cookie),
-// errors as APIError with the server's message.
+// errors as APIError with the server's message (and the setting it is
+// about, field, when the server names one).
 
 const tokenKey = 'minilambda.token';
 
@@ -15,6 +16,7 @@ export class APIError extends Error {
     super(message);
     this.status = status;
     this.body = body;
+    this.field = (body && typeof body.field === 'string' && body.field) || '';
   }
 }
 

@@ -11,6 +11,7 @@ import { invocationsView, invocationView } from './invocations.js';
 import { liveView } from './live.js';
 import { chartsView } from './charts.js';
 import { auditView } from './audit.js';
+import { loadSchema } from './schema.js';
 
 const routes = [
   [/^\/functions$/, functionsView, 'functions'],
@@ -124,9 +125,12 @@ window.addEventListener('hashchange', route);
 forget.hidden = token.get() === '';
 // The server says whether it wants a token: ask before the first call
 // rather than after a refusal.
-fetch('config.json', { cache: 'no-store' })
-  .then((r) => r.json())
-  .then((cfg) => {
-    if (cfg.token_required && !token.get()) askToken('');
-    else route();
-  }, () => route());
+// The event types come from the server too (schema.json), before any
+// view shows an event.
+Promise.all([
+  fetch('config.json', { cache: 'no-store' }).then((r) => r.json()).catch(() => ({})),
+  loadSchema().catch(() => {}),
+]).then(([cfg]) => {
+  if (cfg.token_required && !token.get()) askToken('');
+  else route();
+});

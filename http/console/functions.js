@@ -1,6 +1,6 @@
 // Functions: the list, the register form, the edit form, delete. The
 // server validates (one place for each rule); its message goes under the
-// field it names.
+// setting its error's field names.
 
 import { api, get, errorText } from './api.js';
 import { h, replace, field, showFieldError, fmtTime } from './dom.js';
@@ -11,7 +11,7 @@ const settings = [
   { key: 'image', label: 'Image', type: 'text', hint: 'A tag or id the engine has, e.g. hello:latest' },
   { key: 'mode', label: 'Mode', type: 'select', options: ['cold', 'hot', 'lambda'] },
   { key: 'timeout', label: 'Timeout (s)', type: 'number' },
-  { key: 'memory_mb', label: 'Memory (MiB)', type: 'number', words: ['memory'] },
+  { key: 'memory_mb', label: 'Memory (MiB)', type: 'number' },
   { key: 'cpus', label: 'CPUs', type: 'number', step: 'any' },
   { key: 'concurrency', label: 'Concurrency', type: 'number' },
   { key: 'max_attempts', label: 'Max attempts (async)', type: 'number' },
@@ -59,23 +59,6 @@ function readForm(form) {
   return body;
 }
 
-// fieldOf finds the setting an error message is about: the first setting
-// it names.
-function fieldOf(msg) {
-  let best = null;
-  let at = Infinity;
-  for (const s of settings) {
-    for (const w of [s.key, ...(s.words || [])]) {
-      const m = new RegExp(`\\b${w}\\b`, 'i').exec(msg);
-      if (m && m.index < at) {
-        at = m.index;
-        best = s.key;
-      }
-    }
-  }
-  return best;
-}
-
 // functionForm returns a form for settings fn (empty to register); submit
 // is called with the body and returns the function saved.
 function functionForm(fn, submitLabel, submit) {
@@ -98,10 +81,12 @@ function functionForm(fn, submitLabel, submit) {
       await submit(readForm(form));
     } catch (err) {
       const msg = errorText(err);
-      const key = err.field || fieldOf(msg);
-      if (key && inputs[key]) {
-        showFieldError(inputs[key], msg);
-        inputs[key].focus();
+      // The setting the server named ("env", or "env.KEY" for a value),
+      // when the form has it.
+      const el = err.field ? inputs[err.field] || inputs[err.field.split('.')[0]] : null;
+      if (el) {
+        showFieldError(el, msg);
+        el.focus();
       } else {
         general.textContent = msg;
         general.hidden = false;

@@ -4,6 +4,7 @@
 import { get } from './api.js';
 import { h, fmtTime, fmtClock, fmtMS, short, statusBadge } from './dom.js';
 import { outcome } from './invoke.js';
+import { typeOf } from './schema.js';
 
 const statuses = ['', 'PENDING', 'RUNNING', 'COMPLETED', 'FAILED'];
 
@@ -93,24 +94,25 @@ export async function invocationsView(_, ctx) {
   return h('section', { class: 'panel' }, h('h1', null, 'Invocations'), form, table, pager);
 }
 
-// What a timeline entry says about its event, by type.
+// What a timeline entry says about its event, by type (named as the
+// server's schema names them).
 function describe(e) {
   const d = e.data || {};
   switch (e.type) {
-    case 'invocation.queued':
+    case typeOf('InvocationQueued'):
       return [d.async ? 'async' : 'sync', `function ${d.function_name} v${d.function_version}`,
         d.executed_version ? `version ${d.executed_version}` : '', d.alias ? `alias ${d.alias}` : '',
         d.trace_id ? `trace ${d.trace_id}` : '', d.schedule_id ? `schedule ${d.schedule_id}` : ''];
-    case 'invocation.started':
+    case typeOf('InvocationStarted'):
       return [`attempt ${d.attempt}`, d.container_id ? `container ${short(d.container_id)}` : '', d.image_digest ? `image ${short(d.image_digest, 19)}` : ''];
-    case 'invocation.completed':
-    case 'invocation.failed':
-    case 'invocation.timed_out':
+    case typeOf('InvocationCompleted'):
+    case typeOf('InvocationFailed'):
+    case typeOf('InvocationTimedOut'):
       return [`attempt ${d.attempt}`, `ran ${fmtMS(d.duration_ms)}`, d.exit_code !== undefined ? `exit ${d.exit_code}` : '',
         d.init_duration ? `init ${fmtMS(d.init_duration)}` : '', d.error_type ? `${d.error_type}: ${d.error || ''}` : ''];
-    case 'invocation.retried':
+    case typeOf('InvocationRetried'):
       return [`attempt ${d.attempt} failed`, d.reason, d.duration_ms ? `ran ${fmtMS(d.duration_ms)}` : '', `next not before ${fmtClock(d.not_before)}`];
-    case 'invocation.callback':
+    case typeOf('InvocationCallback'):
       return [`callback ${d.url}`, d.status_code ? `HTTP ${d.status_code}` : '', `${d.attempts} attempts`, d.error || ''];
     default:
       return [];
@@ -125,7 +127,7 @@ function timeline(events) {
     const t = Date.parse(e.time);
     const item = h('li', { class: `ev ev-${e.type.split('.').pop()}`, dataset: { type: e.type, seq: e.seq } },
       h('div', { class: 'ev-head' },
-        h('span', { class: 'ev-type' }, e.type.replace('invocation.', '')),
+        h('span', { class: 'ev-type' }, e.type.slice(e.type.indexOf('.') + 1)), // "queued": the group goes without saying
         h('span', { class: 'ev-at' }, `+${fmtMS(t - t0) || '0 ms'}`),
         t !== prev ? h('span', { class: 'ev-gap' }, `(${fmtMS(t - prev)} after the previous)`) : null,
         h('span', { class: 'ev-seq' }, `seq ${e.seq}`)),

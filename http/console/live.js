@@ -4,6 +4,7 @@
 
 import { get, events, errorText } from './api.js';
 import { h, replace, fmtClock, short } from './dom.js';
+import { typeOf, groupOf } from './schema.js';
 
 const keep = 500; // rows shown at most
 const backlog = 25; // events shown from before the view opened
@@ -46,7 +47,9 @@ export async function liveView(_, ctx) {
   function onEvent(e) {
     wait = 500; // the stream works: back off from scratch next time
     count++;
-    if (e.function_id && e.data && typeof e.data.name === 'string' && e.type.startsWith('function.')) names.set(e.function_id, e.data.name);
+    // The function events (registered, updated, ...) carry its name.
+    const fnEvent = groupOf(e.type) === groupOf(typeOf('FunctionRegistered') || '');
+    if (e.function_id && e.data && typeof e.data.name === 'string' && fnEvent) names.set(e.function_id, e.data.name);
     const fname = names.get(e.function_id) || (e.data && e.data.function_name) || '';
     counter.textContent = `${count} events · last seq ${e.seq}`;
     const row = h('tr', { dataset: { seq: e.seq, type: e.type, function: e.function_id || '', name: fname, invocation: e.invocation_id || '', time: e.time, received: Date.now() } },
