@@ -210,13 +210,14 @@ func TestImagesNotInTheEngineAreRefused(t *testing.T) {
 	}
 	var native struct {
 		Error string `json:"error"`
+		Field string `json:"field"`
 	}
-	if code := s.callAs("POST", "/functions", map[string]any{"name": "absent-native", "image": absent}, &native, afToken); code != 400 || !strings.Contains(native.Error, absent) {
-		t.Errorf("native register of an absent image: %d %q", code, native.Error)
+	if code := s.callAs("POST", "/functions", map[string]any{"name": "absent-native", "image": absent}, &native, afToken); code != 400 || !strings.Contains(native.Error, absent) || native.Field != "image" {
+		t.Errorf("native register of an absent image: %d %q (field %q)", code, native.Error, native.Field)
 	}
-	native.Error = ""
-	if code := s.callAs("PUT", "/functions/img", map[string]any{"image": absent}, &native, afToken); code != 400 || !strings.Contains(native.Error, absent) {
-		t.Errorf("native update to an absent image: %d %q", code, native.Error)
+	native.Error, native.Field = "", ""
+	if code := s.callAs("PUT", "/functions/img", map[string]any{"image": absent}, &native, afToken); code != 400 || !strings.Contains(native.Error, absent) || native.Field != "image" {
+		t.Errorf("native update to an absent image: %d %q (field %q)", code, native.Error, native.Field)
 	}
 	if now := afHead(t, s); now != head {
 		t.Errorf("refused requests appended %d events", now-head)

@@ -63,11 +63,13 @@ func (c *Plane) ImageID(ctx context.Context, ref string) (string, error) {
 
 // imageOf is the ID of the image ref names in the engine now. An image the
 // engine does not have is the caller's to fix: an error wrapping
-// function.ErrInvalid that names it. Nothing is ever pulled.
+// function.ErrInvalid that names it, about the image setting. Nothing is
+// ever pulled.
 func (c *Plane) imageOf(ctx context.Context, ref string) (string, error) {
 	id, err := c.engine.ImageID(ctx, ref)
 	if errors.Is(err, engine.ErrImageNotFound) {
-		return "", fmt.Errorf("%w: image %q is not in the server's engine: load it with POST /images or docker load first", function.ErrInvalid, ref)
+		return "", fmt.Errorf("%w: %w", function.ErrInvalid, &function.FieldError{Field: "image",
+			Err: fmt.Errorf("image %q is not in the server's engine: load it with POST /images or docker load first", ref)})
 	}
 	return id, err
 }
