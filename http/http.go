@@ -40,6 +40,7 @@ import (
 
 	"github.com/minilambda/minilambda/eventlog"
 	"github.com/minilambda/minilambda/function"
+	"github.com/minilambda/minilambda/internal/jsonmembers"
 	"github.com/minilambda/minilambda/projections"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -393,40 +394,13 @@ func checkFields(data []byte, v any) error {
 	if json.Unmarshal(data, &members) != nil {
 		return nil // not an object: Unmarshal into v said what was wrong
 	}
-	names := jsonNames(reflect.TypeOf(v).Elem())
+	names := jsonmembers.Of(reflect.TypeOf(v).Elem())
 	for name := range members {
 		if !slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, name) }) {
 			return badField(name, fmt.Sprintf("request body: unknown field %q", name))
 		}
 	}
 	return nil
-}
-
-// fieldNames caches jsonNames by type.
-var fieldNames sync.Map
-
-// jsonNames lists the members a struct type takes, by their json tags.
-func jsonNames(t reflect.Type) []string {
-	if names, ok := fieldNames.Load(t); ok {
-		return names.([]string)
-	}
-	var names []string
-	for f := range t.Fields() {
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		switch {
-		case name == "-":
-		case name != "":
-			names = append(names, name)
-		case f.Anonymous && f.Type.Kind() == reflect.Struct:
-			// An embedded struct's members are the outer one's, as
-			// encoding/json reads them.
-			names = append(names, jsonNames(f.Type)...)
-		case f.IsExported():
-			names = append(names, f.Name)
-		}
-	}
-	fieldNames.Store(t, names)
-	return names
 }
 
 // memberPath is a decoding error's field path as the client wrote it:

@@ -1,8 +1,8 @@
 package projections
 
 import (
+	"github.com/minilambda/minilambda/internal/jsonmembers"
 	"reflect"
-	"strings"
 )
 
 // EventSchema is one event type as clients read it: the type's name in
@@ -46,26 +46,7 @@ var eventTypes = []struct {
 func Schema() map[string]EventSchema {
 	s := make(map[string]EventSchema, len(eventTypes))
 	for _, e := range eventTypes {
-		s[e.name] = EventSchema{Type: e.typ, Members: members(reflect.TypeOf(e.payload))}
+		s[e.name] = EventSchema{Type: e.typ, Members: jsonmembers.Of(reflect.TypeOf(e.payload))}
 	}
 	return s
-}
-
-// members lists the JSON members of a struct type, as encoding/json
-// writes them: an embedded struct's are the outer one's.
-func members(t reflect.Type) []string {
-	var names []string
-	for f := range t.Fields() {
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		switch {
-		case name == "-":
-		case name != "":
-			names = append(names, name)
-		case f.Anonymous && f.Type.Kind() == reflect.Struct:
-			names = append(names, members(f.Type)...)
-		case f.IsExported():
-			names = append(names, f.Name)
-		}
-	}
-	return names
 }
