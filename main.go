@@ -23,10 +23,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
-	"time"
 	// Schedules name IANA zones; a server in a scratch image has no
 	// zoneinfo of its own.
 	_ "time/tzdata"
@@ -110,11 +108,10 @@ or is not an event log (audit names the page or seq; rebuild repairs the views).
 // default as the variable made it. Call it after registering the flags
 // and before parsing them.
 //
-// It reads the variables as the server always has: a string as it is,
-// even empty; a boolean is true only when the variable says "true"; a
-// number (decimal, as strconv.Atoi reads it) or a duration that does not
-// parse leaves the flag's default, silently. A flag of another type
-// refuses a value it cannot parse with a usage error.
+// A variable is read as the flag would read the same text on the command
+// line, and one it cannot parse is a usage error naming the variable: a
+// mistyped MINILAMBDA_GRACE=soon must not run the server with a grace
+// nobody chose.
 func envDefaults(fs *flag.FlagSet, names ...string) error {
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -125,25 +122,6 @@ func envDefaults(fs *flag.FlagSet, names ...string) error {
 		v, ok := os.LookupEnv(name)
 		if !ok {
 			return
-		}
-		var kind any
-		if g, ok := f.Value.(flag.Getter); ok {
-			kind = g.Get()
-		}
-		switch kind.(type) {
-		case string:
-		case bool:
-			v = strconv.FormatBool(v == "true")
-		case int, int64:
-			n, perr := strconv.Atoi(v)
-			if perr != nil {
-				return
-			}
-			v = strconv.Itoa(n)
-		case time.Duration:
-			if _, perr := time.ParseDuration(v); perr != nil {
-				return
-			}
 		}
 		if serr := f.Value.Set(v); serr != nil {
 			err = usageError{fmt.Errorf("%s: %s=%q: %v", fs.Name(), name, v, serr)}

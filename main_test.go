@@ -146,8 +146,8 @@ func TestUsageErrors(t *testing.T) {
 }
 
 // TestServeConfigFromEnv: every serve flag takes its default from
-// MINILAMBDA_<FLAG>, the command line wins over it, and malformed numbers,
-// durations and booleans fall back as they always have.
+// MINILAMBDA_<FLAG>, read as the flag reads the command line, which wins
+// over it; a value the flag cannot parse is a usage error naming it.
 func TestServeConfigFromEnv(t *testing.T) {
 	t.Setenv("MINILAMBDA_ADDR", "127.0.0.1:9")
 	t.Setenv("MINILAMBDA_MAX_IN_FLIGHT", "7")
@@ -157,15 +157,15 @@ func TestServeConfigFromEnv(t *testing.T) {
 	t.Setenv("MINILAMBDA_AWS_SECRET_ACCESS_KEY", "")
 	t.Setenv("MINILAMBDA_LOG_LEVEL", "debug")
 	t.Setenv("MINILAMBDA_WORKERS", "0x10")
-	t.Setenv("MINILAMBDA_GRACE", "soon")
+	t.Setenv("MINILAMBDA_GRACE", "45s")
 	t.Setenv("MINILAMBDA_INSECURE_NO_AUTH", "1")
 	c, err := parseServe([]string{"--max-in-flight", "9"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := serveConfig{
-		addr: "127.0.0.1:9", db: c.db, grace: 30 * time.Second, maxInFlight: 9, outputLimit: c.outputLimit,
-		maxImage: 2 << 30, level: "debug", workers: runner.DefaultWorkers, maxQueue: runner.DefaultMaxQueue,
+		addr: "127.0.0.1:9", db: c.db, grace: 45 * time.Second, maxInFlight: 9, outputLimit: c.outputLimit,
+		maxImage: 2 << 30, level: "debug", workers: 16, insecure: true, maxQueue: runner.DefaultMaxQueue,
 		maxAttempts: runner.DefaultMaxAttempts, maxAge: runner.DefaultMaxEventAge, retryBase: runner.DefaultRetryBase,
 		hotTTL: 90 * time.Second, openMetrics: true, region: "us-east-1", awsKey: "minilambda", memBudget: 12345,
 		logLevel: slog.LevelDebug,
@@ -173,9 +173,14 @@ func TestServeConfigFromEnv(t *testing.T) {
 	if c != want {
 		t.Errorf("config\n%+v, want\n%+v", c, want)
 	}
-	t.Setenv("MINILAMBDA_LOG_LEVEL", "chatty")
-	if _, err := parseServe(nil, io.Discard); !errors.As(err, new(usageError)) {
-		t.Errorf("a bad MINILAMBDA_LOG_LEVEL: %v, want a usage error", err)
+	for name, bad := range map[string]string{"MINILAMBDA_LOG_LEVEL": "chatty", "MINILAMBDA_GRACE": "soon",
+		"MINILAMBDA_WORKERS": "many", "MINILAMBDA_METRICS_OPEN": "yes please"} {
+		t.Setenv(name, bad)
+		_, err := parseServe(nil, io.Discard)
+		if !errors.As(err, new(usageError)) || name != "MINILAMBDA_LOG_LEVEL" && !strings.Contains(err.Error(), name) {
+			t.Errorf("%s=%q: %v, want a usage error naming it", name, bad, err)
+		}
+		os.Unsetenv(name)
 	}
 }
 

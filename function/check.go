@@ -37,9 +37,10 @@ func fieldErr(field, format string, args ...any) error {
 	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
 }
 
-// invalidField returns an error wrapping ErrInvalid and a FieldError
-// about field, with the message given.
-func invalidField(field, format string, args ...any) error {
+// InvalidField returns an error wrapping ErrInvalid and a FieldError
+// about field, with the message given: a rule outside this package that
+// a setting breaks (an image the engine does not have) says it so.
+func InvalidField(field, format string, args ...any) error {
 	return fmt.Errorf("%w: %w", ErrInvalid, fieldErr(field, format, args...))
 }
 

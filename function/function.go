@@ -93,7 +93,7 @@ type Request struct {
 // operator allows.
 func (r Request) Check() (Request, error) {
 	if r.Timeout < 0 || r.Timeout > MaxTimeout {
-		return r, invalidField("timeout", "timeout must be between 1 and %d seconds", MaxTimeout)
+		return r, InvalidField("timeout", "timeout must be between 1 and %d seconds", MaxTimeout)
 	}
 	if len(r.Event) == 0 {
 		r.Event = json.RawMessage("{}")

@@ -46,12 +46,12 @@ var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | 
 // ErrInvalid and say what to change.
 func (s ScheduleSpec) Normalize() (ScheduleSpec, error) {
 	if s.Cron == "" || len(s.Cron) > MaxCronLen {
-		return s, invalidField("cron", "cron must be 1 to %d characters", MaxCronLen)
+		return s, InvalidField("cron", "cron must be 1 to %d characters", MaxCronLen)
 	}
 	// The parser would take a zone from the expression over Timezone, and
 	// any zone it loads, Local among them: the zone has its own field.
 	if c := strings.ToUpper(strings.TrimSpace(s.Cron)); strings.HasPrefix(c, "CRON_TZ=") || strings.HasPrefix(c, "TZ=") {
-		return s, invalidField("cron", `cron %.60q names a time zone: give it as "timezone" (an IANA zone, such as Asia/Tokyo), and cron without CRON_TZ= or TZ=`, s.Cron)
+		return s, InvalidField("cron", `cron %.60q names a time zone: give it as "timezone" (an IANA zone, such as Asia/Tokyo), and cron without CRON_TZ= or TZ=`, s.Cron)
 	}
 	if s.Timezone == "" {
 		s.Timezone = "UTC"
@@ -61,20 +61,20 @@ func (s ScheduleSpec) Normalize() (ScheduleSpec, error) {
 		return s, err
 	}
 	if next(time.Now()).IsZero() {
-		return s, invalidField("cron", "cron %.60q never fires", s.Cron)
+		return s, InvalidField("cron", "cron %.60q never fires", s.Cron)
 	}
 	switch s.Missed {
 	case "":
 		s.Missed = MissedSkip
 	case MissedSkip, MissedRunOnce:
 	default:
-		return s, invalidField("missed", `missed must be "skip" or "run_once", got %.20q`, s.Missed)
+		return s, InvalidField("missed", `missed must be "skip" or "run_once", got %.20q`, s.Missed)
 	}
 	if len(s.Event) == 0 {
 		s.Event = json.RawMessage("{}")
 	}
 	if len(s.Event) > MaxScheduleEvent || !json.Valid(s.Event) {
-		return s, invalidField("event", "event must be JSON of at most %d bytes", MaxScheduleEvent)
+		return s, InvalidField("event", "event must be JSON of at most %d bytes", MaxScheduleEvent)
 	}
 	return s, nil
 }
@@ -83,18 +83,18 @@ func (s ScheduleSpec) Normalize() (ScheduleSpec, error) {
 func (s ScheduleSpec) Schedule() (Next func(time.Time) time.Time, err error) {
 	loc, err := time.LoadLocation(s.Timezone)
 	if err != nil || s.Timezone == "Local" {
-		return nil, invalidField("timezone", "timezone %.40q is not an IANA time zone (such as UTC or Europe/Paris)", s.Timezone)
+		return nil, InvalidField("timezone", "timezone %.40q is not an IANA time zone (such as UTC or Europe/Paris)", s.Timezone)
 	}
 	// The parser rounds an @every below a second up to one; say so
 	// rather than fire at another rate than asked.
 	if d, ok := strings.CutPrefix(s.Cron, "@every "); ok {
 		if every, err := time.ParseDuration(strings.TrimSpace(d)); err == nil && every < MinScheduleEvery {
-			return nil, invalidField("cron", "cron %.60q fires more often than every %v", s.Cron, MinScheduleEvery)
+			return nil, InvalidField("cron", "cron %.60q fires more often than every %v", s.Cron, MinScheduleEvery)
 		}
 	}
 	sched, err := cronParser.Parse(s.Cron)
 	if err != nil {
-		return nil, invalidField("cron", "cron %.60q: %v", s.Cron, err)
+		return nil, InvalidField("cron", "cron %.60q: %v", s.Cron, err)
 	}
 	return func(t time.Time) time.Time { return sched.Next(t.In(loc)) }, nil
 }

@@ -82,7 +82,7 @@ func Normalize(s Spec) (Spec, error) {
 	case s.Timeout == 0:
 		s.Timeout = DefaultTimeout
 	case s.Timeout < 0 || s.Timeout > MaxTimeout:
-		return s, invalidField("timeout", "timeout must be between 1 and %d seconds, got %d", MaxTimeout, s.Timeout)
+		return s, InvalidField("timeout", "timeout must be between 1 and %d seconds, got %d", MaxTimeout, s.Timeout)
 	}
 	switch {
 	case s.MemoryMB == 0:
@@ -93,24 +93,24 @@ func Normalize(s Spec) (Spec, error) {
 		}
 	}
 	if s.CPUs < 0 || s.CPUs > MaxCPUs || s.CPUs != s.CPUs {
-		return s, invalidField("cpus", "cpus must be between 0 (no limit) and %d, got %v", MaxCPUs, s.CPUs)
+		return s, InvalidField("cpus", "cpus must be between 0 (no limit) and %d, got %v", MaxCPUs, s.CPUs)
 	}
 	if s.MaxAttempts < 0 || s.MaxAttempts > MaxMaxAttempts {
-		return s, invalidField("max_attempts", "max_attempts must be between 1 and %d (0: the server's default), got %d", MaxMaxAttempts, s.MaxAttempts)
+		return s, InvalidField("max_attempts", "max_attempts must be between 1 and %d (0: the server's default), got %d", MaxMaxAttempts, s.MaxAttempts)
 	}
 	if s.Concurrency < 0 || s.Concurrency > MaxConcurrency {
-		return s, invalidField("concurrency", "concurrency must be between 0 (no limit of its own) and %d, got %d", MaxConcurrency, s.Concurrency)
+		return s, InvalidField("concurrency", "concurrency must be between 0 (no limit of its own) and %d, got %d", MaxConcurrency, s.Concurrency)
 	}
 	switch s.Mode {
 	case "", ModeCold:
 		s.Mode = ModeCold
 	case ModeHot, ModeLambda:
 	default:
-		return s, invalidField("mode", `mode must be "cold" (a fresh container per invocation), "hot" (long-lived containers, one event per line) `+
+		return s, InvalidField("mode", `mode must be "cold" (a fresh container per invocation), "hot" (long-lived containers, one event per line) `+
 			`or "lambda" (long-lived containers speaking the AWS Lambda Runtime API), got %q`, s.Mode)
 	}
 	if s.Handler != "" && s.Mode != ModeLambda {
-		return s, invalidField("handler", `handler is a setting of lambda functions ("mode": "lambda")`)
+		return s, InvalidField("handler", `handler is a setting of lambda functions ("mode": "lambda")`)
 	}
 	if err := CheckHandler(s.Handler); err != nil {
 		return s, invalidErr(err)
@@ -122,7 +122,7 @@ func Normalize(s Spec) (Spec, error) {
 		return s, invalidErr(err)
 	}
 	if len(s.Role) > MaxRoleLen {
-		return s, invalidField("role", "role is %d characters; at most %d", len(s.Role), MaxRoleLen)
+		return s, InvalidField("role", "role is %d characters; at most %d", len(s.Role), MaxRoleLen)
 	}
 	if s.HTTPTrigger != nil {
 		t := *s.HTTPTrigger
@@ -134,7 +134,7 @@ func Normalize(s Spec) (Spec, error) {
 	if s.Mode == ModeLambda {
 		for k := range s.Env {
 			if IsReservedLambdaEnv(k) {
-				return s, invalidField("env", "env variable %s is set by the platform for lambda functions and cannot be set", k)
+				return s, InvalidField("env", "env variable %s is set by the platform for lambda functions and cannot be set", k)
 			}
 		}
 	}

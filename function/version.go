@@ -131,28 +131,28 @@ type AliasSpec struct {
 func (a AliasSpec) Check() error {
 	if a.FunctionVersion != Latest {
 		if n, err := strconv.Atoi(a.FunctionVersion); err != nil || n < 1 {
-			return invalidField("function_version", "function_version %q: a published version number or %s", a.FunctionVersion, Latest)
+			return InvalidField("function_version", "function_version %q: a published version number or %s", a.FunctionVersion, Latest)
 		}
 	}
 	if err := CheckDescription(a.Description); err != nil {
 		return invalidErr(err)
 	}
 	if len(a.Weights) > 1 {
-		return invalidField("additional_version_weights", "additional_version_weights: at most one other version")
+		return InvalidField("additional_version_weights", "additional_version_weights: at most one other version")
 	}
 	for _, v := range slices.Sorted(maps.Keys(a.Weights)) {
 		w := a.Weights[v]
 		if n, err := strconv.Atoi(v); err != nil || n < 1 {
-			return invalidField("additional_version_weights", "additional_version_weights: %q is not a published version number", v)
+			return InvalidField("additional_version_weights", "additional_version_weights: %q is not a published version number", v)
 		}
 		if v == a.FunctionVersion {
-			return invalidField("additional_version_weights", "additional_version_weights: version %s is the alias's own function_version", v)
+			return InvalidField("additional_version_weights", "additional_version_weights: version %s is the alias's own function_version", v)
 		}
 		if a.FunctionVersion == Latest {
-			return invalidField("additional_version_weights", "additional_version_weights: an alias of %s cannot route to another version", Latest)
+			return InvalidField("additional_version_weights", "additional_version_weights: an alias of %s cannot route to another version", Latest)
 		}
 		if !(w >= 0 && w <= 1) {
-			return invalidField("additional_version_weights", "additional_version_weights: weight %v of version %s must be between 0 and 1", w, v)
+			return InvalidField("additional_version_weights", "additional_version_weights: weight %v of version %s must be between 0 and 1", w, v)
 		}
 	}
 	return nil

@@ -1,7 +1,6 @@
 package http
 
 import (
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -42,7 +41,8 @@ type hookHandle func(w http.ResponseWriter, r *http.Request, p httprouter.Params
 // saying nothing more, when it has no trigger) and applies its trigger's
 // rule. A trigger with auth "token" needs the bearer token; one with
 // "hmac" a signature of the body with its secret, in its header, and the
-// request is trusted once it checks out (Server.trust); one with "none"
+// body leaves the strangers' share once it checks out (Server.trustBody:
+// the secret is its senders', not the server's); one with "none"
 // lets anyone in, its body counted in the strangers' share.
 func (s *Server) hookAuth(next hookHandle) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
@@ -82,7 +82,7 @@ func (s *Server) hookAuth(next hookHandle) httprouter.Handle {
 				s.writeHookError(w, r, statusError{http.StatusUnauthorized, "Unauthorized: the " + t.HMACHeader + " signature does not match the body"})
 				return
 			}
-			s.trust(r)
+			s.trustBody(r)
 		}
 		next(w, r, p, f, body)
 	}
@@ -90,7 +90,7 @@ func (s *Server) hookAuth(next hookHandle) httprouter.Handle {
 
 func (s *Server) hook(w http.ResponseWriter, r *http.Request, p httprouter.Params, f projections.Function, body []byte) {
 	t := f.HTTPTrigger
-	event, err := json.Marshal(hookEventOf(r, p.ByName("rest"), body, s.carriesToken(r)))
+	event, err := json.Marshal(hookEventOf(r, p.ByName("rest"), body, s.bearerOK(r)))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -247,26 +247,6 @@ func hookEventOf(r *http.Request, rest string, body []byte, dropAuthorization bo
 		e.Body, e.IsBase64Encoded = base64.StdEncoding.EncodeToString(body), true
 	}
 	return e
-}
-
-// carriesToken reports whether r's Authorization header carries the
-// server's API token, in any of its values: a bearer credential
-// (scheme in any case), compared in constant time. The one rule of what a
-// hook keeps from a function: a trigger with auth "token" was called with
-// it, and a client that sends it everywhere (the seed's does) sends it to
-// the hooks open to anyone or signed with HMAC as well.
-func (s *Server) carriesToken(r *http.Request) bool {
-	if s.opts.Token == "" {
-		return false
-	}
-	for _, v := range r.Header.Values("Authorization") {
-		scheme, cred, ok := strings.Cut(strings.TrimSpace(v), " ")
-		if ok && strings.EqualFold(scheme, "Bearer") &&
-			subtle.ConstantTimeCompare([]byte(strings.TrimSpace(cred)), []byte(s.opts.Token)) == 1 {
-			return true
-		}
-	}
-	return false
 }
 
 // hookRawPath is r's path after /hooks/{function}, as the client sent it

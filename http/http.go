@@ -218,7 +218,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if trusted && conn != nil {
 		conn.Trust()
 	}
-	if !trusted {
+	rec.stranger = !trusted
+	if !trusted && r.Body == http.NoBody {
+		s.router.ServeHTTP(rec, r)
+	} else if !trusted {
 		// A request without the token: its route's auth refuses it, or
 		// checks other credentials (a signature over the body, a hook's
 		// own rule), or needs none. Its body counts as it arrives, in the
@@ -241,11 +244,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.paceBody(w, r)
 		s.router.ServeHTTP(rec, r)
 	}
-	if refused(rec.status) {
-		// Refused for its credentials: the answer goes out, then the
-		// connection closes without reading what is left of the body
-		// (net/http would read up to 256 KiB of it, at the sender's pace,
-		// to reuse the connection).
+	if rec.cut {
+		// Refused for its credentials, or a stranger's request refused for
+		// any reason: the answer goes out, then the connection closes
+		// without reading what is left of the body (net/http would read up
+		// to 256 KiB of it, at the sender's pace, to reuse the connection).
 		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 	}
 	s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start))
@@ -271,15 +274,24 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	return context.WithValue(ctx, connKey{}, c)
 }
 
-// trust marks r, whose handler has checked its credentials (a signature
-// over its body, say), as a client's that holds them: its body leaves the
-// strangers' share of the budget, and its connection is trusted.
+// trust marks r, whose handler has checked the server's credentials on
+// it (its SigV4 signature), as a client's that holds them: its body
+// leaves the strangers' share of the budget, and its connection is
+// trusted.
 func (s *Server) trust(r *http.Request) {
-	if m, ok := r.Context().Value(meterKey{}).(*bodyMeter); ok {
-		m.trust()
-	}
+	s.trustBody(r)
 	if conn, ok := r.Context().Value(connKey{}).(trustedConn); ok {
 		conn.Trust()
+	}
+}
+
+// trustBody moves r's body out of the strangers' share, for a request
+// whose handler checked credentials that are not the server's (a hook's
+// HMAC secret, which its senders hold): its connection stays a
+// stranger's.
+func (s *Server) trustBody(r *http.Request) {
+	if m, ok := r.Context().Value(meterKey{}).(*bodyMeter); ok {
+		m.trust()
 	}
 }
 
@@ -291,12 +303,15 @@ func traceOf(r *http.Request) string {
 
 type statusRecorder struct {
 	http.ResponseWriter
-	status int
+	status   int
+	stranger bool // the request came without the server's token
+	cut      bool // its connection closes, the rest of its body unread
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
 	r.status = code
-	if refused(code) {
+	if refused(code) || r.stranger && code >= http.StatusBadRequest {
+		r.cut = true
 		r.Header().Set("Connection", "close")
 	}
 	r.ResponseWriter.WriteHeader(code)

@@ -115,8 +115,10 @@ func TestRouteGroups(t *testing.T) {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			h := resp.Header
-			// A hook that is not there closes the connection too.
-			closed := c.status == 401 || c.status == 403 || c.body == `{"message":"Not Found"}`
+			// A refusal closes the connection, as does any error answer to
+			// a stranger, and a hook that is not there.
+			closed := c.status == 401 || c.status == 403 || c.body == `{"message":"Not Found"}` ||
+				c.auth != "Bearer "+token && c.status >= 400
 			if resp.StatusCode != c.status || h.Get("WWW-Authenticate") != c.www || h.Get("Allow") != c.allow ||
 				h.Get("X-Amzn-Errortype") != c.amz || !strings.Contains(string(body), c.body) || resp.Close != closed {
 				t.Errorf("open metrics %v: %s %s (%q): %d, WWW-Authenticate %q, Allow %q, X-Amzn-Errortype %q, closed %v: %.200s",

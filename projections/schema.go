@@ -1,8 +1,10 @@
 package projections
 
 import (
-	"github.com/minilambda/minilambda/internal/jsonmembers"
 	"reflect"
+	"sync"
+
+	"github.com/minilambda/minilambda/internal/jsonmembers"
 )
 
 // EventSchema is one event type as clients read it: the type's name in
@@ -42,11 +44,15 @@ var eventTypes = []struct {
 
 // Schema is every event type, keyed by the name of its constant without
 // "Type" ("InvocationQueued" for TypeInvocationQueued), so that a client
-// such as the console names types without a copy of their strings.
-func Schema() map[string]EventSchema {
+// such as the console names types without a copy of their strings. It is
+// built once and shared: callers must not change it.
+func Schema() map[string]EventSchema { return schema() }
+
+// schema builds Schema's answer once: the types are fixed at build time.
+var schema = sync.OnceValue(func() map[string]EventSchema {
 	s := make(map[string]EventSchema, len(eventTypes))
 	for _, e := range eventTypes {
 		s[e.name] = EventSchema{Type: e.typ, Members: jsonmembers.Of(reflect.TypeOf(e.payload))}
 	}
 	return s
-}
+})

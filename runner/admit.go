@@ -19,11 +19,16 @@ import (
 // admission leaves; a container is done after its run; the API's request
 // bodies Reserve and Release bytes of the budget (see budget.go).
 
-// noMemory is a refusal of the memory budget, which an async attempt
-// tells from a full function's; it reads as the error it wraps.
-type noMemory struct{ error }
+// refusal is why enter let an invocation in or not; the queue's scan
+// reads it without an error being made for each item it passes over.
+type refusal int
 
-func (e noMemory) Unwrap() error { return e.error }
+const (
+	entered      refusal = iota
+	serverFull           // the server runs MaxInFlight invocations
+	functionFull         // the function runs its concurrency
+	noRoom               // the memory budget has no room
+)
 
 // admission is the room one invocation holds: a slot of the limits and
 // bytes of the memory budget.
@@ -36,20 +41,35 @@ type admission struct {
 
 // admit lets one invocation of f in, holding bytes of the memory budget,
 // or says why not: eventlog.ErrUnwritable, or an error wrapping
-// function.ErrBusy (a noMemory when the budget refused).
+// function.ErrBusy. It is enter with the log's writability first, and the
+// refusal in words, for a caller who hears it.
 func (s *Service) admit(f projections.Function, bytes int64) (*admission, error) {
 	if err := s.log.Writable(); err != nil {
 		return nil, err
 	}
-	if err := s.limits.take(f); err != nil {
-		return nil, err
+	adm, why := s.enter(f, bytes)
+	switch why {
+	case serverFull, functionFull:
+		return nil, s.limits.busy(f)
+	case noRoom:
+		return nil, s.budgetBusy()
+	}
+	return adm, nil
+}
+
+// enter takes a slot of the limits and bytes of the budget for one
+// invocation of f, both or neither. It writes nothing and makes no error,
+// so that the queue calls it for each item it scans, under its lock, once
+// it has seen that the log takes writes.
+func (s *Service) enter(f projections.Function, bytes int64) (*admission, refusal) {
+	if why := s.limits.take(f); why != entered {
+		return nil, why
 	}
 	if !s.budget.take(bytes) {
 		s.limits.give(f)
-		s.queue.wakeOne()
-		return nil, noMemory{s.budgetBusy()}
+		return nil, noRoom
 	}
-	return &admission{s: s, f: f, slot: true, bytes: bytes}, nil
+	return &admission{s: s, f: f, slot: true, bytes: bytes}, entered
 }
 
 // leave gives back the room the admission holds. Giving back a slot wakes

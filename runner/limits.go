@@ -24,32 +24,30 @@ func (l *limits) init(max int) {
 	l.running = make(map[string]int)
 }
 
-// take takes a slot for one invocation of f, or says why there is none
-// with an error wrapping function.ErrBusy.
-func (l *limits) take(f projections.Function) error {
+// take takes a slot for one invocation of f, or says whose bound is
+// reached.
+func (l *limits) take(f projections.Function) refusal {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.fitsLocked(f) {
-		l.inFlight++
-		l.running[f.ID]++
-		return nil
+	switch {
+	case l.inFlight >= l.max:
+		return serverFull
+	case f.Concurrency > 0 && l.running[f.ID] >= f.Concurrency:
+		return functionFull
 	}
+	l.inFlight++
+	l.running[f.ID]++
+	return entered
+}
+
+// busy says, for a sync caller, which bound a refusal of take met.
+func (l *limits) busy(f projections.Function) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.inFlight >= l.max {
 		return fmt.Errorf("%w: the server runs %d invocations, its limit", function.ErrBusy, l.inFlight)
 	}
 	return fmt.Errorf("%w: function %s runs %d invocations, its concurrency", function.ErrBusy, f.Name, f.Concurrency)
-}
-
-// fits reports whether an invocation of f would get a slot now: the queue
-// picks what to try with it, and admit takes the slot.
-func (l *limits) fits(f projections.Function) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.fitsLocked(f)
-}
-
-func (l *limits) fitsLocked(f projections.Function) bool {
-	return l.inFlight < l.max && (f.Concurrency <= 0 || l.running[f.ID] < f.Concurrency)
 }
 
 // give gives back a slot take took.

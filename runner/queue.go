@@ -150,16 +150,21 @@ func (s *Service) work(ctx context.Context) {
 }
 
 // next takes the oldest queued item that may run now and is admitted
-// (admit), in the same step, so that no later item of its function passes
-// it. An item refused while the log takes no writes or the memory budget
-// is full waits where it is; one whose function is full is passed over.
-// An item that will not run (its function deleted, or its event too old)
-// is taken without an admission. Otherwise next says how long to wait.
-// Once ctx has ended it takes nothing.
+// (enter), in the same step: an item refused for its function's
+// concurrency or the memory budget holds back the later items of its
+// function for this scan, so none passes it, and the scan stops once the
+// server runs all it may. While the log takes no writes, nothing is
+// taken. An item that will not run (its function deleted, or its event
+// too old) is taken without an admission. Otherwise next says how long to
+// wait. Once ctx has ended it takes nothing.
 func (s *Service) next(ctx context.Context) (it *item, f projections.Function, adm *admission, wait time.Duration) {
 	now := time.Now()
 	wait = time.Minute
+	// Outside the queue's lock: while the log refuses writes, Writable
+	// may probe it with a write.
+	writable := s.log.Writable() == nil
 	fns := map[runKey]*projections.Function{}
+	held := map[runKey]bool{} // refused in this scan
 	s.queue.mu.Lock()
 	defer s.queue.mu.Unlock()
 	if ctx.Err() != nil {
@@ -171,6 +176,9 @@ func (s *Service) next(ctx context.Context) (it *item, f projections.Function, a
 			continue
 		}
 		k := runKey{it.fnID, it.version}
+		if held[k] {
+			continue
+		}
 		f, ok := fns[k]
 		if !ok {
 			rf, err := s.views.Resolve(it.fnID, function.Qualifier{Version: it.version}, 0)
@@ -183,22 +191,25 @@ func (s *Service) next(ctx context.Context) (it *item, f projections.Function, a
 			fns[k] = f
 		}
 		if !f.Deleted && now.Sub(it.created) <= s.opts.MaxEventAge {
-			// The event counts against the memory budget with the outputs
-			// when its size is known; runAsync adds it once it is read.
-			var err error
-			adm, err = s.admit(*f, it.size+s.outputRoom(*f))
-			var retry time.Duration
-			switch {
-			case errors.Is(err, eventlog.ErrUnwritable):
-				retry = unwritableWait
-			case errors.As(err, new(noMemory)):
-				retry = budgetWait
-			case err != nil:
+			if !writable {
+				it.notBefore = now.Add(unwritableWait)
+				wait = min(wait, unwritableWait)
 				continue
 			}
-			if retry > 0 {
-				it.notBefore = now.Add(retry)
-				wait = min(wait, retry)
+			// The event counts against the memory budget with the outputs
+			// when its size is known; runAsync adds it once it is read.
+			var why refusal
+			adm, why = s.enter(*f, it.size+s.outputRoom(*f))
+			switch why {
+			case serverFull:
+				return nil, projections.Function{}, nil, wait
+			case functionFull:
+				held[k] = true
+				continue
+			case noRoom:
+				held[k] = true
+				it.notBefore = now.Add(budgetWait)
+				wait = min(wait, budgetWait)
 				continue
 			}
 		}

@@ -102,6 +102,9 @@ func (l *Listener) victimLocked(cutoff time.Time) *Conn {
 		if c.born.After(cutoff) {
 			break
 		}
+		if c.trusted.Load() {
+			continue // Trust is on its way to take it off the list
+		}
 		if c.handling.Load() == 0 {
 			return c
 		}

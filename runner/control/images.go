@@ -3,7 +3,6 @@ package control
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"slices"
 
@@ -68,8 +67,7 @@ func (c *Plane) ImageID(ctx context.Context, ref string) (string, error) {
 func (c *Plane) imageOf(ctx context.Context, ref string) (string, error) {
 	id, err := c.engine.ImageID(ctx, ref)
 	if errors.Is(err, engine.ErrImageNotFound) {
-		return "", fmt.Errorf("%w: %w", function.ErrInvalid, &function.FieldError{Field: "image",
-			Err: fmt.Errorf("image %q is not in the server's engine: load it with POST /images or docker load first", ref)})
+		return "", function.InvalidField("image", "image %q is not in the server's engine: load it with POST /images or docker load first", ref)
 	}
 	return id, err
 }
