@@ -3,7 +3,7 @@
 # through its mounted socket. Nothing is pulled: build the binaries first,
 # from the repository root, then the image:
 #
-#   CGO_ENABLED=0 go build -o minilambda . && CGO_ENABLED=0 go build -o minilambda-init ./runner/lambda/lambdainit
+#   CGO_ENABLED=0 go build -o minilambda . && CGO_ENABLED=0 go build -o minilambda-init ./runner/agent/init
 #   docker build -t minilambda .
 #
 # and run it as the "Server image" section of docs/operations.md shows. Inside its
@@ -13,7 +13,7 @@ COPY minilambda minilambda-init /
 COPY --chown=65532:65532 .ci/image/ /
 ENV MINILAMBDA_ADDR=0.0.0.0:8300 \
     MINILAMBDA_DB=/var/lib/minilambda/events.db \
-    MINILAMBDA_LAMBDA_INIT=/minilambda-init \
+    MINILAMBDA_INIT=/minilambda-init \
     TMPDIR=/var/lib/minilambda/tmp
 USER 65532:65532
 VOLUME /var/lib/minilambda

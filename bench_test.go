@@ -80,19 +80,22 @@ func BenchmarkServeHot(b *testing.B) {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+// median is the median of f over xs.
+func median[T any](xs []T, f func(T) float64) float64 {
+	v := make([]float64, len(xs))
+	for i, x := range xs {
+		v[i] = f(x)
+	}
+	slices.Sort(v)
+	if n := len(v); n%2 == 0 {
+		return (v[n/2-1] + v[n/2]) / 2
+	}
+	return v[len(v)/2]
+}
+
 // medians takes the median of each figure on its own.
 func medians(ls []load) load {
-	med := func(f func(load) float64) float64 {
-		v := make([]float64, len(ls))
-		for i, l := range ls {
-			v[i] = f(l)
-		}
-		slices.Sort(v)
-		if n := len(v); n%2 == 0 {
-			return (v[n/2-1] + v[n/2]) / 2
-		}
-		return v[len(v)/2]
-	}
+	med := func(f func(load) float64) float64 { return median(ls, f) }
 	return load{
 		perSecond:    med(func(l load) float64 { return l.perSecond }),
 		p50:          time.Duration(med(func(l load) float64 { return float64(l.p50) })),

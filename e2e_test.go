@@ -26,7 +26,7 @@ import (
 	"github.com/minilambda/minilambda/internal/dockertest"
 	"github.com/minilambda/minilambda/projections"
 	"github.com/minilambda/minilambda/runner"
-	"github.com/minilambda/minilambda/runner/lambda"
+	"github.com/minilambda/minilambda/runner/agent"
 )
 
 // server is the real binary, started as a user would.
@@ -89,6 +89,9 @@ func startBinaryEnv(t testing.TB, bin, db string, env []string, args ...string) 
 	t.Cleanup(func() {
 		s.cmd.Process.Kill()
 		<-s.done
+		// A server killed here leaves its containers behind, stopped by
+		// their inits; a test removes what it made.
+		dockertest.RemoveContainers(runner.LabelInstance, instanceID(db))
 		if t.Failed() {
 			t.Logf("server log:\n%s", s.out)
 		}
@@ -597,10 +600,10 @@ func TestLambdaOverHTTP(t *testing.T) {
 		t.Errorf("exit after SIGTERM: %v", err)
 	}
 	dockertest.AssertNoContainers(t, cli, runner.LabelInstance, instanceID(db))
-	if builds, _ := filepath.Glob(filepath.Join(filepath.Dir(db), "lambda-init", "lambdainit-*")); len(builds) != 1 {
+	if builds, _ := filepath.Glob(filepath.Join(filepath.Dir(db), "init", "init-*")); len(builds) != 1 {
 		t.Errorf("the init's builds beside the log: %v", builds)
 	}
-	if left, _ := filepath.Glob(filepath.Join(os.TempDir(), lambda.SocketDirPrefix(instanceID(db))+"*")); len(left) > 0 {
+	if left, _ := filepath.Glob(filepath.Join(os.TempDir(), agent.SocketDirPrefix(instanceID(db))+"*")); len(left) > 0 {
 		t.Errorf("the server's socket directory outlived it: %v", left)
 	}
 }

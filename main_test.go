@@ -159,6 +159,8 @@ func TestServeConfigFromEnv(t *testing.T) {
 	t.Setenv("MINILAMBDA_WORKERS", "0x10")
 	t.Setenv("MINILAMBDA_GRACE", "45s")
 	t.Setenv("MINILAMBDA_INSECURE_NO_AUTH", "1")
+	t.Setenv("MINILAMBDA_POOLED_CPUS", "0.5")
+	t.Setenv("MINILAMBDA_SWARM_REGISTRY", "registry:5000")
 	c, err := parseServe([]string{"--max-in-flight", "9"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -168,16 +170,18 @@ func TestServeConfigFromEnv(t *testing.T) {
 		maxImage: 2 << 30, level: "debug", workers: 16, insecure: true, maxQueue: runner.DefaultMaxQueue,
 		maxAttempts: runner.DefaultMaxAttempts, maxAge: runner.DefaultMaxEventAge, retryBase: runner.DefaultRetryBase,
 		hotTTL: 90 * time.Second, openMetrics: true, region: "us-east-1", awsKey: "minilambda", memBudget: 12345,
-		logLevel: slog.LevelDebug,
+		logLevel: slog.LevelDebug, pooledCPUs: 0.5,
+		swarm: swarmConfig{engine: "docker", registry: "registry:5000", gateway: ":8301", noneNetwork: "minilambda-none"},
 	}
 	if c != want {
 		t.Errorf("config\n%+v, want\n%+v", c, want)
 	}
 	for name, bad := range map[string]string{"MINILAMBDA_LOG_LEVEL": "chatty", "MINILAMBDA_GRACE": "soon",
-		"MINILAMBDA_WORKERS": "many", "MINILAMBDA_METRICS_OPEN": "yes please"} {
+		"MINILAMBDA_WORKERS": "many", "MINILAMBDA_METRICS_OPEN": "yes please", "MINILAMBDA_POOLED_CPUS": "-1",
+		"MINILAMBDA_ENGINE": "kubernetes"} {
 		t.Setenv(name, bad)
 		_, err := parseServe(nil, io.Discard)
-		if !errors.As(err, new(usageError)) || name != "MINILAMBDA_LOG_LEVEL" && !strings.Contains(err.Error(), name) {
+		if !errors.As(err, new(usageError)) || name != "MINILAMBDA_LOG_LEVEL" && name != "MINILAMBDA_POOLED_CPUS" && name != "MINILAMBDA_ENGINE" && !strings.Contains(err.Error(), name) {
 			t.Errorf("%s=%q: %v, want a usage error naming it", name, bad, err)
 		}
 		os.Unsetenv(name)

@@ -18,15 +18,15 @@ import (
 	"time"
 
 	"github.com/minilambda/minilambda/eventlog"
+	"github.com/minilambda/minilambda/function"
 	lambdahttp "github.com/minilambda/minilambda/http"
 	"github.com/minilambda/minilambda/internal/connlimit"
 	"github.com/minilambda/minilambda/internal/metrics"
 	"github.com/minilambda/minilambda/projections"
 	"github.com/minilambda/minilambda/runner"
+	"github.com/minilambda/minilambda/runner/agent"
 	"github.com/minilambda/minilambda/runner/control"
-	"github.com/minilambda/minilambda/runner/docker"
 	"github.com/minilambda/minilambda/runner/engine"
-	"github.com/minilambda/minilambda/runner/lambda"
 )
 
 // serveConfig is what serve runs with: its flags, each of which takes its
@@ -44,16 +44,19 @@ type serveConfig struct {
 	maxAge        time.Duration
 	retryBase     time.Duration
 	hotTTL        time.Duration
+	pooledCPUs    float64
 	token         string
 	insecure      bool
 	openMetrics   bool
 	callbackHosts string
 	maxConns      int
-	lambdaInit    string
+	init          string
+	pprof         bool
 	region        string
 	awsKey        string
 	awsSecret     string
 	memBudget     int64
+	swarm         swarmConfig
 
 	logLevel slog.Level // level, parsed
 }
@@ -77,16 +80,20 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.DurationVar(&c.maxAge, "max-event-age", runner.DefaultMaxEventAge, "async invocations older than this end FAILED")
 	fs.DurationVar(&c.retryBase, "retry-base", runner.DefaultRetryBase, "wait before the second attempt; doubles after, up to 5m")
 	fs.DurationVar(&c.hotTTL, "hot-idle-ttl", runner.DefaultHotIdleTTL, "how long an idle hot container is kept")
+	fs.Float64Var(&c.pooledCPUs, "pooled-cpus", function.DefaultPooledCPUs, "CPU quota of hot and lambda containers whose function sets no cpus; 0: none")
 	fs.StringVar(&c.token, "token", "", "API token clients send as Authorization: Bearer; required to listen beyond loopback")
 	fs.BoolVar(&c.insecure, "insecure-no-auth", false, "listen beyond loopback without a token: anyone who reaches the port can run any image")
 	fs.BoolVar(&c.openMetrics, "metrics-open", false, "serve /metrics without the token")
+	fs.BoolVar(&c.pprof, "pprof", false, "serve Go's runtime profiles under /debug/pprof/ (with the token)")
 	fs.StringVar(&c.callbackHosts, "callback-hosts", "", "comma-separated hosts (or host:port) completion callbacks may go to; empty allows none")
 	fs.IntVar(&c.maxConns, "max-connections", 0, "client connections served at once; 0: half the process's open-file limit")
-	fs.StringVar(&c.lambdaInit, "lambda-init", "", "a static build of ./runner/lambda/lambdainit for lambda functions' containers; built beside the log with the Go toolchain when empty")
-	fs.StringVar(&c.region, "region", lambda.DefaultRegion, "the AWS region lambda functions are told they run in, and the Lambda API's ARNs name")
+	fs.StringVar(&c.init, "init", "", "a static build of ./runner/agent/init, the first process of every function container; built beside the log with the Go toolchain when empty")
+	fs.StringVar(&c.init, "lambda-init", "", "the former name of --init")
+	fs.StringVar(&c.region, "region", agent.DefaultRegion, "the AWS region lambda functions are told they run in, and the Lambda API's ARNs name")
 	fs.StringVar(&c.awsKey, "aws-access-key-id", "minilambda", "the access key id Lambda API requests are signed with (checked when a token is set)")
 	fs.StringVar(&c.awsSecret, "aws-secret-access-key", "", "the secret Lambda API requests are signed with; the token when empty")
 	fs.Int64Var(&c.memBudget, "memory-budget", runner.DefaultMemoryBudget, "bytes of request bodies, async events under way and invocation outputs held at once; past it, requests get 429 and queued work waits")
+	c.swarm.flags(fs)
 	if err := envDefaults(fs); err != nil {
 		return c, err
 	}
@@ -96,11 +103,26 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	if err := c.logLevel.UnmarshalText([]byte(c.level)); err != nil {
 		return c, usageError{fmt.Errorf("serve: --log-level: %v", err)}
 	}
+	if err := c.swarm.check(); err != nil {
+		return c, usageError{err}
+	}
+	if c.pooledCPUs < 0 || c.pooledCPUs > function.MaxCPUs || c.pooledCPUs != c.pooledCPUs {
+		return c, usageError{fmt.Errorf("serve: --pooled-cpus must be between 0 (no quota) and %d, got %v", function.MaxCPUs, c.pooledCPUs)}
+	}
 	return c, nil
 }
 
+// pooledCPUs is runner.Options.PooledCPUs for --pooled-cpus, whose 0 means
+// no quota.
+func pooledCPUs(flag float64) float64 {
+	if flag == 0 {
+		return -1
+	}
+	return flag
+}
+
 // prepareProcess sets up what serve's process needs of its surroundings:
-// the temporary directory, which holds lambda containers' sockets (a
+// the temporary directory, which holds the function containers' sockets (a
 // server in a container is told one in its state volume, which may not
 // exist yet), and the collector, for a heap of about the memory budget
 // (gc.go).
@@ -137,7 +159,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer log.Close()
-	driver, err := docker.NewFromEnv(logger)
+	driver, gateway, err := openEngine(c, logger)
 	if err != nil {
 		return err
 	}
@@ -146,9 +168,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		Log: log, Engine: driver, Logger: logger, Metrics: m,
 		Instance: instanceID(c.db), MaxInFlight: c.maxInFlight, OutputLimit: c.outputLimit,
 		Workers: c.workers, MaxQueue: c.maxQueue, MaxAttempts: c.maxAttempts, MaxEventAge: c.maxAge,
-		RetryBase: c.retryBase, CallbackHosts: splitList(c.callbackHosts), HotIdleTTL: c.hotTTL,
+		RetryBase: c.retryBase, CallbackHosts: splitList(c.callbackHosts), HotIdleTTL: c.hotTTL, PooledCPUs: pooledCPUs(c.pooledCPUs),
 		MemoryBudget: c.memBudget,
-		LambdaInit:   c.lambdaInit, LambdaInitDir: filepath.Join(filepath.Dir(c.db), "lambda-init"), Region: c.region,
+		Init:         c.init, InitDir: filepath.Join(filepath.Dir(c.db), "init"), Region: c.region,
+		Gateway: gateway,
 	})
 	if err != nil {
 		return err
@@ -182,7 +205,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	api := lambdahttp.New(lambdahttp.Options{
 		Functions: ctl, Invoker: svc, Images: ctl, Status: svc, Views: svc.Views(), Versions: writeRead{ctl, svc, svc.Views()}, Schedules: writeRead{ctl, svc, svc.Views()}, Events: log, Audit: log, Budget: svc,
 		Logger: logger, Registry: m.Registry, MaxImageBytes: c.maxImage, SpoolDir: spool,
-		Token: c.token, OpenMetrics: c.openMetrics,
+		Token: c.token, OpenMetrics: c.openMetrics, Profiling: c.pprof,
 		AWSAccessKeyID: c.awsKey, AWSSecretAccessKey: cmp.Or(c.awsSecret, c.token), Region: c.region,
 		StrangerBytes: c.memBudget / 4,
 	})
@@ -216,7 +239,7 @@ func runServer(ctx context.Context, c serveConfig, logger *slog.Logger, log *eve
 	// The signal's context: at SIGTERM the workers take no more queued work.
 	svc.Start(ctx)
 	// Lambda functions' init is built now, not by their first invocation.
-	go svc.PrepareLambda(ctx)
+	go svc.PrepareInit(ctx)
 	memoryReturned := make(chan struct{})
 	go func() {
 		defer close(memoryReturned)

@@ -31,6 +31,19 @@
 // append in it returns. An append that has returned is durable, and a crash
 // at any point leaves the log as of the last commit.
 //
+// The writer's transaction is the one serial section of the server, so what
+// needs no transaction happens outside it: the projector's Prepare (decoding
+// payloads) runs in each caller's goroutine, and the writer encodes and
+// hashes a batch's events before it begins the transaction, for the seqs they
+// will take if every group's condition holds (a group refused moves the
+// groups after it, which are stamped again inside).
+//
+// A commit costs two fsyncs, bbolt's: the new pages, then the meta page that
+// makes them the tree. One would do only if a crash could not leave a meta
+// page on disk whose pages are not: bbolt's pages carry no checksum, so a
+// torn commit could not be told from a whole one, and the second fsync is
+// what makes the meta page a commit record.
+//
 // # The hash chain
 //
 // Each event's hash is SHA-256(prev || canonical bytes), where prev is the

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -51,13 +52,27 @@ type Options struct {
 	// is never split); 32 MiB when zero. A commit holds its events two or
 	// three times over until it is on disk: large events must not pile up.
 	MaxBatchBytes int
-	// OnCommit, when set, is told the size and latency of each commit.
-	OnCommit func(events int, latency time.Duration)
+	// OnCommit, when set, is told of each commit that appended events.
+	OnCommit func(CommitStats)
 	// OnUnwritable, when set, is told of each commit the file refused.
 	OnUnwritable func(err error)
 	// NoSync skips fsync. Only for scratch files and tests: an append that
 	// returned may be lost.
 	NoSync bool
+}
+
+// CommitStats describe one commit of the log writer.
+type CommitStats struct {
+	// Events is how many events the commit appended.
+	Events int
+	// Duration is the commit's time, from the writer taking its first
+	// request until the commit is on disk.
+	Duration time.Duration
+	// CPU is the writer's own CPU time in that span (zero where the
+	// platform cannot tell a thread's CPU time).
+	CPU time.Duration
+	// Pages is how many pages the transaction wrote.
+	Pages int
 }
 
 // Log is an open event log. Its methods are safe for concurrent use.
@@ -87,6 +102,13 @@ type Log struct {
 
 type request struct {
 	events []Event
+	// prepared is the projector's Prepare of each event, made by the
+	// caller so that the writer's serial section does not; nil when the
+	// projector has no Preparer.
+	prepared []any
+	// stored is each event's stored value, encoded by the writer before
+	// its transaction for the seqs it expects the group to take.
+	stored [][]byte
 	cond   func(ViewReader) error
 	err    error
 	done   chan struct{}
@@ -249,6 +271,15 @@ func (l *Log) AppendIf(ctx context.Context, cond func(ViewReader) error, events 
 		}
 	}
 	r := &request{events: append([]Event(nil), events...), cond: cond, done: make(chan struct{})}
+	if p, ok := l.opts.Projector.(Preparer); ok {
+		r.prepared = make([]any, len(r.events))
+		for i := range r.events {
+			var err error
+			if r.prepared[i], err = p.Prepare(&r.events[i]); err != nil {
+				return nil, fmt.Errorf("%w: %s event: %w", ErrInvalid, r.events[i].Type, err)
+			}
+		}
+	}
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
@@ -275,6 +306,10 @@ func (l *Log) AppendIf(ctx context.Context, cond func(ViewReader) error, events 
 
 func (l *Log) writer() {
 	defer close(l.stopped)
+	// One thread for the writer, so that its thread's CPU time is the
+	// commits' own (CommitStats.CPU).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	batch := make([]*request, 0, 64)
 	for r := range l.reqs {
 		batch = append(batch[:0], r)
@@ -302,15 +337,38 @@ func (l *Log) writer() {
 // commit writes batch in one transaction. If the transaction fails, each
 // group is tried alone so that one bad group cannot fail the others.
 func (l *Log) commit(batch []*request) {
-	start := time.Now()
+	start, cpu0 := time.Now(), threadCPU()
+	// Pages written count as the transaction commits, after its function
+	// returns: the file's running total tells them.
+	stats0 := l.db.Stats().TxStats
 	seq, head := l.Head()
+	now := time.Now().UTC()
+	// Encode and hash every event before the transaction, as though every
+	// group's condition will hold; a group refused moves the seqs of the
+	// groups after it, which are then encoded again inside.
+	at, prev := seq, head
+	for _, r := range batch {
+		if err := l.stamp(r, at, prev, now); err != nil {
+			for _, r := range batch {
+				r.err = fmt.Errorf("append: %w", err)
+				close(r.done)
+			}
+			return
+		}
+		at, prev = r.events[len(r.events)-1].Seq, r.events[len(r.events)-1].Hash
+	}
 	var appended int
 	var groupErr error // a group's own events failed, not the file
 	err := update(l.db, "appending", func(tx *bolt.Tx) error {
 		appended, groupErr = 0, nil
 		for _, r := range batch {
 			r.err = nil
-			n, err := l.writeGroup(tx, r, seq, head)
+			if r.events[0].Seq != seq+1 || r.events[0].Prev != head {
+				if err := l.stamp(r, seq, head, now); err != nil {
+					return err
+				}
+			}
+			n, err := l.writeGroup(tx, r, seq)
 			if err != nil {
 				groupErr = err
 				return err
@@ -361,7 +419,12 @@ func (l *Log) commit(batch []*request) {
 		l.changed = make(chan struct{})
 		l.mu.Unlock()
 		if l.opts.OnCommit != nil {
-			l.opts.OnCommit(appended, time.Since(start))
+			stats := l.db.Stats().TxStats
+			st := CommitStats{Events: appended, Duration: time.Since(start), Pages: int(stats.GetWrite() - stats0.GetWrite())}
+			if cpu0 >= 0 {
+				st.CPU = threadCPU() - cpu0
+			}
+			l.opts.OnCommit(st)
 		}
 	}
 	for _, r := range batch {
@@ -369,10 +432,30 @@ func (l *Log) commit(batch []*request) {
 	}
 }
 
-// writeGroup appends one request's events after (seq, head) and applies the
-// projector. It returns how many events it wrote: 0 when the condition
-// refused the group, whose error is then in r.err.
-func (l *Log) writeGroup(tx *bolt.Tx, r *request, seq uint64, head Hash) (int, error) {
+// stamp gives r's events the seqs after seq, chained from head, fresh ids
+// and the time now, and encodes them.
+func (l *Log) stamp(r *request, seq uint64, head Hash, now time.Time) error {
+	if r.stored == nil {
+		r.stored = make([][]byte, len(r.events))
+	}
+	for i := range r.events {
+		e := &r.events[i]
+		id, err := ulid.New(ulid.Timestamp(now), l.entropy)
+		if err != nil {
+			return err
+		}
+		seq++
+		e.Seq, e.ID, e.Time, e.Prev = seq, id, now, head
+		r.stored[i] = encode(e)
+		head = e.Hash
+	}
+	return nil
+}
+
+// writeGroup appends one request's events, stamped for the seqs after
+// seq, and applies the projector. It returns how many events it wrote: 0
+// when the condition refused the group, whose error is then in r.err.
+func (l *Log) writeGroup(tx *bolt.Tx, r *request, seq uint64) (int, error) {
 	views := newViewTx(tx)
 	if r.cond != nil {
 		if err := r.cond(views); err != nil {
@@ -381,35 +464,37 @@ func (l *Log) writeGroup(tx *bolt.Tx, r *request, seq uint64, head Hash) (int, e
 		}
 	}
 	var batch Batch
+	var prepared PreparedBatch
 	if l.opts.Projector != nil {
 		batch = l.opts.Projector.Begin(views)
+		if r.prepared != nil {
+			prepared, _ = batch.(PreparedBatch)
+		}
 	}
 	events := tx.Bucket(bucketEvents)
 	// Seqs only ever grow, so pages can fill up before they split.
 	events.FillPercent = 1.0
-	now := time.Now().UTC()
 	for i := range r.events {
 		e := &r.events[i]
 		next, err := events.NextSequence()
 		if err != nil {
 			return 0, err
 		}
-		if next != seq+1 {
+		if next != seq+1 || e.Seq != next {
 			return 0, fmt.Errorf("%w: sequence %d after head %d", ErrCorrupt, next, seq)
 		}
-		id, err := ulid.New(ulid.Timestamp(now), l.entropy)
+		if err := events.Put(seqKey(next), r.stored[i]); err != nil {
+			return 0, err
+		}
+		seq = next
+		switch {
+		case prepared != nil:
+			err = prepared.ApplyPrepared(e, r.prepared[i])
+		case batch != nil:
+			err = batch.Apply(e)
+		}
 		if err != nil {
-			return 0, err
-		}
-		e.Seq, e.ID, e.Time, e.Prev = next, id, now, head
-		if err := events.Put(seqKey(next), encode(e)); err != nil {
-			return 0, err
-		}
-		seq, head = e.Seq, e.Hash
-		if batch != nil {
-			if err := batch.Apply(e); err != nil {
-				return 0, fmt.Errorf("project %s seq %d: %w", e.Type, e.Seq, err)
-			}
+			return 0, fmt.Errorf("project %s seq %d: %w", e.Type, e.Seq, err)
 		}
 	}
 	if batch != nil {

@@ -16,6 +16,13 @@ const (
 
 	MaxCPUs = 64
 
+	// DefaultPooledCPUs is the CPU quota of a hot or lambda container
+	// whose function sets no cpus: one event at a time needs one core, and
+	// runtimes that size themselves from the quota (Go 1.25 and later,
+	// Java, .NET) then keep one busy thread instead of one per core of the
+	// machine, idling expensively between events.
+	DefaultPooledCPUs = 1.0
+
 	// DefaultPoolSize bounds the pool of long-lived containers of a
 	// function that sets no concurrency of its own; calls past it wait for
 	// a container instead of being refused.
@@ -250,4 +257,14 @@ func set[T any](dst *T, src *T) {
 	if src != nil {
 		*dst = *src
 	}
+}
+
+// ContainerCPUs is the CPU quota a container of s runs with: its cpus, or,
+// when it sets none, pooled for a hot or lambda function (0: no quota)
+// and no quota for a cold one.
+func (s Spec) ContainerCPUs(pooled float64) float64 {
+	if s.CPUs > 0 || (s.Mode != ModeHot && s.Mode != ModeLambda) {
+		return s.CPUs
+	}
+	return pooled
 }

@@ -154,6 +154,10 @@ type Options struct {
 	// the console's files are open (routes.go).
 	Token       string
 	OpenMetrics bool
+	// Profiling serves Go's runtime profiles under /debug/pprof/, with the
+	// native API's token, for operators who need to see where the server's
+	// time goes under load.
+	Profiling bool
 }
 
 // Server is the API's http.Handler.

@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 
 	"github.com/julienschmidt/httprouter"
@@ -115,6 +116,10 @@ func (s *Server) routes() *mux {
 		api.GET("/metrics", serveMetrics)
 	}
 
+	if s.opts.Profiling {
+		api.GET("/debug/pprof/*profile", serveProfile)
+	}
+
 	if s.opts.Versions != nil {
 		lambda := group{s.newRouter(open), s.lambdaAuth}
 		s.routeLambda(lambda)
@@ -182,4 +187,21 @@ func (s *Server) newRouter(fallback auth) *httprouter.Router {
 		s.writeError(w, r, statusError{http.StatusInternalServerError, "internal error"})
 	}
 	return r
+}
+
+// serveProfile serves net/http/pprof's handlers: the index names every
+// profile, and serves each by its name.
+func serveProfile(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	switch ps.ByName("profile") {
+	case "/cmdline":
+		pprof.Cmdline(w, r)
+	case "/profile":
+		pprof.Profile(w, r)
+	case "/symbol":
+		pprof.Symbol(w, r)
+	case "/trace":
+		pprof.Trace(w, r)
+	default:
+		pprof.Index(w, r)
+	}
 }

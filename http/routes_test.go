@@ -128,3 +128,36 @@ func TestRouteGroups(t *testing.T) {
 		}
 	}
 }
+
+// TestProfiling checks that Go's profiles are served only when the
+// operator turns them on, and then only with the token.
+func TestProfiling(t *testing.T) {
+	const token = "s3cret"
+	for _, on := range []bool{false, true} {
+		e, _ := fakeAPIOver(t, newFake(), lambdahttp.Options{Token: token, Profiling: on})
+		for _, c := range []struct {
+			path, auth string
+			status     int
+			body       string
+		}{
+			{"/debug/pprof/", "", 401, ""},
+			{"/debug/pprof/", "Bearer " + token, map[bool]int{false: 404, true: 200}[on], map[bool]string{false: "no such path", true: "goroutine"}[on]},
+			{"/debug/pprof/goroutine?debug=1", "Bearer " + token, map[bool]int{false: 404, true: 200}[on], map[bool]string{false: "no such path", true: "goroutine profile: total"}[on]},
+			{"/debug/pprof/cmdline", "Bearer " + token, map[bool]int{false: 404, true: 200}[on], ""},
+		} {
+			req, _ := http.NewRequest("GET", e.srv.URL+c.path, nil)
+			if c.auth != "" {
+				req.Header.Set("Authorization", c.auth)
+			}
+			resp, err := e.srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != c.status || !strings.Contains(string(body), c.body) {
+				t.Errorf("profiling %v: GET %s (%q): %d %.200s; want %d with %q", on, c.path, c.auth, resp.StatusCode, body, c.status, c.body)
+			}
+		}
+	}
+}

@@ -53,6 +53,7 @@ func TestSpareKeptOutOfALostAttempt(t *testing.T) {
 	}
 	containers := func() int {
 		s.spares.wg.Wait()
+		s.Settle()
 		list, err := cli.ContainerList(ctx, dockercontainer.ListOptions{All: true, Filters: filters.NewArgs(
 			filters.Arg("label", LabelInstance+"="+instance), filters.Arg("label", docker.LabelFunction+"="+f.ID))})
 		if err != nil {

@@ -41,10 +41,10 @@ func BenchmarkWarm(b *testing.B) {
 	hot := dockertest.BuildGoImage(b, cli, "../testdata/hot", "minilambda-bench-hot")
 	var commits, committed, committing atomic.Int64
 	fx := newServiceLog(b, cli, "", runner.Options{MaxInFlight: 64}, eventlog.Options{
-		OnCommit: func(events int, took time.Duration) {
+		OnCommit: func(c eventlog.CommitStats) {
 			commits.Add(1)
-			committing.Add(int64(took))
-			committed.Add(int64(events))
+			committing.Add(int64(c.Duration))
+			committed.Add(int64(c.Events))
 		},
 	}, "")
 	f := fx.svc

@@ -4,7 +4,7 @@ import (
 	"sync/atomic"
 
 	"github.com/minilambda/minilambda/projections"
-	"github.com/minilambda/minilambda/runner/lambda"
+	"github.com/minilambda/minilambda/runner/agent"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -67,7 +67,7 @@ func (s *Service) Release(n int64) { s.budget.give(n) }
 // stderr, or a lambda function's response and logs.
 func (s *Service) outputRoom(f projections.Function) int64 {
 	if f.Lambda() {
-		return lambda.MaxPayload + s.opts.OutputLimit
+		return agent.MaxPayload + s.opts.OutputLimit
 	}
 	return 2 * s.opts.OutputLimit
 }

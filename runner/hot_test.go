@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +25,7 @@ type hotAnswer struct {
 	Message string
 	Count   int
 	Pid     int
+	Procs   int // GOMAXPROCS, which Go sizes from the CPU quota
 }
 
 func TestHotMode(t *testing.T) {
@@ -73,6 +75,39 @@ func TestHotMode(t *testing.T) {
 		}
 	})
 
+	// A hot container gets one core by default, and Go in it one P; the
+	// function's cpus, or the server's setting, say otherwise.
+	t.Run("CPU quota", func(t *testing.T) {
+		// Go's GOMAXPROCS is the quota rounded up, at least 2, at most the
+		// machine's cores.
+		procs := func(quota int) int { return min(runtime.NumCPU(), max(2, quota)) }
+		for _, tc := range []struct {
+			name   string
+			pooled float64
+			cpus   float64
+			nano   int64
+			procs  int
+		}{
+			{"default", 0, 0, 1e9, procs(1)},
+			{"the function's", 0, 2, 2e9, procs(2)},
+			{"none", -1, 0, 0, runtime.NumCPU()},
+		} {
+			f := newService(t, cli, img.Tag, runner.Options{PooledCPUs: tc.pooled})
+			f.register(function.Spec{Name: "hot", Mode: "hot", CPUs: tc.cpus})
+			inv, a, err := invoke(t, f, "hot", `{"name": "q"}`, 0)
+			if err != nil || inv.Status != "COMPLETED" {
+				t.Fatalf("%s: %v %+v", tc.name, err, inv)
+			}
+			info, err := cli.ContainerInspect(context.Background(), inv.ContainerID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.HostConfig.NanoCPUs != tc.nano || a.Procs != tc.procs {
+				t.Errorf("%s: nano cpus %d, GOMAXPROCS %d; want %d, %d", tc.name, info.HostConfig.NanoCPUs, a.Procs, tc.nano, tc.procs)
+			}
+		}
+	})
+
 	t.Run("pool grows to concurrency, then 429", func(t *testing.T) {
 		f := newService(t, cli, img.Tag, runner.Options{})
 		f.register(function.Spec{Name: "hot", Mode: "hot", Concurrency: 3})
@@ -111,6 +146,48 @@ func TestHotMode(t *testing.T) {
 		wg.Wait()
 		if n := len(hotEvents(f, projections.TypeHotStarted)); n != 3 {
 			t.Errorf("%d hot containers for 3 concurrent calls", n)
+		}
+	})
+
+	// A call that finds every container busy starts another in the
+	// background but takes whichever is ready first: here the busy one,
+	// which frees in 30 ms, long before a container could start. The one
+	// started for it joins the pool.
+	t.Run("a call takes the container that frees first", func(t *testing.T) {
+		f := newService(t, cli, img.Tag, runner.Options{})
+		f.register(function.Spec{Name: "hot", Mode: "hot"})
+		first, _, err := invoke(t, f, "hot", `{"name": "a"}`, 0)
+		if err != nil || first.Status != "COMPLETED" {
+			t.Fatalf("first call: %v %+v", err, first)
+		}
+		busy := make(chan projections.Invocation)
+		go func() {
+			inv, _, _ := invoke(t, f, "hot", `{"hang_ms": 30}`, 0)
+			busy <- inv
+		}()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			running, _, _ := f.svc.Views().Invocations(projections.InvocationQuery{Status: "RUNNING"})
+			if len(running) == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the first container never got busy")
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+		inv, a, err := invoke(t, f, "hot", `{"name": "b"}`, 0)
+		if err != nil || inv.Status != "COMPLETED" || inv.ContainerID != first.ContainerID || a.Count < 2 {
+			t.Fatalf("the call that found the pool busy: %v %+v, ran %s (the warm one is %s), its count %d", err, inv, inv.ContainerID, first.ContainerID, a.Count)
+		}
+		if b := <-busy; b.ContainerID != first.ContainerID {
+			t.Fatalf("the busy call ran in %s", b.ContainerID)
+		}
+		for deadline := time.Now().Add(30 * time.Second); len(hotEvents(f, projections.TypeHotStarted)) < 2; {
+			if time.Now().After(deadline) {
+				t.Fatal("the container started for the waiting call never joined the pool")
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	})
 
@@ -170,10 +247,19 @@ func TestHotMode(t *testing.T) {
 	})
 
 	t.Run("shrinks after the idle TTL", func(t *testing.T) {
-		f := newService(t, cli, img.Tag, runner.Options{HotIdleTTL: 500 * time.Millisecond})
+		m := metrics.New()
+		containers := func() float64 {
+			var g dto.Metric
+			m.HotContainers.WithLabelValues("hot").Write(&g)
+			return g.GetGauge().GetValue()
+		}
+		f := newService(t, cli, img.Tag, runner.Options{HotIdleTTL: 500 * time.Millisecond, Metrics: m})
 		f.register(function.Spec{Name: "hot", Mode: "hot"})
 		if _, _, err := invoke(t, f, "hot", `{}`, 0); err != nil {
 			t.Fatal(err)
+		}
+		if n := containers(); n != 1 {
+			t.Errorf("the metric shows %v hot containers after one call, want 1", n)
 		}
 		deadline := time.Now().Add(20 * time.Second)
 		for len(hotEvents(f, projections.TypeHotStopped)) == 0 {
@@ -184,6 +270,9 @@ func TestHotMode(t *testing.T) {
 		}
 		if ev := hotEvents(f, projections.TypeHotStopped)[0]; !strings.Contains(string(ev.Data), `"reason":"idle"`) {
 			t.Errorf("stopped for %s", ev.Data)
+		}
+		if n := containers(); n != 0 {
+			t.Errorf("the metric shows %v hot containers once the idle one stopped, want 0", n)
 		}
 		// And it comes back on demand.
 		if inv, a, err := invoke(t, f, "hot", `{}`, 0); err != nil || a.Count != 1 {

@@ -233,9 +233,10 @@ func TestLambdaMode(t *testing.T) {
 		}
 		hc := info.HostConfig
 		if fmt.Sprint(hc.CapDrop) != "[ALL]" || fmt.Sprint(hc.SecurityOpt) != "[no-new-privileges]" || hc.PidsLimit == nil ||
-			*hc.PidsLimit != docker.PidsLimit || hc.Memory != 128<<20 || !hc.ReadonlyRootfs || hc.NetworkMode != "none" || hc.Privileged {
-			t.Errorf("host config: caps %v, security %v, pids %v, memory %d, read-only %v, network %s", hc.CapDrop, hc.SecurityOpt,
-				hc.PidsLimit, hc.Memory, hc.ReadonlyRootfs, hc.NetworkMode)
+			*hc.PidsLimit != docker.PidsLimit || hc.Memory != 128<<20 || !hc.ReadonlyRootfs || hc.NetworkMode != "none" || hc.Privileged ||
+			hc.NanoCPUs != function.DefaultPooledCPUs*1e9 {
+			t.Errorf("host config: caps %v, security %v, pids %v, memory %d, read-only %v, network %s, nano cpus %d", hc.CapDrop, hc.SecurityOpt,
+				hc.PidsLimit, hc.Memory, hc.ReadonlyRootfs, hc.NetworkMode, hc.NanoCPUs)
 		}
 		if len(info.Mounts) != 2 {
 			t.Errorf("mounts: %+v", info.Mounts)

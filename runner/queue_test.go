@@ -67,7 +67,7 @@ func newServiceLog(t testing.TB, cli *client.Client, image string, opts runner.O
 	}
 	_, instance := dockertest.UniqueLabel(t)
 	opts.Log, opts.Engine, opts.Instance = log, driver, instance
-	opts.LambdaInitDir = lambdatest.InitDir(t)
+	opts.InitDir = lambdatest.InitDir(t)
 	if opts.RetryBase == 0 {
 		opts.RetryBase = 100 * time.Millisecond
 	}
@@ -171,7 +171,7 @@ func (f *fixture) restartRecovering(grace time.Duration, opts runner.Options) (*
 		f.t.Fatal(err)
 	}
 	opts.Log, opts.Engine, opts.Instance = f.log, driver, f.instance
-	opts.LambdaInitDir = lambdatest.InitDir(f.t)
+	opts.InitDir = lambdatest.InitDir(f.t)
 	if opts.RetryBase == 0 {
 		opts.RetryBase = 100 * time.Millisecond
 	}
@@ -219,9 +219,10 @@ func (f *fixture) waitRunningN(fnID string, n int) {
 }
 
 // containers counts the containers, in any state, of function fnID that
-// this fixture's service created.
+// this fixture's service created, once those it has done with are gone.
 func (f *fixture) containers(fnID string) int {
 	f.t.Helper()
+	f.svc.Settle()
 	list, err := f.cli.ContainerList(context.Background(), container.ListOptions{All: true, Filters: filters.NewArgs(
 		filters.Arg("label", runner.LabelInstance+"="+f.instance),
 		filters.Arg("label", docker.LabelFunction+"="+fnID),

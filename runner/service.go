@@ -3,15 +3,19 @@ package runner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/minilambda/minilambda/eventlog"
+	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/internal/metrics"
 	"github.com/minilambda/minilambda/projections"
+	"github.com/minilambda/minilambda/runner/agent"
 	"github.com/minilambda/minilambda/runner/engine"
-	"github.com/minilambda/minilambda/runner/lambda"
 )
 
 // LabelInstance is the container label naming the server that created a
@@ -63,16 +67,31 @@ type Options struct {
 	// HotIdleTTL is how long an idle hot container, or an unused spare, is
 	// kept.
 	HotIdleTTL time.Duration
+	// PooledCPUs is the CPU quota of hot and lambda containers whose
+	// function sets no cpus: function.DefaultPooledCPUs when zero, none
+	// when negative.
+	PooledCPUs float64
 	// MemoryBudget bounds the bytes of request bodies, async events under
 	// way and invocation outputs held at once (see budget.go).
 	MemoryBudget int64
 
-	// Lambda functions: a static build of the init their containers run
-	// (lambda.BuildInit makes one in LambdaInitDir when it is empty), and
-	// the region they are told they run in.
-	LambdaInit    string
-	LambdaInitDir string
-	Region        string
+	// Init is a static build of the init every function container runs
+	// as its first process; when it is empty, agent.BuildInit makes one in
+	// InitDir (DefaultInitDir when that is empty too). Region is the one
+	// lambda functions are told they run in.
+	Init    string
+	InitDir string
+	Region  string
+	// Gateway, with a cluster's engine, relays the containers' sockets
+	// from the node agents.
+	Gateway *agent.Gateway
+}
+
+// DefaultInitDir is where a service given no init builds one: a
+// directory of the system's temporary one, shared by the servers of this
+// machine's user; each build is named after its source's hash.
+func DefaultInitDir() string {
+	return filepath.Join(os.TempDir(), fmt.Sprintf("minilambda-init-%d", os.Getuid()))
 }
 
 // withDefaults fills in the zero settings.
@@ -101,6 +120,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MemoryBudget == 0 {
 		o.MemoryBudget = DefaultMemoryBudget
+	}
+	switch {
+	case o.PooledCPUs == 0:
+		o.PooledCPUs = function.DefaultPooledCPUs
+	case o.PooledCPUs < 0:
+		o.PooledCPUs = 0
 	}
 	if o.Metrics == nil {
 		o.Metrics = metrics.New()
@@ -145,9 +170,10 @@ type Service struct {
 	pools     pools
 	spares    spares
 	callbacks callbacks
-	// lambda starts lambda functions' containers and serves their Runtime
-	// API; nil when the options give it no init and nowhere to build one.
-	lambda *lambda.Host
+	// agent starts every function container with the init as its first
+	// process, and carries its data: events, results, logs, and the
+	// Runtime API of lambda functions.
+	agent *agent.Host
 
 	// workers run queued attempts and the reaper; attempts is their
 	// context, which Stop cancels when its grace is over.
@@ -178,32 +204,26 @@ func New(opts Options) (*Service, error) {
 	s.spares.init(s)
 	s.callbacks.init(s)
 	s.sched = scheduler{wake: make(chan struct{}, 1), cursors: map[string]time.Time{}, nexts: map[string]func(time.Time) time.Time{}}
-	if opts.LambdaInit != "" || opts.LambdaInitDir != "" {
-		host, err := lambda.New(lambda.Options{
-			Engine: opts.Engine, Init: opts.LambdaInit, InitDir: opts.LambdaInitDir, Region: opts.Region,
-			Instance: opts.Instance, Logger: opts.Logger,
-		})
-		if err != nil {
-			return nil, err
-		}
-		s.lambda = host
+	if opts.Init == "" && opts.InitDir == "" {
+		opts.InitDir = DefaultInitDir()
 	}
+	host, err := agent.New(agent.Options{
+		Engine: opts.Engine, Init: opts.Init, InitDir: opts.InitDir, Region: opts.Region,
+		Instance: opts.Instance, Logger: opts.Logger, Gateway: opts.Gateway,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.agent = host
 	return s, nil
 }
 
-// PrepareLambda makes ready what lambda functions need (a build of their
-// init), so that the first invocation does not wait for it.
-func (s *Service) PrepareLambda(ctx context.Context) error {
-	if s.lambda == nil {
-		return errNoLambda
-	}
-	_, err := s.lambda.Init(ctx)
+// PrepareInit makes ready what every function container needs (a build
+// of the init), so that the first invocation does not wait for it.
+func (s *Service) PrepareInit(ctx context.Context) error {
+	_, err := s.agent.Init(ctx)
 	return err
 }
-
-// errNoLambda is the failure of a lambda function's invocation on a
-// service set up without lambda mode.
-var errNoLambda = errors.New("runner: this server runs no lambda functions: it has no init for their containers")
 
 // Views is the read side the service writes through.
 func (s *Service) Views() *projections.Views { return s.views }
@@ -292,9 +312,7 @@ func (s *Service) Wait() {
 	s.spares.stopAll()
 	s.pools.wg.Wait()
 	s.spares.wg.Wait()
-	if s.lambda != nil {
-		s.lambda.Close(s.life)
-	}
+	s.agent.Close(s.life)
 	// What the log would still not take is settled by the next start.
 	defer s.recording.Wait()
 	defer s.endLife()

@@ -72,7 +72,7 @@ func (s *Service) containerSpec(f projections.Function, invocationID string) eng
 	return engine.Spec{
 		FunctionID: f.ID, FunctionName: f.Name, InvocationID: invocationID,
 		Image: f.Image, Env: f.Env,
-		MemoryMB: f.MemoryMB, CPUs: f.CPUs, Network: f.Network, ReadOnly: f.ReadOnly,
+		MemoryMB: f.MemoryMB, CPUs: f.ContainerCPUs(s.opts.PooledCPUs), Network: f.Network, ReadOnly: f.ReadOnly,
 		Entrypoint: f.Entrypoint, Cmd: f.Command, WorkingDir: f.WorkingDir,
 		OutputLimit: s.opts.OutputLimit,
 		Labels:      map[string]string{LabelInstance: s.opts.Instance},
@@ -80,8 +80,8 @@ func (s *Service) containerSpec(f projections.Function, invocationID string) eng
 }
 
 // coldContainer is a fresh container for one invocation: a spare
-// prestarted for it, or, without one, a container the engine creates and
-// starts in run.
+// prestarted for it, or, without one, a container the agent starts in
+// run.
 type coldContainer struct {
 	s     *Service
 	f     projections.Function
@@ -111,7 +111,7 @@ func (c *coldContainer) run(ctx context.Context, a *attempt, started engine.OnSt
 		}
 		spec.Env[TraceEnv] = a.trace
 	}
-	return c.s.engine.Run(ctx, spec, a.event, a.timeout, started)
+	return c.s.agent.Run(ctx, spec, a.event, a.timeout, started)
 }
 
 // done lets go of a spare the attempt took but never ran (its queued

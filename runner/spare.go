@@ -212,7 +212,7 @@ func (sp *spares) fillLocked(f projections.Function, fs *fnSpares) {
 		err := errNotCurrent
 		begin := time.Now()
 		if sp.s.current(f) {
-			if p, err = sp.s.engine.Prestart(sp.s.life, sp.s.containerSpec(f, "")); err == nil && !sp.s.current(f) {
+			if p, err = sp.s.agent.Prestart(sp.s.life, sp.s.containerSpec(f, "")); err == nil && !sp.s.current(f) {
 				err = errNotCurrent
 			}
 		}

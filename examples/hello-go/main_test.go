@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/minilambda/minilambda/internal/dockertest"
+	"github.com/minilambda/minilambda/internal/lambdatest"
+	"github.com/minilambda/minilambda/runner/agent"
 	"github.com/minilambda/minilambda/runner/docker"
 	"github.com/minilambda/minilambda/runner/engine"
 )
@@ -40,6 +42,8 @@ func TestRun(t *testing.T) {
 	}
 }
 
+func TestMain(m *testing.M) { lambdatest.Main(m) }
+
 // TestImage builds the image from this directory's Dockerfile, as the
 // README says, and invokes it through the Docker driver.
 func TestImage(t *testing.T) {
@@ -52,7 +56,12 @@ func TestImage(t *testing.T) {
 	}
 	key, value := dockertest.UniqueLabel(t)
 	t.Cleanup(func() { dockertest.AssertNoContainers(t, cli, key, value) })
-	res, err := d.Run(context.Background(), engine.Spec{
+	host, err := agent.New(agent.Options{Engine: d, InitDir: lambdatest.InitDir(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close(context.Background())
+	res, err := host.Run(context.Background(), engine.Spec{
 		Image:  img.Tag,
 		Labels: map[string]string{key: value},
 	}, []byte(`{"name": "Ada"}`), 0, nil)

@@ -8,9 +8,13 @@ import (
 	"time"
 
 	"github.com/minilambda/minilambda/internal/dockertest"
+	"github.com/minilambda/minilambda/internal/lambdatest"
+	"github.com/minilambda/minilambda/runner/agent"
 	"github.com/minilambda/minilambda/runner/docker"
 	"github.com/minilambda/minilambda/runner/engine"
 )
+
+func TestMain(m *testing.M) { lambdatest.Main(m) }
 
 // TestImage builds the image from this directory's Dockerfile, as its
 // comment says, and sends it events as a hot container.
@@ -24,7 +28,12 @@ func TestImage(t *testing.T) {
 	key, value := dockertest.UniqueLabel(t)
 	t.Cleanup(func() { dockertest.AssertNoContainers(t, cli, key, value) })
 	ctx := context.Background()
-	h, err := d.StartHot(ctx, engine.Spec{FunctionID: "hello-hot-go", Image: img.Tag, Labels: map[string]string{key: value}})
+	host, err := agent.New(agent.Options{Engine: d, InitDir: lambdatest.InitDir(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close(ctx)
+	h, err := host.StartHot(ctx, engine.Spec{FunctionID: "hello-hot-go", Image: img.Tag, Labels: map[string]string{key: value}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,9 +8,9 @@ import (
 
 	"github.com/minilambda/minilambda/internal/dockertest"
 	"github.com/minilambda/minilambda/internal/lambdatest"
+	"github.com/minilambda/minilambda/runner/agent"
 	"github.com/minilambda/minilambda/runner/docker"
 	"github.com/minilambda/minilambda/runner/engine"
-	"github.com/minilambda/minilambda/runner/lambda"
 )
 
 func TestMain(m *testing.M) { lambdatest.Main(m) }
@@ -24,7 +24,7 @@ func TestImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host, err := lambda.New(lambda.Options{Engine: d, InitDir: lambdatest.InitDir(t)})
+	host, err := agent.New(agent.Options{Engine: d, InitDir: lambdatest.InitDir(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,8 +32,8 @@ func TestImage(t *testing.T) {
 	t.Cleanup(func() { dockertest.AssertNoContainers(t, cli, key, value) })
 	ctx := context.Background()
 	defer host.Close(ctx)
-	h, err := host.Start(ctx, engine.Spec{FunctionID: "hello-lambda-go", Image: img.Tag, Labels: map[string]string{key: value}},
-		lambda.Function{Name: "hello", Version: "$LATEST", MemoryMB: 128})
+	h, err := host.StartLambda(ctx, engine.Spec{FunctionID: "hello-lambda-go", Image: img.Tag, Labels: map[string]string{key: value}},
+		agent.Function{Name: "hello", Version: "$LATEST", MemoryMB: 128})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,6 @@
 // Package lambdatest gives the tests of one process a directory where the
-// lambda containers' init is built once, on first use, and reused: a
-// service given it as its runner.Options.LambdaInitDir builds the init
+// function containers' init is built once, on first use, and reused: a
+// service given it as its runner.Options.InitDir builds the init
 // there only if no build of the same source is there yet. The package's
 // TestMain removes the directory with Main.
 package lambdatest

@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,6 +32,7 @@ type Report struct {
 	P50MS       float64 `json:"p50_ms"`
 	P90MS       float64 `json:"p90_ms"`
 	P99MS       float64 `json:"p99_ms"`
+	MaxMS       float64 `json:"max_ms"`
 	Wrong       int     `json:"wrong"`
 	FirstWrong  string  `json:"first_wrong,omitempty"`
 }
@@ -40,6 +42,7 @@ func main() {
 	clients := flag.Int("clients", 1, "concurrent clients")
 	d := flag.Duration("for", 10*time.Second, "how long to send")
 	token := flag.String("token", "", "the API token, if the server has one")
+	total := flag.Int("n", 0, "stop after this many calls, all clients together (0: no count, only -for)")
 	flag.Parse()
 	if *url == "" {
 		fmt.Fprintln(os.Stderr, "loadgen: -url is required")
@@ -51,13 +54,14 @@ func main() {
 	r := Report{}
 	stop := time.Now().Add(*d)
 	begin := time.Now()
+	var sent atomic.Int64
 	var wg sync.WaitGroup
 	for c := range *clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var mine []time.Duration
-			for i := 0; time.Now().Before(stop); i++ {
+			for i := 0; time.Now().Before(stop) && (*total == 0 || sent.Add(1) <= int64(*total)); i++ {
 				name := "c" + strconv.Itoa(c) + "-" + strconv.Itoa(i)
 				t := time.Now()
 				why := invoke(client, *url, *token, name)
@@ -87,7 +91,7 @@ func main() {
 	}
 	r.Invocations = len(lat)
 	r.PerSecond = float64(len(lat)) / elapsed.Seconds()
-	r.P50MS, r.P90MS, r.P99MS = pct(.5), pct(.9), pct(.99)
+	r.P50MS, r.P90MS, r.P99MS, r.MaxMS = pct(.5), pct(.9), pct(.99), pct(1)
 	json.NewEncoder(os.Stdout).Encode(r)
 }
 

@@ -3,7 +3,7 @@
 package metrics
 
 import (
-	"time"
+	"github.com/minilambda/minilambda/eventlog"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -20,6 +20,8 @@ type Metrics struct {
 	Starts        *prometheus.CounterVec // by kind: cold or warm
 	CommitLatency prometheus.Histogram
 	CommitEvents  prometheus.Histogram
+	CommitCPU     prometheus.Counter // the log writer's CPU seconds
+	CommitPages   prometheus.Counter // pages the log's commits wrote
 	QueueDepth    prometheus.Gauge
 	Retries       prometheus.Counter
 	HotContainers *prometheus.GaugeVec
@@ -61,6 +63,14 @@ func New() *Metrics {
 			Help:    "Events per event log commit (group commit).",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
 		}),
+		CommitCPU: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "minilambda_eventlog_commit_cpu_seconds_total",
+			Help: "CPU time the event log's writer spent in its commits (Linux; divide by minilambda_eventlog_commit_seconds_count for the CPU of a commit).",
+		}),
+		CommitPages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "minilambda_eventlog_commit_pages_total",
+			Help: "Pages of the event log's file its commits wrote.",
+		}),
 		QueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "minilambda_async_queue_depth",
 			Help: "Async invocations waiting for a worker or for their next attempt.",
@@ -92,16 +102,18 @@ func New() *Metrics {
 		Name: "minilambda_eventlog_append_failures_total",
 		Help: "Commits of the event log that its file refused (a full disk, an I/O error); what they held is appended again once it can be.",
 	})
-	m.Registry.MustRegister(m.Invocations, m.Duration, m.InFlight, m.Starts, m.CommitLatency, m.CommitEvents, m.QueueDepth, m.Retries, m.HotContainers, m.Overhead,
+	m.Registry.MustRegister(m.Invocations, m.Duration, m.InFlight, m.Starts, m.CommitLatency, m.CommitEvents, m.CommitCPU, m.CommitPages, m.QueueDepth, m.Retries, m.HotContainers, m.Overhead,
 		m.BudgetUsed, m.BudgetRefused, m.Unwritable,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 // Commit records one event log commit; it fits eventlog.Options.OnCommit.
-func (m *Metrics) Commit(events int, latency time.Duration) {
-	m.CommitLatency.Observe(latency.Seconds())
-	m.CommitEvents.Observe(float64(events))
+func (m *Metrics) Commit(c eventlog.CommitStats) {
+	m.CommitLatency.Observe(c.Duration.Seconds())
+	m.CommitEvents.Observe(float64(c.Events))
+	m.CommitCPU.Add(c.CPU.Seconds())
+	m.CommitPages.Add(float64(c.Pages))
 }
 
 // CommitRefused counts a commit the log's file refused; it fits

@@ -2,11 +2,10 @@ package docker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
+	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/minilambda/minilambda/runner/engine"
@@ -20,12 +19,13 @@ const LabelDetached = "minilambda.detached"
 // the engine copies none of its output, and nothing passes through the
 // engine while it works.
 type detached struct {
-	d      *Docker
-	id     string
-	digest string
-	logger *slog.Logger
-	exited chan struct{}
-	closed sync.Once
+	d       *Docker
+	id      string
+	digest  string
+	logger  *slog.Logger
+	exited  chan struct{}
+	closing chan struct{} // closed when Close begins
+	closed  sync.Once
 
 	mu        sync.Mutex
 	stateRead bool
@@ -45,24 +45,9 @@ func (d *Docker) StartDetached(ctx context.Context, s engine.Spec) (engine.Detac
 		return nil, err
 	}
 	config, hostConfig := containerConfig(s, img.ID)
-	config.AttachStdin, config.AttachStdout, config.AttachStderr = false, false, false
-	config.OpenStdin, config.StdinOnce = false, false
 	config.Labels[LabelDetached] = "true"
 	if len(s.Wrap) > 0 {
-		var entrypoint, cmd []string
-		if img.Config != nil {
-			entrypoint, cmd = img.Config.Entrypoint, img.Config.Cmd
-		}
-		// The function's own replace the image's, as in containerConfig.
-		if len(s.Entrypoint) > 0 {
-			entrypoint, cmd = s.Entrypoint, nil
-		}
-		if len(s.Cmd) > 0 {
-			cmd = s.Cmd
-		}
-		// Setting the entrypoint drops the image's command, so both follow
-		// the wrapper as its arguments.
-		config.Entrypoint = slices.Concat(s.Wrap, entrypoint, cmd)
+		config.Entrypoint = wrappedCommand(s, img)
 	}
 	logger := d.logger.With("function_id", s.FunctionID, "function_name", s.FunctionName, "detached", true)
 	createCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
@@ -74,22 +59,13 @@ func (d *Docker) StartDetached(ctx context.Context, s engine.Spec) (engine.Detac
 		}
 		return nil, wrapEngineErr("create detached container", err)
 	}
-	c := &detached{d: d, id: created.ID, digest: img.ID, logger: logger.With("container_id", created.ID), exited: make(chan struct{})}
+	c := &detached{d: d, id: created.ID, digest: img.ID, logger: logger.With("container_id", created.ID),
+		exited: make(chan struct{}), closing: make(chan struct{})}
 	// Registered before the start, so that the exit is never missed; it
 	// lasts as long as the container.
 	waitCtx, cancelWait := context.WithCancel(context.WithoutCancel(ctx))
 	waitC, errC := d.api.ContainerWait(waitCtx, c.id, container.WaitConditionNextExit)
-	go func() {
-		defer cancelWait()
-		select {
-		case <-waitC:
-		case err := <-errC:
-			if !errors.Is(err, context.Canceled) {
-				c.logger.Debug("wait for a detached container ended", "error", err)
-			}
-		}
-		close(c.exited)
-	}()
+	go c.watch(waitCtx, cancelWait, waitC, errC)
 	if err := d.api.ContainerStart(ctx, c.id, container.StartOptions{}); err != nil {
 		c.Close(ctx)
 		return nil, d.runErr(ctx, "start detached container", err)
@@ -97,16 +73,47 @@ func (d *Docker) StartDetached(ctx context.Context, s engine.Spec) (engine.Detac
 	return c, nil
 }
 
+// watch closes exited once the engine says the container stopped, or is
+// gone. A wait cut short (the engine's connection lost) says nothing of
+// the container, which may well run on: the wait is made again, backing
+// off, until the engine answers or the container is closed.
+func (c *detached) watch(ctx context.Context, cancel context.CancelFunc, waitC <-chan container.WaitResponse, errC <-chan error) {
+	defer close(c.exited)
+	defer cancel()
+	var pause time.Duration
+	for {
+		select {
+		case <-waitC:
+			return
+		case err := <-errC:
+			if isNotFound(err) {
+				return
+			}
+			c.logger.Debug("wait for a detached container cut short; waiting again", "error", err)
+		}
+		pause = min(max(2*pause, 100*time.Millisecond), 2*time.Second)
+		select {
+		case <-c.closing:
+			return
+		case <-time.After(pause):
+		}
+		// Not running, rather than next exit: an exit while the engine
+		// was away counts.
+		waitC, errC = c.d.api.ContainerWait(ctx, c.id, container.WaitConditionNotRunning)
+	}
+}
+
 func (c *detached) ID() string              { return c.id }
 func (c *detached) ImageDigest() string     { return c.digest }
 func (c *detached) Exited() <-chan struct{} { return c.exited }
 
 // ExitState reads how the container ended, once; ask before Close, which
-// removes it.
+// removes it. It says -1 when the engine could not tell.
 func (c *detached) ExitState(ctx context.Context) (int, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.stateRead {
+		c.code = -1
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), inspectTimeout)
 		defer cancel()
 		if info, err := c.d.api.ContainerInspect(ctx, c.id); err == nil && info.State != nil {
@@ -117,10 +124,10 @@ func (c *detached) ExitState(ctx context.Context) (int, bool) {
 	return c.code, c.oomKilled
 }
 
-// Close kills and removes the container.
+// Close kills and removes the container: a forced removal does both.
 func (c *detached) Close(ctx context.Context) {
 	c.closed.Do(func() {
-		c.d.kill(ctx, c.id, c.logger)
+		close(c.closing)
 		c.d.remove(ctx, c.id, c.logger)
 	})
 }

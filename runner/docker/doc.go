@@ -1,39 +1,36 @@
 // Package docker is the runner's driver for the Docker Engine, and the
 // only package that imports the Docker SDK. [Docker] implements
-// engine.Driver; the SDK sits behind dockerAPI, an unexported interface
-// listing only the calls this package makes.
+// engine.Driver on one engine; the SDK sits behind dockerAPI, an
+// unexported interface listing only the calls this package makes.
+// [Swarm] implements it on a Docker Swarm cluster (swarm.go): each
+// container is a one-task service, its image pushed to the cluster's
+// registry and pulled by digest, and the node agents' global service is
+// made here too.
 //
-// # One invocation, one container
+// # Containers, not data
 //
-// [Docker.Run] executes one cold invocation from start to finish:
+// The driver creates, starts, stops and removes containers and reads their
+// state; a function's data never goes through the engine. [Docker.StartDetached]
+// starts every function container, in every mode:
 //
 //  1. resolve the image (ImageInspect); the image ID ("sha256:...") is what is
 //     reported as the digest, because tags move and the ID is what actually ran;
-//  2. create a container with the image's own ENTRYPOINT/CMD (never a shell, so
-//     FROM scratch images work), stdin open for one attach, no TTY, the safe
-//     defaults below and the labels minilambda.managed=true,
-//     minilambda.function=<id> and minilambda.invocation=<id>;
-//  3. attach to stdin, stdout and stderr and register a "next-exit" wait,
-//     both before the container starts, so no output and no exit is missed;
-//  4. start it, call the OnStart callback (where the runner records a durable
-//     "started" event), write the event to stdin and close stdin;
-//  5. demultiplex stdout (the result) and stderr (the logs) into buffers that
-//     keep at most Spec.OutputLimit bytes each;
-//  6. wait for the exit, the timeout, the output limit or the caller hanging
-//     up, whichever comes first, killing the container in all but the first;
-//  7. inspect the exit code and whether the kernel's OOM killer struck;
-//  8. remove the container (forcibly, with its anonymous volumes).
+//  2. create a container from that ID with the Spec's wrapper (the init) as its
+//     entrypoint, followed by the image's own ENTRYPOINT/CMD (never a shell, so
+//     FROM scratch images work), no stdin, no TTY, no attach, the safe defaults
+//     below and the labels minilambda.managed=true, minilambda.function=<id>
+//     and minilambda.invocation=<id>;
+//  3. register a "next-exit" wait before the start, so that no exit is
+//     missed, and start it.
 //
-// [Docker.Prestart] does steps 1 to 3 and the start ahead of time, for one
-// later invocation that delivers its event and goes on from step 4. Hot
-// containers ([Docker.StartHot]) are created, attached and started once
-// and take one event per line; they are removed when closed.
-//
-// Step 8 runs on every path: success, function failure, timeout, output limit,
-// a cancelled context and engine errors. It uses a context detached from the
-// caller's (context.WithoutCancel) with its own deadline, so a client that
-// hangs up still gets its container removed. Containers left behind by a crash
-// of the whole process are found by their labels: [Docker.RemoveManaged].
+// The init reaches the server through the socket mounted into the container
+// (runner/agent), which carries events, results and logs. The container is
+// removed (forcibly, with its anonymous volumes) when it is closed, on every
+// path: success, function failure, timeout, output limit, a cancelled context
+// and engine errors, with a context detached from the caller's
+// (context.WithoutCancel) and a deadline of its own, so a client that hangs up
+// still gets its container removed. Containers left behind by a crash of the
+// whole process are found by their labels: [Docker.RemoveManaged].
 //
 // # Safe by default
 //
@@ -41,8 +38,8 @@
 // limit ([PidsLimit]), a memory limit (the function's default unless the Spec
 // says otherwise) with swap disabled, an optional CPU quota, no mounts, the
 // "bridge" network unless the Spec asks for "none" or a named network (never
-// "host"), and the "none" logging driver: output reaches the driver through
-// the attach stream only, so nothing is written to the engine's disk.
+// "host"), and the "none" logging driver: output reaches the server through
+// the init only, so nothing is written to the engine's disk.
 //
 // # The engine connection
 //

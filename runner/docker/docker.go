@@ -36,10 +36,8 @@ type dockerAPI interface {
 
 	ContainerCreate(ctx context.Context, config *container.Config, hostConfig *container.HostConfig,
 		networkingConfig *network.NetworkingConfig, platform *ocispec.Platform, containerName string) (container.CreateResponse, error)
-	ContainerAttach(ctx context.Context, containerID string, opts container.AttachOptions) (types.HijackedResponse, error)
 	ContainerStart(ctx context.Context, containerID string, opts container.StartOptions) error
 	ContainerWait(ctx context.Context, containerID string, condition container.WaitCondition) (<-chan container.WaitResponse, <-chan error)
-	ContainerKill(ctx context.Context, containerID, signal string) error
 	ContainerInspect(ctx context.Context, containerID string) (container.InspectResponse, error)
 	ContainerRemove(ctx context.Context, containerID string, opts container.RemoveOptions) error
 	ContainerList(ctx context.Context, opts container.ListOptions) ([]container.Summary, error)
@@ -110,15 +108,7 @@ func (d *Docker) Ping(ctx context.Context) error {
 // clean up after a crash. It returns how many containers were removed, and
 // the errors of those that could not be.
 func (d *Docker) RemoveManaged(ctx context.Context, selector map[string]string) (int, error) {
-	args := filters.NewArgs(filters.Arg("label", LabelManaged+"=true"))
-	for k, v := range selector {
-		if v == "" {
-			args.Add("label", k)
-		} else {
-			args.Add("label", k+"="+v)
-		}
-	}
-	list, err := d.api.ContainerList(ctx, container.ListOptions{All: true, Filters: args})
+	list, err := d.api.ContainerList(ctx, container.ListOptions{All: true, Filters: managedFilter(selector)})
 	if err != nil {
 		return 0, wrapEngineErr("list containers", err)
 	}
@@ -139,6 +129,20 @@ func (d *Docker) RemoveManaged(ctx context.Context, selector map[string]string) 
 		}
 	}
 	return n, errors.Join(errs...)
+}
+
+// managedFilter selects what the driver made that carries all the labels
+// in selector (a label with an empty value matches any value).
+func managedFilter(selector map[string]string) filters.Args {
+	args := filters.NewArgs(filters.Arg("label", LabelManaged+"=true"))
+	for k, v := range selector {
+		if v == "" {
+			args.Add("label", k)
+		} else {
+			args.Add("label", k+"="+v)
+		}
+	}
+	return args
 }
 
 // removeTimeout bounds the removal of one container, which runs even after
@@ -169,16 +173,6 @@ func (d *Docker) remove(ctx context.Context, id string, logger *slog.Logger) {
 		}
 	}
 	logger.ErrorContext(ctx, "container not removed; RemoveManaged will collect it", "error", err)
-}
-
-// kill sends SIGKILL to a container; a container that already stopped is fine.
-func (d *Docker) kill(ctx context.Context, id string, logger *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
-	defer cancel()
-	err := d.api.ContainerKill(ctx, id, "KILL")
-	if err != nil && !isNotFound(err) && !isConflict(err) {
-		logger.WarnContext(ctx, "kill container", "error", err)
-	}
 }
 
 func shortID(id string) string {

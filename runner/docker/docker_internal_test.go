@@ -1,7 +1,6 @@
 package docker
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"net"
@@ -23,7 +22,7 @@ import (
 // to reach. Calls it does not implement panic through the nil interface.
 type fakeAPI struct {
 	dockerAPI
-	attachErr, startErr error
+	createErr, startErr error
 
 	mu    sync.Mutex
 	calls []string
@@ -52,17 +51,10 @@ func (f *fakeAPI) ImageInspect(context.Context, string, ...client.ImageInspectOp
 func (f *fakeAPI) ContainerCreate(context.Context, *container.Config, *container.HostConfig,
 	*network.NetworkingConfig, *ocispec.Platform, string) (container.CreateResponse, error) {
 	f.record("create")
-	return container.CreateResponse{ID: "c1"}, nil
-}
-
-func (f *fakeAPI) ContainerAttach(context.Context, string, container.AttachOptions) (types.HijackedResponse, error) {
-	f.record("attach")
-	if f.attachErr != nil {
-		return types.HijackedResponse{}, f.attachErr
+	if f.createErr != nil {
+		return container.CreateResponse{}, f.createErr
 	}
-	conn, engine := net.Pipe()
-	engine.Close() // no output: the stream ends at once
-	return types.HijackedResponse{Conn: conn, Reader: bufio.NewReader(conn)}, nil
+	return container.CreateResponse{ID: "c1"}, nil
 }
 
 // ContainerWait never sees an exit; like the SDK's, it reports the end of
@@ -91,32 +83,29 @@ func (f *fakeAPI) ContainerRemove(context.Context, string, container.RemoveOptio
 	return nil
 }
 
-// TestRunRemovesOnEveryFailure checks the paths that end Run early: each
-// removes the container it created.
-func TestRunRemovesOnEveryFailure(t *testing.T) {
+// TestStartDetachedRemovesOnFailure checks the paths that end
+// StartDetached early: a container it created is removed, and none is
+// started when it could not be created.
+func TestStartDetachedRemovesOnFailure(t *testing.T) {
 	errEngine := errors.New("engine said no")
-	errOnStart := errors.New("on start failed")
 	for name, tc := range map[string]struct {
 		api     *fakeAPI
-		onStart func(string, string) error
-		want    error
-		kill    bool
+		removed bool
 	}{
-		"attach fails":  {api: &fakeAPI{attachErr: errEngine}, want: errEngine},
-		"start fails":   {api: &fakeAPI{startErr: errEngine}, want: errEngine},
-		"OnStart fails": {api: &fakeAPI{}, onStart: func(string, string) error { return errOnStart }, want: errOnStart, kill: true},
+		"create fails": {api: &fakeAPI{createErr: errEngine}},
+		"start fails":  {api: &fakeAPI{startErr: errEngine}, removed: true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			d := newDocker(tc.api, nil)
-			_, err := d.Run(context.Background(), engine.Spec{Image: "img"}, nil, 0, tc.onStart)
-			if !errors.Is(err, tc.want) {
-				t.Errorf("err = %v, want %v", err, tc.want)
+			c, err := d.StartDetached(context.Background(), engine.Spec{Image: "img"})
+			if !errors.Is(err, errEngine) || c != nil {
+				t.Errorf("StartDetached = %v, %v; want no container and %v", c, err, errEngine)
 			}
-			if !tc.api.called("remove") {
-				t.Errorf("container not removed; calls %v", tc.api.calls)
+			if got := tc.api.called("remove"); got != tc.removed {
+				t.Errorf("container removed: %v, want %v; calls %v", got, tc.removed, tc.api.calls)
 			}
-			if tc.kill && !tc.api.called("kill") {
-				t.Errorf("container not killed; calls %v", tc.api.calls)
+			if name == "create fails" && tc.api.called("start") {
+				t.Errorf("a container started with none created; calls %v", tc.api.calls)
 			}
 		})
 	}
@@ -136,19 +125,5 @@ func TestIsUnavailable(t *testing.T) {
 		if got := isUnavailable(tc.err); got != tc.want {
 			t.Errorf("isUnavailable(%v) = %v, want %v", tc.err, got, tc.want)
 		}
-	}
-}
-
-func TestCapBuffer(t *testing.T) {
-	exceeded := 0
-	c := newCapBuffer(6, func() { exceeded++ })
-	for _, s := range []string{"abc", "defgh", "ij"} {
-		if n, err := c.Write([]byte(s)); n != len(s) || err != nil {
-			t.Fatalf("Write(%q) = %d, %v", s, n, err)
-		}
-	}
-	got, truncated := c.bytes()
-	if string(got) != "abcdef" || !truncated || exceeded != 1 {
-		t.Errorf("kept %q, truncated %v, onExceed called %d times", got, truncated, exceeded)
 	}
 }

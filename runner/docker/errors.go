@@ -44,7 +44,3 @@ func isUnavailable(err error) bool {
 
 // isNotFound reports whether the engine answered that the object is absent.
 func isNotFound(err error) bool { return cerrdefs.IsNotFound(err) }
-
-// isConflict reports whether the engine refused because of the object's
-// state, such as killing a container that is not running.
-func isConflict(err error) bool { return cerrdefs.IsConflict(err) }

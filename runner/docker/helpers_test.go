@@ -9,6 +9,3 @@ import (
 func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
-
-// noStart is an engine.OnStart that records nothing.
-func noStart(string, string) error { return nil }

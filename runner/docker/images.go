@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 	"github.com/minilambda/minilambda/runner/engine"
@@ -106,4 +107,27 @@ func (d *Docker) Images(ctx context.Context) (map[string]string, error) {
 		}
 	}
 	return ids, nil
+}
+
+// ImageID returns the ID of the image ref names now: the image that will
+// run, whatever the tag points at later.
+func (d *Docker) ImageID(ctx context.Context, image string) (string, error) {
+	img, err := d.inspectImage(ctx, image)
+	return img.ID, err
+}
+
+// inspectImage returns what the engine knows of the image a reference
+// names.
+func (d *Docker) inspectImage(ctx context.Context, ref string) (image.InspectResponse, error) {
+	img, err := d.api.ImageInspect(ctx, ref)
+	if err != nil {
+		switch {
+		case isNotFound(err):
+			return img, fmt.Errorf("%w: %q", engine.ErrImageNotFound, ref)
+		case cerrdefs.IsInvalidArgument(err):
+			return img, fmt.Errorf("%w: image %q: %w", engine.ErrInvalidSpec, ref, err)
+		}
+		return img, d.runErr(ctx, "inspect image", err)
+	}
+	return img, nil
 }

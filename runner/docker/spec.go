@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/minilambda/minilambda/runner/engine"
 )
@@ -22,10 +23,6 @@ const PidsLimit = 256
 const (
 	createTimeout  = 60 * time.Second
 	inspectTimeout = 30 * time.Second
-	// killWait is how long a killed container may take to be reported exited.
-	killWait = 10 * time.Second
-	// drainTimeout is how long output may still arrive after the exit.
-	drainTimeout = 5 * time.Second
 	// pingTimeout bounds the check of whether the engine is still there.
 	pingTimeout = 5 * time.Second
 )
@@ -33,9 +30,12 @@ const (
 // containerConfig is the container for s, created from the image ID. s has
 // been normalized.
 func containerConfig(s engine.Spec, imageID string) (*container.Config, *container.HostConfig) {
-	env := make([]string, 0, len(s.Env))
+	env := make([]string, 0, len(s.Env)+len(s.WrapEnv))
 	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
 		env = append(env, k+"="+s.Env[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.WrapEnv)) {
+		env = append(env, k+"="+s.WrapEnv[k])
 	}
 	labels := make(map[string]string, len(s.Labels)+3)
 	maps.Copy(labels, s.Labels)
@@ -46,15 +46,9 @@ func containerConfig(s engine.Spec, imageID string) (*container.Config, *contain
 	memory := int64(s.MemoryMB) << 20
 	pids := int64(PidsLimit)
 	config := &container.Config{
-		Image:        imageID,
-		Env:          env,
-		Labels:       labels,
-		AttachStdin:  true,
-		AttachStdout: true,
-		AttachStderr: true,
-		OpenStdin:    true,
-		StdinOnce:    true,
-		Tty:          false,
+		Image:  imageID,
+		Env:    env,
+		Labels: labels,
 		// Nil Entrypoint and Cmd: the image's own run. Setting an
 		// entrypoint drops the image's command, as docker run does.
 		Entrypoint: s.Entrypoint,
@@ -66,7 +60,7 @@ func containerConfig(s engine.Spec, imageID string) (*container.Config, *contain
 		CapDrop:     []string{"ALL"},
 		SecurityOpt: []string{"no-new-privileges"},
 		Privileged:  false,
-		// Output reaches the driver through the attach stream only.
+		// Output reaches the server through the init only.
 		LogConfig:      container.LogConfig{Type: "none"},
 		ReadonlyRootfs: s.ReadOnly,
 		Resources: container.Resources{
@@ -122,4 +116,23 @@ func (d *Docker) runErr(ctx context.Context, op string, err error) error {
 		}
 	}
 	return wrapEngineErr(op, err)
+}
+
+// wrappedCommand is the entrypoint of a container of s whose init wraps
+// the command: the wrapper, then the image's entrypoint and command, or
+// the function's own, which replace the image's as in containerConfig.
+// Setting an entrypoint drops the image's command, so both follow the
+// wrapper as its arguments.
+func wrappedCommand(s engine.Spec, img image.InspectResponse) []string {
+	var entrypoint, cmd []string
+	if img.Config != nil {
+		entrypoint, cmd = img.Config.Entrypoint, img.Config.Cmd
+	}
+	if len(s.Entrypoint) > 0 {
+		entrypoint, cmd = s.Entrypoint, nil
+	}
+	if len(s.Cmd) > 0 {
+		cmd = s.Cmd
+	}
+	return slices.Concat(s.Wrap, entrypoint, cmd)
 }

@@ -4,16 +4,17 @@
 // makes. The runner depends on this package alone; runner/docker is the
 // Docker Engine's driver, and another engine's would sit beside it.
 //
-// A driver runs three kinds of container:
+// A driver creates, starts, stops and removes containers and reads their
+// state; it never carries a function's data. Every function container is
+// detached ([Driver.StartDetached]): the init it runs as its first process
+// reaches the server through a socket mounted into it, and runner/agent
+// gives the runner the containers of each mode on top of that:
 //
-//   - a cold container runs one invocation and is removed ([Driver.Run]);
-//   - a prestarted one is a cold container started ahead of its invocation,
-//     its process blocked on stdin until the event comes ([Driver.Prestart]);
-//   - a hot one lives across invocations and takes one event per line
-//     ([Driver.StartHot]);
-//   - a detached one lives across invocations too, but the driver does not
-//     talk to it: it reaches the runner by other means, such as a socket
-//     mounted into it ([Driver.StartDetached]).
+//   - a cold container runs one invocation and is removed;
+//   - a prestarted one is a cold container started ahead of its
+//     invocation, waiting in its init for the event ([Prestarted]);
+//   - a hot or lambda one lives across invocations and takes one event at
+//     a time ([Hot]).
 //
 // A function that fails, times out, runs out of memory or floods its output
 // is not an error of a driver: it is a [Result] that says so
@@ -81,7 +82,7 @@ type Spec struct {
 	// user-defined network; function.CheckNetwork says which are refused.
 	Network string
 	// OutputLimit is how many bytes of stdout, and of stderr, are kept
-	// (DefaultOutputLimit when zero). Past it the container is killed.
+	// (DefaultOutputLimit when zero). Past it the function is killed.
 	OutputLimit int64
 	// ReadOnly mounts the image's filesystem read-only, with a small
 	// tmpfs on /tmp for scratch files.
@@ -99,6 +100,14 @@ type Spec struct {
 	// image's entrypoint and command after it as its arguments: an init
 	// that sets the stage and then runs the image as it would have run.
 	Wrap []string
+	// Nodes, on a cluster, are the only nodes the container may be placed
+	// on: those whose agents made its socket. Empty means any; an engine
+	// of one machine ignores it.
+	Nodes []string
+	// WrapEnv is environment for Wrap alone, such as the container's
+	// secret: it is not checked as the function's, and Wrap removes it
+	// before it starts the image's command.
+	WrapEnv map[string]string
 }
 
 // Mount is a host path bind-mounted read-only into a container.
@@ -208,15 +217,13 @@ type FunctionError struct {
 	Message string // errorMessage
 }
 
-// Timings breaks the wall time of a cold run down by engine call.
+// Timings breaks the wall time of a cold run down by step. The removal of
+// its container is no part of it: it comes after the answer.
 type Timings struct {
-	Image   time.Duration // resolving the image
-	Create  time.Duration // creating the container
-	Attach  time.Duration // attaching its streams
-	Start   time.Duration // starting it
-	Wait    time.Duration // from started to exited (Result.Duration)
-	Inspect time.Duration // reading its exit state
-	Remove  time.Duration // removing it
+	Create  time.Duration // creating and starting the container
+	Start   time.Duration // from then until its init connected
+	Wait    time.Duration // from the event to the exit (Result.Duration)
+	Inspect time.Duration // reading its exit state from the engine, when the init could not say
 	Total   time.Duration // the whole run
 }
 
@@ -248,17 +255,9 @@ type OnStart func(containerID, imageDigest string) error
 type Driver interface {
 	// Ping checks that the engine answers.
 	Ping(ctx context.Context) error
-	// Run runs one invocation in a fresh container: input goes to its
-	// stdin, which is then closed; it is killed at timeout (counted from
-	// its start) and removed whatever happens. Cancelling ctx kills it;
-	// Run then returns the partial Result and an error wrapping ctx.Err().
-	Run(ctx context.Context, s Spec, input []byte, timeout time.Duration, onStart OnStart) (Result, error)
-	// Prestart starts a fresh container for one later invocation.
-	Prestart(ctx context.Context, s Spec) (Prestarted, error)
-	// StartHot starts a long-lived container for hot invocations.
-	StartHot(ctx context.Context, s Spec) (Hot, error)
-	// StartDetached starts a long-lived container with no stream attached:
-	// its output goes nowhere, and it takes its work through s.Mounts.
+	// StartDetached starts a container with no stream attached: its
+	// output goes nowhere, and it takes its work through s.Mounts, from
+	// the init s.Wrap names.
 	StartDetached(ctx context.Context, s Spec) (Detached, error)
 	// LoadImage loads a `docker save` archive and returns the tags it
 	// loaded (or the IDs of untagged images).
@@ -302,10 +301,10 @@ func TraceID(ctx context.Context) string {
 	return id
 }
 
-// Hot is a long-lived container speaking the line protocol: one JSON
-// event per line on its stdin, one result line on its stdout, one event in
-// flight at a time; its stderr while an event is in flight is that
-// event's logs.
+// Hot is a long-lived container that takes one event at a time: a hot
+// function's line protocol (one JSON event per line on its stdin, one
+// result line on its stdout, the stderr written before that line its
+// logs), or a lambda function's Runtime API.
 type Hot interface {
 	ID() string
 	// Alive reports whether the container may take an event: false once
