@@ -11,6 +11,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"os"
 	"runtime/debug"
@@ -1506,7 +1507,15 @@ func (b *rapiBody) trailer() error {
 			line, buf = cutLine(buf)
 		}
 		colon := bytes.IndexByte(kv, ':')
-		if fieldName(kv[:colon]) == nameBad || !validFieldValue(kv[colon+1:]) {
+		switch name := fieldName(kv[:colon]); {
+		case name == nameBad:
+			return fmt.Errorf("malformed MIME header line: %q", kv)
+		case !validFieldValue(kv[colon+1:]):
+			// textproto canonicalizes a name without spaces in place,
+			// before it checks the value, and quotes the line after.
+			if name == nameOK {
+				copy(kv, textproto.CanonicalMIMEHeaderKey(string(kv[:colon])))
+			}
 			return fmt.Errorf("malformed MIME header line: %q", kv)
 		}
 	}

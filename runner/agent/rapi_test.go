@@ -296,6 +296,10 @@ var rapiCases = []struct{ name, input string }{
 		"0\r\nX(Sum): 1\r\n\tfolded\r\n\r\n"},
 	{"trailer with a spaced name", "POST /echo HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n" +
 		"0\r\nX Sum : 1\r\n\r\n" + "GET /after HTTP/1.1\r\n" + host + "\r\n"},
+	{"trailer, a lower-case name and a bad value", "POST /echo HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n" +
+		"0\r\nx-sum:\tre\x01 \r\n  \r\n\r\n"},
+	{"trailer, a spaced lower-case name and a bad value", "POST /echo HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n" +
+		"0\r\nx sum: 1\x01\r\n\r\n"},
 	{"chunked over content-length", "POST /echo HTTP/1.1\r\n" + host + "Content-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n" +
 		"3\r\nabc\r\n0\r\n\r\n"},
 	{"chunked, bad content-length", "POST /echo HTTP/1.1\r\n" + host + "Content-Length: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
