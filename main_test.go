@@ -132,6 +132,8 @@ func TestUsageErrors(t *testing.T) {
 		{"dump", "--nope"},
 		{"migrate", "--db", "x.db"},
 		{"serve", "--addr", "0.0.0.0:8300"},
+		{"serve", "--engine", "swarm", "--swarm-registry", "r:5000", "--swarm-advertise", "10.0.0.1:8301", "--swarm-constraints", "node.role"},
+		{"serve", "--engine", "swarm", "--swarm-registry", "r:5000"},
 		{"dump", "extra"},
 	} {
 		_, _, err := runCmd(t, args...)
@@ -161,6 +163,7 @@ func TestServeConfigFromEnv(t *testing.T) {
 	t.Setenv("MINILAMBDA_INSECURE_NO_AUTH", "1")
 	t.Setenv("MINILAMBDA_POOLED_CPUS", "0.5")
 	t.Setenv("MINILAMBDA_SWARM_REGISTRY", "registry:5000")
+	t.Setenv("MINILAMBDA_SWARM_CONSTRAINTS", "node.role==worker")
 	c, err := parseServe([]string{"--max-in-flight", "9"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +174,7 @@ func TestServeConfigFromEnv(t *testing.T) {
 		maxAttempts: runner.DefaultMaxAttempts, maxAge: runner.DefaultMaxEventAge, retryBase: runner.DefaultRetryBase,
 		hotTTL: 90 * time.Second, openMetrics: true, region: "us-east-1", awsKey: "minilambda", memBudget: 12345,
 		logLevel: slog.LevelDebug, pooledCPUs: 0.5,
-		swarm: swarmConfig{engine: "docker", registry: "registry:5000", gateway: ":8301", noneNetwork: "minilambda-none"},
+		swarm: swarmConfig{engine: "docker", registry: "registry:5000", gateway: ":8301", noneNetwork: "minilambda-none", constraints: "node.role==worker"},
 	}
 	if c != want {
 		t.Errorf("config\n%+v, want\n%+v", c, want)

@@ -26,6 +26,7 @@ type swarmConfig struct {
 	gateway     string
 	advertise   string
 	noneNetwork string
+	constraints string
 }
 
 func (c *swarmConfig) flags(fs *flag.FlagSet) {
@@ -34,6 +35,7 @@ func (c *swarmConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.gateway, "swarm-gateway", ":8301", "with --engine swarm: where the node agents' gateway listens (mutual TLS)")
 	fs.StringVar(&c.advertise, "swarm-advertise", "", "with --engine swarm: the gateway's address (host:port) as the nodes reach it")
 	fs.StringVar(&c.noneNetwork, "swarm-none-network", docker.DefaultNoneNetwork, "with --engine swarm: the network of \"network\": \"none\" functions, made when missing")
+	fs.StringVar(&c.constraints, "swarm-constraints", "", "with --engine swarm: placement constraints for every function container, comma-separated (node.role==worker keeps them off the managers)")
 }
 
 func (c swarmConfig) check() error {
@@ -49,6 +51,9 @@ func (c swarmConfig) check() error {
 	}
 	if _, _, err := net.SplitHostPort(c.advertise); err != nil {
 		return fmt.Errorf("serve: --swarm-advertise: %v", err)
+	}
+	if _, err := docker.ParseConstraints(c.constraints); err != nil {
+		return fmt.Errorf("serve: --swarm-constraints: %v", err)
 	}
 	return nil
 }
@@ -76,7 +81,9 @@ func openEngine(c serveConfig, logger *slog.Logger) (driver, *agent.Gateway, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	instance := instanceID(c.db)
-	sw, err := docker.NewSwarmFromEnv(docker.SwarmOptions{Registry: c.swarm.registry, NoneNetwork: c.swarm.noneNetwork, Logger: logger})
+	constraints, _ := docker.ParseConstraints(c.swarm.constraints)
+	sw, err := docker.NewSwarmFromEnv(docker.SwarmOptions{Registry: c.swarm.registry, NoneNetwork: c.swarm.noneNetwork,
+		Constraints: constraints, Logger: logger})
 	if err != nil {
 		cancel()
 		return nil, nil, err
@@ -88,7 +95,8 @@ func openEngine(c serveConfig, logger *slog.Logger) (driver, *agent.Gateway, err
 		cancel()
 		return nil, nil, err
 	}
-	gw := agent.NewGateway(agent.GatewayOptions{Logger: logger})
+	root := agent.DefaultNodeRoot + "/" + instance
+	gw := agent.NewGateway(agent.GatewayOptions{NodeRoot: root, Logger: logger})
 	ln, err := net.Listen("tcp", c.swarm.gateway)
 	if err != nil {
 		sw.Close()
@@ -110,7 +118,7 @@ func openEngine(c serveConfig, logger *slog.Logger) (driver, *agent.Gateway, err
 	srv.Protocols.SetHTTP2(true)
 	go srv.Serve(tls.NewListener(ln, srv.TLSConfig))
 	logger.Info("node agents' gateway listening", "addr", ln.Addr().String(), "advertised", c.swarm.advertise)
-	go startAgents(ctx, c, sw, material.AgentBundle, instance, logger)
+	go startAgents(ctx, c, sw, material.AgentBundle, instance, root, logger)
 	return swarmDriver{sw, func() { cancel(); srv.Close() }}, gw, nil
 }
 
@@ -127,7 +135,7 @@ func (d swarmDriver) Close() error {
 
 // startAgents builds the node agent and the init and runs them on every
 // node, trying again until it succeeds or ctx ends.
-func startAgents(ctx context.Context, c serveConfig, sw *docker.Swarm, bundle []byte, instance string, logger *slog.Logger) {
+func startAgents(ctx context.Context, c serveConfig, sw *docker.Swarm, bundle []byte, instance, root string, logger *slog.Logger) {
 	dir := filepath.Join(filepath.Dir(c.db), "init")
 	for pause := 5 * time.Second; ; pause = min(2*pause, time.Minute) {
 		err := func() error {
@@ -144,7 +152,7 @@ func startAgents(ctx context.Context, c serveConfig, sw *docker.Swarm, bundle []
 			if err != nil {
 				return err
 			}
-			return sw.EnsureAgent(ctx, docker.AgentSpec{Name: agentService(instance), Binary: bin, Init: init, Server: c.swarm.advertise,
+			return sw.EnsureAgent(ctx, docker.AgentSpec{Name: agentService(instance), Binary: bin, Init: init, Server: c.swarm.advertise, Root: root,
 				TLS: bundle, Reap: runner.LabelInstance + "=" + instance, Labels: map[string]string{runner.LabelInstance: instance}})
 		}()
 		if err == nil {

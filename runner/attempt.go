@@ -42,17 +42,21 @@ func (s *Service) run(ctx context.Context, a *attempt) (events []eventlog.Event,
 	// the client goes away: records are appended on a context that outlives
 	// it.
 	record := context.WithoutCancel(ctx)
-	c, err := s.take(ctx, a)
-	if err != nil {
+	// An invocation that could not run is on record, with how it could
+	// not, unless it was refused.
+	couldNot := func(err error) ([]eventlog.Event, engine.Result, error) {
 		if a.queued == nil || errors.Is(err, function.ErrInvalid) || errors.Is(err, function.ErrBusy) {
 			return nil, res, err
 		}
-		// Record the invocation, and then how it could not run.
 		events, qerr := s.appendQueued(ctx, a.f, *a.queued)
 		if qerr != nil {
 			return nil, res, qerr
 		}
 		return events, res, err
+	}
+	c, err := s.take(ctx, a)
+	if err != nil {
+		return couldNot(err)
 	}
 	defer c.done()
 	var pending []eventlog.Event
@@ -83,6 +87,10 @@ func (s *Service) run(ctx context.Context, a *attempt) (events []eventlog.Event,
 		return err
 	}
 	res, err = c.run(ctx, a, started)
+	if err != nil && len(events) == 0 {
+		// No container took it: each of a pool's had ended first, say.
+		return couldNot(err)
+	}
 	return events, res, err
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/minilambda/minilambda/eventlog"
 	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/internal/dockertest"
+	"github.com/minilambda/minilambda/internal/lambdatest"
 	"github.com/minilambda/minilambda/projections"
 	"github.com/minilambda/minilambda/runner"
 	"github.com/minilambda/minilambda/runner/docker"
@@ -559,43 +560,6 @@ func (f *fixture) eventsOfType(typ string) []eventlog.Event {
 	return out
 }
 
-// The custom runtime of AWS's tutorial ("Building a custom runtime"), as
-// published, in bash and curl, on #!/bin/bash because Debian's /bin/sh has
-// no pipefail.
-const (
-	tutorialBootstrap = `#!/bin/bash
-set -euo pipefail
-
-# Initialization - load function handler
-source $LAMBDA_TASK_ROOT/"$(echo $_HANDLER | cut -d. -f1).sh"
-
-# Processing
-while true
-do
-  HEADERS="$(mktemp)"
-  # Get an event. The HTTP request will block until one is received
-  EVENT_DATA=$(curl -sS -LD "$HEADERS" "http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime/invocation/next")
-
-  # Extract request ID by scraping response headers received above
-  REQUEST_ID=$(grep -Fi Lambda-Runtime-Aws-Request-Id "$HEADERS" | tr -d '[:space:]' | cut -d: -f2)
-
-  # Run the handler function from the script
-  RESPONSE=$($(echo "$_HANDLER" | cut -d. -f2) "$EVENT_DATA")
-
-  # Send the response
-  curl "http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime/invocation/$REQUEST_ID/response"  -d "$RESPONSE"
-done
-`
-	tutorialFunction = `function handler () {
-  EVENT_DATA=$1
-  echo "$EVENT_DATA" 1>&2;
-  RESPONSE="Echoing request: '$EVENT_DATA'"
-
-  echo $RESPONSE
-}
-`
-)
-
 // TestLambdaBashRuntime runs the tutorial's runtime on a Debian image,
 // warm across calls: the handler's stderr is each invocation's logs, and
 // what curl prints after each answer belongs to none.
@@ -606,9 +570,9 @@ func TestLambdaBashRuntime(t *testing.T) {
 		map[string][]byte{
 			"Dockerfile": []byte("FROM " + base + "\nCOPY bootstrap /var/runtime/bootstrap\nCOPY function.sh /var/task/function.sh\n" +
 				"ENTRYPOINT [\"/var/runtime/bootstrap\"]\n"),
-			"function.sh": []byte(tutorialFunction),
+			"function.sh": []byte(lambdatest.TutorialFunction),
 		},
-		map[string][]byte{"bootstrap": []byte(tutorialBootstrap)})
+		map[string][]byte{"bootstrap": []byte(lambdatest.TutorialBootstrap)})
 	f := newService(t, cli, img.Tag, runner.Options{})
 	f.register(function.Spec{Name: "echo", Mode: function.ModeLambda, Handler: "function.handler"})
 	var first projections.Invocation

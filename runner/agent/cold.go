@@ -123,7 +123,7 @@ func (c *cold) run(ctx context.Context, input []byte, timeout time.Duration, onS
 		return c.res, fmt.Errorf("runner: invocation abandoned: %w", ctx.Err())
 	case errors.Is(err, errSessionEnded):
 		code, _ := c.c.ExitState(ctx)
-		return c.res, fmt.Errorf("agent: the container exited (code %d) before its init connected", code)
+		return c.res, fmt.Errorf("agent: the container exited (code %d) before its init connected%s", code, why(c.c))
 	default:
 		return c.res, err
 	}
@@ -143,27 +143,38 @@ func (c *cold) run(ctx context.Context, input []byte, timeout time.Duration, onS
 		reported  bool
 		abandoned bool
 	)
-	select {
-	case x = <-c.reports:
-		reported = true
-	case <-c.c.Exited():
-		// The init's last frame may be on its way still; without it, the
-		// engine's word is all there is.
-		late := time.NewTimer(lateFlushWait)
-		select {
-		case <-c.ctrlDone:
-		case <-late.C:
-		}
-		late.Stop()
+	hungUp := c.ctrlDone
+	for {
 		select {
 		case x = <-c.reports:
 			reported = true
-		default:
+		case <-hungUp:
+			if lost := c.lost(); lost != "" {
+				return c.res, fmt.Errorf("agent: the container's init is out of reach: %s", lost)
+			}
+			// Its report came first, or its exit is on its way.
+			hungUp = nil
+			continue
+		case <-c.c.Exited():
+			// The init's last frame may be on its way still; without it, the
+			// engine's word is all there is.
+			late := time.NewTimer(lateFlushWait)
+			select {
+			case <-c.ctrlDone:
+			case <-late.C:
+			}
+			late.Stop()
+			select {
+			case x = <-c.reports:
+				reported = true
+			default:
+			}
+		case <-timer.C:
+			c.res.TimedOut = true
+		case <-ctx.Done():
+			abandoned = true
 		}
-	case <-timer.C:
-		c.res.TimedOut = true
-	case <-ctx.Done():
-		abandoned = true
+		break
 	}
 	c.res.CompletedAt = time.Now()
 	c.res.Duration = c.res.CompletedAt.Sub(c.res.StartedAt)

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -229,11 +230,14 @@ func (g *Gateway) serveConn(w http.ResponseWriter, r *http.Request, name string)
 	if err := rc.Flush(); err != nil {
 		return
 	}
-	c := &streamConn{body: r.Body, w: w, rc: rc, closed: make(chan struct{}), remote: r.RemoteAddr, dlChanged: make(chan struct{})}
+	c := &streamConn{body: r.Body, w: w, rc: rc, closed: make(chan struct{}), remote: r.RemoteAddr, node: r.Header.Get(nodeHeader),
+		dlChanged: make(chan struct{})}
 	go l.handshakeRelayed(c)
 	select {
 	case <-c.closed:
 	case <-r.Context().Done():
+		// The agent's connection ended under the stream.
+		c.agentGone.Store(true)
 		c.Close()
 	}
 	// A write under way ends at the deadline Close set: the response
@@ -330,6 +334,19 @@ func (g *Gateway) close(name string) {
 	}
 }
 
+// lostError ends a relayed connection whose agent's connection to the
+// gateway broke: the node was lost, or cut off from the server.
+type lostError struct {
+	node string
+	err  error
+}
+
+func (e *lostError) Error() string {
+	return fmt.Sprintf("its node %s was lost or cut off from the server (its agent's connection: %v)", e.node, e.err)
+}
+
+func (e *lostError) Unwrap() error { return e.err }
+
 // newInstanceName names an instance's socket on the nodes.
 func newInstanceName() string {
 	var b [10]byte
@@ -350,6 +367,10 @@ type streamConn struct {
 	w      http.ResponseWriter
 	rc     *http.ResponseController
 	remote string
+	node   string
+	// agentGone is set when the agent's connection ended, before the
+	// stream is closed for it.
+	agentGone atomic.Bool
 
 	rmu      sync.Mutex // one Read at a time
 	inflight chan readResult
@@ -388,6 +409,11 @@ func (c *streamConn) Read(p []byte) (int, error) {
 		c.inflight = ch
 		go func() {
 			n, err := c.body.Read(c.rbuf[:])
+			if err != nil && err != io.EOF && (c.agentGone.Load() || !isClosed(c.closed)) {
+				// Not the container's nor this end's doing: the agent's
+				// connection broke.
+				err = &lostError{node: c.node, err: err}
+			}
 			ch <- readResult{n, err}
 		}()
 	}
@@ -461,8 +487,14 @@ func (c *streamConn) Write(p []byte) (int, error) {
 func (c *streamConn) Close() error {
 	c.once.Do(func() {
 		close(c.closed)
-		// Ends a write under way.
-		c.deadline(c.rc.SetWriteDeadline, time.Now())
+		// Ends a write under way. Without one, the stream ends as the
+		// handler returns: a deadline would reset it, which the agent
+		// would take for a failure.
+		if c.wmu.TryLock() {
+			c.wmu.Unlock()
+		} else {
+			c.deadline(c.rc.SetWriteDeadline, time.Now())
+		}
 		c.body.Close()
 	})
 	return nil

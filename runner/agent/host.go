@@ -380,3 +380,12 @@ func (h *Host) Close(ctx context.Context) {
 		os.RemoveAll(h.dir)
 	}
 }
+
+// why is ": " and the engine's word on why c ended without running, or
+// nothing when it has none.
+func why(c engine.Detached) string {
+	if r := engine.Reason(c); r != "" {
+		return ": " + r
+	}
+	return ""
+}

@@ -117,7 +117,7 @@ func (c *hot) Do(ctx context.Context, _ string, event []byte, timeout time.Durat
 	if err := c.ready(ctx, deadline, c.dead); err != nil {
 		c.broken = true
 		if err == errSessionEnded {
-			return res, fmt.Errorf("%w: it exited before its init connected", engine.ErrHotStale)
+			return res, fmt.Errorf("%w: it exited before its init connected%s", engine.ErrHotStale, why(c.c))
 		}
 		if ctx.Err() != nil {
 			return res, fmt.Errorf("runner: hot invocation abandoned: %w", ctx.Err())
@@ -169,6 +169,10 @@ func (c *hot) Do(ctx context.Context, _ string, event []byte, timeout time.Durat
 	case <-c.dead:
 		c.broken = true
 		finish(&res, time.Now())
+		if lost := c.lost(); lost != "" {
+			res.ExitCode = -1
+			return res, fmt.Errorf("%w: %s", engine.ErrHotBroken, lost)
+		}
 		c.exitState(ctx, &res)
 		return res, fmt.Errorf("%w: the container exited", engine.ErrHotBroken)
 	case <-timer.C:

@@ -160,6 +160,11 @@ func (s *session) Do(ctx context.Context, id string, event []byte, timeout time.
 		if asked {
 			return res, fmt.Errorf("%w: its runtime had ended", engine.ErrHotStale)
 		}
+		if s.c != nil && s.reported() == nil {
+			// Its init never connected: nothing of the function ran, as
+			// when a cluster could not place the container.
+			return res, fmt.Errorf("%w: it exited before its init connected%s", engine.ErrHotStale, why(s.c))
+		}
 		if err := onStart(s.c.ID(), s.c.ImageDigest()); err != nil {
 			return res, err
 		}
@@ -241,6 +246,10 @@ func answered(res engine.Result, a answer) engine.Result {
 // waited for, and the caller closes its container.
 func (s *session) ended(ctx context.Context, res engine.Result, c *call, given bool) (engine.Result, error) {
 	finish(&res, time.Now())
+	if lost := s.lost(); lost != "" {
+		res.ExitCode = -1
+		return res, fmt.Errorf("%w: %s", engine.ErrHotBroken, lost)
+	}
 	wait := time.NewTimer(min(exitWait, time.Until(c.deadline)))
 	defer wait.Stop()
 	// The init's report of the runtime's exit, with its last logs, may be
@@ -298,10 +307,23 @@ func (s *session) markDead() { s.deadOnce.Do(func() { close(s.dead) }) }
 
 // watch ends the session when its container stops.
 func (s *session) watch() {
-	select {
-	case <-s.c.Exited():
-		s.markDead()
-	case <-s.dead:
+	hungUp := s.ctrlDone
+	for {
+		select {
+		case <-s.c.Exited():
+			s.markDead()
+			return
+		case <-hungUp:
+			// An init that hangs up reports its runtime's exit first; one
+			// lost with its node has nothing more to say.
+			if s.lost() != "" {
+				s.markDead()
+				return
+			}
+			hungUp = nil
+		case <-s.dead:
+			return
+		}
 	}
 }
 

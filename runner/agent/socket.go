@@ -92,6 +92,9 @@ type link struct {
 	ctrl      net.Conn
 	ctrlReady chan struct{}
 	ctrlDone  chan struct{}
+	// ctrlErr is what ended the control connection, set before ctrlDone
+	// closes.
+	ctrlErr error
 }
 
 func newLink(h *Host, dir string, secret []byte, limit int64) *link {
@@ -346,15 +349,34 @@ func (s *link) attachControl(uc net.Conn) bool {
 // readControl takes the init's frames until the connection ends, or a
 // frame is over the bound.
 func (s *link) readControl(uc net.Conn) {
-	defer close(s.ctrlDone)
 	br := bufio.NewReaderSize(uc, 64<<10)
 	for {
 		typ, payload, err := readFrame(br, s.maxFrame)
 		if err != nil {
+			s.ctrlMu.Lock()
+			s.ctrlErr = err
+			s.ctrlMu.Unlock()
+			close(s.ctrlDone)
 			return
 		}
 		s.frame(typ, payload)
 	}
+}
+
+// lost says, once the control connection has ended, whether it was lost
+// with the node of the container, which then can tell nothing more: why,
+// or "" when the init hung up, or is still connected.
+func (s *link) lost() string {
+	if !isClosed(s.ctrlDone) {
+		return ""
+	}
+	s.ctrlMu.Lock()
+	defer s.ctrlMu.Unlock()
+	var le *lostError
+	if errors.As(s.ctrlErr, &le) {
+		return le.Error()
+	}
+	return ""
 }
 
 func readFrame(r io.Reader, limit int) (byte, []byte, error) {

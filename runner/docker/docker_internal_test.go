@@ -127,3 +127,15 @@ func TestIsUnavailable(t *testing.T) {
 		}
 	}
 }
+
+func TestParseConstraints(t *testing.T) {
+	got, err := ParseConstraints(" node.role==worker, node.labels.fn!=no ,")
+	if err != nil || !slices.Equal(got, []string{"node.role==worker", "node.labels.fn!=no"}) {
+		t.Errorf("ParseConstraints: %q %v", got, err)
+	}
+	for _, bad := range []string{"node.role", "==worker", "node.role!=", "node.role=worker"} {
+		if _, err := ParseConstraints(bad); err == nil {
+			t.Errorf("ParseConstraints(%q): no error", bad)
+		}
+	}
+}

@@ -30,7 +30,33 @@ type SwarmOptions struct {
 	// NoneNetwork is the network of "network": "none" functions
 	// (DefaultNoneNetwork when empty); the driver makes it when missing.
 	NoneNetwork string
+	// Constraints are placement constraints for every function container
+	// (ParseConstraints reads them), such as node.role==worker.
+	Constraints []string
 	Logger      *slog.Logger
+}
+
+// ParseConstraints reads comma-separated placement constraints, each
+// "ATTRIBUTE==VALUE" or "ATTRIBUTE!=VALUE" as Swarm takes them; Swarm
+// checks the attributes when a service is made.
+func ParseConstraints(list string) ([]string, error) {
+	var out []string
+	for _, c := range strings.Split(list, ",") {
+		c = strings.TrimSpace(c)
+		if c == "" {
+			continue
+		}
+		op := "=="
+		if !strings.Contains(c, op) {
+			op = "!="
+		}
+		k, v, ok := strings.Cut(c, op)
+		if !ok || strings.TrimSpace(k) == "" || strings.TrimSpace(v) == "" {
+			return nil, fmt.Errorf("constraint %q: want ATTRIBUTE==VALUE or ATTRIBUTE!=VALUE", c)
+		}
+		out = append(out, c)
+	}
+	return out, nil
 }
 
 // DefaultNoneNetwork is the network a Swarm service of a "network": "none"
@@ -44,6 +70,13 @@ const DefaultNoneNetwork = "minilambda-none"
 // exit of a container matters to the runner only when its init has not
 // said already.
 const taskPoll = 250 * time.Millisecond
+
+// unplaceableWait is how long a task may stay pending with Swarm saying
+// why it cannot place it (no node with the memory it reserves, say)
+// before its container is given up: the runner then gives the event to
+// another container, or fails the invocation with Swarm's reason, instead
+// of waiting out the function's timeout.
+const unplaceableWait = 10 * time.Second
 
 // Swarm runs each function container as a one-task Swarm service (mode
 // replicated-job, no restart) on a cluster whose manager the client talks
@@ -267,7 +300,7 @@ func (s *Swarm) serviceSpec(sp engine.Spec, img image.InspectResponse, ref, netI
 			ContainerSpec: cs,
 			Resources: &swarm.ResourceRequirements{
 				Limits:       &swarm.Limit{NanoCPUs: cpus, MemoryBytes: memory, Pids: PidsLimit},
-				Reservations: &swarm.Resources{NanoCPUs: cpus, MemoryBytes: memory},
+				Reservations: &swarm.Resources{NanoCPUs: int64(sp.ReservedCPUs * 1e9), MemoryBytes: memory},
 			},
 			// The runner replaces a container that ends; Swarm must not.
 			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionNone},
@@ -311,11 +344,15 @@ func (s *Swarm) StartDetached(ctx context.Context, sp engine.Spec) (engine.Detac
 		}
 	}
 	spec := s.serviceSpec(sp, img, ref, netID)
+	constraints := slices.Clone(s.opts.Constraints)
 	if len(sp.Nodes) > 0 {
-		constraints, err := s.placement(ctx, sp.Nodes)
+		nodes, err := s.placement(ctx, sp.Nodes)
 		if err != nil {
 			return nil, err
 		}
+		constraints = append(constraints, nodes...)
+	}
+	if len(constraints) > 0 {
 		spec.TaskTemplate.Placement = &swarm.Placement{Constraints: constraints}
 	}
 	createCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
@@ -355,8 +392,11 @@ type service struct {
 	exited chan struct{}
 	closed sync.Once
 
-	mu   sync.Mutex
-	code int // the exit code, once the task ended
+	mu     sync.Mutex
+	code   int // the exit code, once the task ended
+	reason string
+	// unplaced is since when Swarm has said it cannot place the task.
+	unplaced time.Time
 }
 
 func (c *service) ID() string              { return c.id }
@@ -369,6 +409,14 @@ func (c *service) ExitState(context.Context) (int, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.code, false
+}
+
+// Reason is why the task ended without running, when Swarm said; see
+// engine.Reason.
+func (c *service) Reason() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reason
 }
 
 // Close removes the service, which stops its task.
@@ -462,6 +510,18 @@ func (c *service) update(task swarm.Task) {
 		c.code = -1
 		if cs := task.Status.ContainerStatus; cs != nil && cs.ContainerID != "" {
 			c.code = cs.ExitCode
+		} else if task.Status.Err != "" {
+			c.reason = fmt.Sprintf("Swarm %s its task: %s", task.Status.State, task.Status.Err)
+		}
+	case swarm.TaskStatePending:
+		switch {
+		case task.Status.Err == "":
+			c.unplaced = time.Time{}
+		case c.unplaced.IsZero():
+			c.unplaced = time.Now()
+		case time.Since(c.unplaced) >= unplaceableWait:
+			ended, c.code = true, -1
+			c.reason = fmt.Sprintf("Swarm could not place its task for %v: %s", unplaceableWait, task.Status.Err)
 		}
 	}
 	c.mu.Unlock()
@@ -475,7 +535,7 @@ func (c *service) update(task swarm.Task) {
 	if ok {
 		c.logger.Debug("the service's task ended", "state", task.Status.State, "node_id", task.NodeID, "exit_code", c.code, "error", task.Status.Err)
 		if task.Status.Err != "" && task.Status.State != swarm.TaskStateComplete {
-			c.logger.Warn("the service's task ended", "state", task.Status.State, "node_id", task.NodeID, "error", task.Status.Err)
+			c.logger.Warn("the service's task ended, or could not start", "state", task.Status.State, "node_id", task.NodeID, "error", task.Status.Err)
 		}
 		close(c.exited)
 	}

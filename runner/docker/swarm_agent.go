@@ -8,7 +8,9 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path"
 	"slices"
+	"strings"
 
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/filters"
@@ -24,6 +26,10 @@ type AgentSpec struct {
 	Binary, Init string
 	// Server is the gateway's address as the nodes reach it.
 	Server string
+	// Root is the agents' directory on the nodes, under /run: the
+	// containers' sockets and the init. Each server has its own, so that
+	// two servers' agents on one node never touch each other's.
+	Root string
 	// TLS is the agents' PEM bundle (the CA, their certificate and key),
 	// given to them as a Swarm secret.
 	TLS []byte
@@ -39,6 +45,9 @@ type AgentSpec struct {
 // containers' sockets and the init and finds the node's Docker socket,
 // through which it removes the containers of finished tasks.
 func (s *Swarm) EnsureAgent(ctx context.Context, a AgentSpec) error {
+	if !strings.HasPrefix(a.Root, "/run/") || path.Clean(a.Root) != a.Root {
+		return fmt.Errorf("docker: the node agents' root %q is not a clean path under /run", a.Root)
+	}
 	ctxTar, err := agentContext(a.Binary, a.Init)
 	if err != nil {
 		return err
@@ -73,10 +82,11 @@ func (s *Swarm) EnsureAgent(ctx context.Context, a AgentSpec) error {
 		Annotations: swarm.Annotations{Name: a.Name, Labels: labels},
 		TaskTemplate: swarm.TaskSpec{
 			ContainerSpec: &swarm.ContainerSpec{
-				Image:   ref,
-				Command: []string{"/minilambda-node-agent", "-server", a.Server, "-engine", "/host/run/docker.sock", "-reap-label", a.Reap},
-				Env:     []string{"MINILAMBDA_NODE={{.Node.Hostname}}"},
-				Labels:  labels,
+				Image: ref,
+				Command: []string{"/minilambda-node-agent", "-server", a.Server, "-root", "/host" + a.Root,
+					"-engine", "/host/run/docker.sock", "-reap-label", a.Reap},
+				Env:    []string{"MINILAMBDA_NODE={{.Node.Hostname}}"},
+				Labels: labels,
 				Mounts: []mount.Mount{
 					{Type: mount.TypeBind, Source: "/run", Target: "/host/run"},
 				},

@@ -78,6 +78,12 @@ type Spec struct {
 	MemoryMB int
 	// CPUs is a CPU quota, such as 0.5; zero means no quota.
 	CPUs float64
+	// ReservedCPUs is what a cluster keeps free for the container on the
+	// node it places it on: the cpus its function asked for, not a quota
+	// the server gives by default (a pooled container's), since a core
+	// reserved for every warm container would fill a node with idle ones.
+	// An engine of one machine reserves nothing.
+	ReservedCPUs float64
 	// Network is function.DefaultNetwork when empty, "none" or the name of a
 	// user-defined network; function.CheckNetwork says which are refused.
 	Network string
@@ -134,6 +140,8 @@ func (s Spec) Normalize() (Spec, error) {
 	switch {
 	case s.CPUs < 0 || s.CPUs != s.CPUs:
 		return bad(fmt.Errorf("cpus %v", s.CPUs))
+	case s.ReservedCPUs < 0 || s.ReservedCPUs != s.ReservedCPUs:
+		return bad(fmt.Errorf("reserved cpus %v", s.ReservedCPUs))
 	case s.OutputLimit < 0:
 		return bad(errors.New("negative output limit"))
 	case s.OutputLimit == 0:
@@ -299,6 +307,16 @@ func WithTraceID(ctx context.Context, id string) context.Context {
 func TraceID(ctx context.Context) string {
 	id, _ := ctx.Value(traceKey{}).(string)
 	return id
+}
+
+// Reason says why d ended without running, when its engine knows: a
+// cluster that could not place it, say. It is empty when the engine does
+// not say, or the container ran.
+func Reason(d Detached) string {
+	if r, ok := d.(interface{ Reason() string }); ok {
+		return r.Reason()
+	}
+	return ""
 }
 
 // Hot is a long-lived container that takes one event at a time: a hot

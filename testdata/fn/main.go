@@ -6,8 +6,10 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"time"
 )
 
@@ -26,6 +28,20 @@ type event struct {
 	ForkBomb bool `json:"fork_bomb"`
 	// WriteFile writes a file at this path.
 	WriteFile string `json:"write_file"`
+	// Dial tries a TCP connection to this address, and answers what came
+	// of it.
+	Dial string `json:"dial"`
+	// Status answers the process's NoNewPrivs and CapEff from
+	// /proc/self/status.
+	Status bool `json:"status"`
+}
+
+// answer is the result: a greeting, and what the event asked to find out.
+type answer struct {
+	Message    string `json:"message"`
+	Dial       string `json:"dial,omitempty"`
+	NoNewPrivs string `json:"no_new_privs,omitempty"`
+	CapEff     string `json:"cap_eff,omitempty"`
 }
 
 func main() {
@@ -80,7 +96,28 @@ func main() {
 		fmt.Fprintln(os.Stderr, "boom")
 		os.Exit(e.Exit)
 	}
-	json.NewEncoder(os.Stdout).Encode(map[string]string{"message": "Hello, " + e.Name + "!"})
+	a := answer{Message: "Hello, " + e.Name + "!"}
+	if e.Dial != "" {
+		a.Dial = "connected"
+		if c, err := net.DialTimeout("tcp", e.Dial, 2*time.Second); err != nil {
+			a.Dial = err.Error()
+		} else {
+			c.Close()
+		}
+	}
+	if e.Status {
+		status, _ := os.ReadFile("/proc/self/status")
+		for _, line := range strings.Split(string(status), "\n") {
+			k, v, _ := strings.Cut(line, ":")
+			switch k {
+			case "NoNewPrivs":
+				a.NoNewPrivs = strings.TrimSpace(v)
+			case "CapEff":
+				a.CapEff = strings.TrimSpace(v)
+			}
+		}
+	}
+	json.NewEncoder(os.Stdout).Encode(a)
 }
 
 // bomb starts children until starting one fails, and returns that error.

@@ -834,6 +834,7 @@ func (in *instance) relay(c relayedConn, hello []byte) {
 	if err != nil {
 		return
 	}
+	req.Header.Set(nodeHeader, in.a.cfg.node)
 	var sentAll atomic.Bool
 	up := make(chan error, 1)
 	go func() { up <- copyUp(pw, c, hello, &sentAll) }()
