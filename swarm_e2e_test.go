@@ -14,6 +14,7 @@ import (
 	"maps"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -87,12 +88,9 @@ func startSwarmServer(t *testing.T, c swarmCluster, db string, images ...dockert
 
 // freePort is a port of this machine that nothing listens on.
 func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	_, port, _ := net.SplitHostPort(freeAddr(t))
+	n, _ := strconv.Atoi(port)
+	return n
 }
 
 // startSwarmServerArgs is startSwarmServer with the gateway's port and more

@@ -16,7 +16,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -89,10 +88,13 @@ func NewGateway(opts GatewayOptions) *Gateway {
 // nodeAgent is one agent's stream.
 type nodeAgent struct {
 	node string
-	mu   sync.Mutex // one line at a time
-	w    http.ResponseWriter
-	rc   *http.ResponseController
-	gone chan struct{}
+	// remote is the agent's connection's address: its relayed
+	// connections are streams of the same connection.
+	remote string
+	mu     sync.Mutex // one line at a time
+	w      http.ResponseWriter
+	rc     *http.ResponseController
+	gone   chan struct{}
 
 	// acks holds, for each instance being opened, where the agent's
 	// answer goes.
@@ -165,7 +167,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (g *Gateway) serveAgent(w http.ResponseWriter, r *http.Request) {
 	node := r.Header.Get(nodeHeader)
-	a := &nodeAgent{node: node, w: w, rc: http.NewResponseController(w), gone: make(chan struct{}), acks: map[string]chan error{}}
+	a := &nodeAgent{node: node, remote: r.RemoteAddr, w: w, rc: http.NewResponseController(w), gone: make(chan struct{}), acks: map[string]chan error{}}
 	w.WriteHeader(http.StatusOK)
 	if err := a.rc.Flush(); err != nil {
 		return
@@ -231,13 +233,11 @@ func (g *Gateway) serveConn(w http.ResponseWriter, r *http.Request, name string)
 		return
 	}
 	c := &streamConn{body: r.Body, w: w, rc: rc, closed: make(chan struct{}), remote: r.RemoteAddr, node: r.Header.Get(nodeHeader),
-		dlChanged: make(chan struct{})}
+		agent: g.agentOn(r.RemoteAddr), dlChanged: make(chan struct{})}
 	go l.handshakeRelayed(c)
 	select {
 	case <-c.closed:
 	case <-r.Context().Done():
-		// The agent's connection ended under the stream.
-		c.agentGone.Store(true)
 		c.Close()
 	}
 	// A write under way ends at the deadline Close set: the response
@@ -247,6 +247,18 @@ func (g *Gateway) serveConn(w http.ResponseWriter, r *http.Request, name string)
 	c.done = true
 	c.dmu.Unlock()
 	c.wmu.Unlock()
+}
+
+// agentOn is the connected agent whose connection has address remote.
+func (g *Gateway) agentOn(remote string) *nodeAgent {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for a := range g.agents {
+		if a.remote == remote {
+			return a
+		}
+	}
+	return nil
 }
 
 // open makes instance name's socket on every node and routes the
@@ -342,7 +354,7 @@ type lostError struct {
 }
 
 func (e *lostError) Error() string {
-	return fmt.Sprintf("its node %s was lost or cut off from the server (its agent's connection: %v)", e.node, e.err)
+	return fmt.Sprintf("its node %s was lost or cut off from the server, or its agent restarted (the agent's connection: %v)", e.node, e.err)
 }
 
 func (e *lostError) Unwrap() error { return e.err }
@@ -368,9 +380,9 @@ type streamConn struct {
 	rc     *http.ResponseController
 	remote string
 	node   string
-	// agentGone is set when the agent's connection ended, before the
-	// stream is closed for it.
-	agentGone atomic.Bool
+	// agent is the stream of the agent whose connection carries this
+	// one; nil when it had none.
+	agent *nodeAgent
 
 	rmu      sync.Mutex // one Read at a time
 	inflight chan readResult
@@ -409,9 +421,7 @@ func (c *streamConn) Read(p []byte) (int, error) {
 		c.inflight = ch
 		go func() {
 			n, err := c.body.Read(c.rbuf[:])
-			if err != nil && err != io.EOF && (c.agentGone.Load() || !isClosed(c.closed)) {
-				// Not the container's nor this end's doing: the agent's
-				// connection broke.
+			if err != nil && err != io.EOF && c.agentLost() {
 				err = &lostError{node: c.node, err: err}
 			}
 			ch <- readResult{n, err}
@@ -449,6 +459,28 @@ func (c *streamConn) Read(p []byte) (int, error) {
 		}
 	}
 }
+
+// agentLost says, once a read failed, whether the agent's connection
+// ended with it: a container's connection the agent ended on its own, or
+// one this end closed, is no node lost. The agent's stream ends within
+// moments of its connection.
+func (c *streamConn) agentLost() bool {
+	if c.agent == nil {
+		return false
+	}
+	t := time.NewTimer(agentGoneWait)
+	defer t.Stop()
+	select {
+	case <-c.agent.gone:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// agentGoneWait bounds how long a failed relayed read waits to learn
+// whether its agent's connection ended too.
+const agentGoneWait = 2 * time.Second
 
 // Write sends p at once: the init's frames are small, and wait for their
 // answers.

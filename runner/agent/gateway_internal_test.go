@@ -81,6 +81,29 @@ func TestStreamConnWriteDeadlineIdle(t *testing.T) {
 	}
 }
 
+// TestStreamConnLost: a relayed read that fails is a node lost only when
+// the agent's own stream ended too; an agent that ends one container's
+// connection abruptly, while it stays, loses no node.
+func TestStreamConnLost(t *testing.T) {
+	for _, gone := range []bool{false, true} {
+		a := &nodeAgent{node: "n1", gone: make(chan struct{})}
+		if gone {
+			close(a.gone)
+		}
+		send, _, errs := overStream(t, func(c *streamConn) error {
+			c.agent, c.node = a, a.node
+			_, err := c.Read(make([]byte, 8))
+			return err
+		})
+		send.(*io.PipeWriter).CloseWithError(errors.New("the container's connection broke"))
+		err := <-errs
+		var le *lostError
+		if err == nil || errors.As(err, &le) != gone {
+			t.Errorf("agent gone %v: the read's error %v, want a lostError: %v", gone, err, gone)
+		}
+	}
+}
+
 // overStream serves one HTTP/2 stream whose handler gives a streamConn of
 // it to serve, and returns the client's ends: what it sends, what it
 // receives, and serve's error once the handler is done.
