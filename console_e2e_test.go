@@ -237,6 +237,23 @@ func TestConsoleInABrowser(t *testing.T) {
 	b.do("fix the timeout", setValue("#fn-timeout", "30"), setValue("#fn-memory_mb", ""), setValue("#fn-env", "GREETING=hello"),
 		chromedp.Click(chromedp.ID("function-submit")))
 	wait[bool](b, "the function listed", `!!document.querySelector('#functions tr[data-function="console-fn"]')`, 10*time.Second)
+
+	// A zip package shows its package type, runtime and code hash.
+	removeBuiltAtCleanup(t, cli, "console-zip")
+	pkg := zipOf(t, map[string][]byte{"bootstrap": dockertest.GoSourceBinary(t, "package main\n\nfunc main() {}\n")})
+	var zipped struct {
+		Package struct {
+			CodeSha256 string `json:"code_sha256"`
+		}
+	}
+	if code := s.callAs("POST", "/functions", map[string]any{"name": "console-zip", "runtime": "provided.al2023", "handler": "bootstrap", "zip_file": pkg}, &zipped, token); code != 201 {
+		t.Fatalf("register a zip package: %d", code)
+	}
+	b.do("list again", goHash("#/invocations"), goHash("#/functions"))
+	cell := wait[string](b, "the zip package listed", `document.querySelector('#functions tr[data-function="console-zip"] td.package')?.textContent`, 10*time.Second)
+	if !strings.Contains(cell, "Zip · provided.al2023") || !strings.Contains(cell, zipped.Package.CodeSha256[:12]) {
+		t.Errorf("the zip package's row: %q, want its type, runtime and code hash %s", cell, zipped.Package.CodeSha256)
+	}
 	b.screenshot("functions")
 
 	// Invoke sync: a non-JSON event is caught as it is typed; the result

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -164,6 +166,7 @@ func TestServeConfigFromEnv(t *testing.T) {
 	t.Setenv("MINILAMBDA_POOLED_CPUS", "0.5")
 	t.Setenv("MINILAMBDA_SWARM_REGISTRY", "registry:5000")
 	t.Setenv("MINILAMBDA_SWARM_CONSTRAINTS", "node.role==worker")
+	t.Setenv("MINILAMBDA_RUNTIME_IMAGE", "python3.12=py:1,provided.al2=base:2")
 	c, err := parseServe([]string{"--max-in-flight", "9"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -176,10 +179,15 @@ func TestServeConfigFromEnv(t *testing.T) {
 		logLevel: slog.LevelDebug, pooledCPUs: 0.5,
 		swarm: swarmConfig{engine: "docker", registry: "registry:5000", gateway: ":8301", noneNetwork: "minilambda-none", constraints: "node.role==worker"},
 	}
-	if c != want {
+	wantRuntimes := runtimeImages{"provided": "scratch", "provided.al2023": "scratch", "provided.al2": "base:2", "python3.12": "py:1"}
+	if !maps.Equal(c.runtimes, wantRuntimes) {
+		t.Errorf("runtime images %v, want %v", c.runtimes, wantRuntimes)
+	}
+	c.runtimes = nil
+	if !reflect.DeepEqual(c, want) {
 		t.Errorf("config\n%+v, want\n%+v", c, want)
 	}
-	for name, bad := range map[string]string{"MINILAMBDA_LOG_LEVEL": "chatty", "MINILAMBDA_GRACE": "soon",
+	for name, bad := range map[string]string{"MINILAMBDA_LOG_LEVEL": "chatty", "MINILAMBDA_RUNTIME_IMAGE": "python3.12", "MINILAMBDA_GRACE": "soon",
 		"MINILAMBDA_WORKERS": "many", "MINILAMBDA_METRICS_OPEN": "yes please", "MINILAMBDA_POOLED_CPUS": "-1",
 		"MINILAMBDA_ENGINE": "kubernetes"} {
 		t.Setenv(name, bad)

@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -56,6 +58,7 @@ type serveConfig struct {
 	awsKey        string
 	awsSecret     string
 	memBudget     int64
+	runtimes      runtimeImages
 	swarm         swarmConfig
 
 	logLevel slog.Level // level, parsed
@@ -93,6 +96,8 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.awsKey, "aws-access-key-id", "minilambda", "the access key id Lambda API requests are signed with (checked when a token is set)")
 	fs.StringVar(&c.awsSecret, "aws-secret-access-key", "", "the secret Lambda API requests are signed with; the token when empty")
 	fs.Int64Var(&c.memBudget, "memory-budget", runner.DefaultMemoryBudget, "bytes of request bodies, async events under way and invocation outputs held at once; past it, requests get 429 and queued work waits")
+	c.runtimes = runtimeImages(control.DefaultRuntimeImages())
+	fs.Var(&c.runtimes, "runtime-image", "RUNTIME=IMAGE: the base image of zip packages on that Lambda runtime, an image in the engine (repeat, or comma-separate; provided.al2023 and provided.al2 default to scratch)")
 	c.swarm.flags(fs)
 	if err := envDefaults(fs); err != nil {
 		return c, err
@@ -110,6 +115,40 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 		return c, usageError{fmt.Errorf("serve: --pooled-cpus must be between 0 (no quota) and %d, got %v", function.MaxCPUs, c.pooledCPUs)}
 	}
 	return c, nil
+}
+
+// runtimeImages is --runtime-image: each runtime's base image, over the
+// defaults.
+type runtimeImages map[string]string
+
+func (m *runtimeImages) String() string {
+	if m == nil {
+		return ""
+	}
+	pairs := make([]string, 0, len(*m))
+	for _, r := range slices.Sorted(maps.Keys(*m)) {
+		pairs = append(pairs, r+"="+(*m)[r])
+	}
+	return strings.Join(pairs, ",")
+}
+
+func (m *runtimeImages) Set(v string) error {
+	for pair := range strings.SplitSeq(v, ",") {
+		runtime, img, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if !ok || runtime == "" || img == "" {
+			return fmt.Errorf("%q is not RUNTIME=IMAGE", pair)
+		}
+		if strings.Trim(runtime, "abcdefghijklmnopqrstuvwxyz0123456789.-_") != "" {
+			return fmt.Errorf("runtime %q: use lower-case letters, digits and . - _", runtime)
+		}
+		if img != function.ScratchImage {
+			if err := function.CheckImage(img); err != nil {
+				return fmt.Errorf("runtime %s: %v", runtime, err)
+			}
+		}
+		(*m)[runtime] = img
+	}
+	return nil
 }
 
 // pooledCPUs is runner.Options.PooledCPUs for --pooled-cpus, whose 0 means
@@ -176,7 +215,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctl, err := control.New(control.Options{Log: log, Engine: driver, Runner: svc, Views: svc.Views()})
+	ctl, err := control.New(control.Options{Log: log, Engine: driver, Runner: svc, Views: svc.Views(), RuntimeImages: c.runtimes})
 	if err != nil {
 		return err
 	}

@@ -146,7 +146,8 @@ func TestPatchApply(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("patch:\n got %+v\nwant %+v", got, want)
 	}
-	// Every field of a Spec can be patched.
+	// Every field of a Spec can be patched, but the package the server
+	// sets from an archive.
 	all := function.Patch{}
 	v := reflect.ValueOf(&all).Elem()
 	for i := range v.NumField() {
@@ -154,8 +155,11 @@ func TestPatchApply(t *testing.T) {
 			t.Fatalf("Patch.%s is not a pointer", v.Type().Field(i).Name)
 		}
 	}
-	if n, m := reflect.TypeFor[function.Patch]().NumField(), reflect.TypeFor[function.Spec]().NumField(); n != m {
-		t.Errorf("Patch has %d fields, Spec %d", n, m)
+	if _, ok := reflect.TypeFor[function.Patch]().FieldByName("Package"); ok {
+		t.Error("Patch has a Package: it is the server's to set")
+	}
+	if n, m := reflect.TypeFor[function.Patch]().NumField(), reflect.TypeFor[function.Spec]().NumField(); n != m-1 {
+		t.Errorf("Patch has %d fields, Spec %d: one for each but Package", n, m)
 	}
 }
 

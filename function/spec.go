@@ -73,6 +73,9 @@ type Spec struct {
 	Role        string `json:"role,omitempty"`
 	// HTTPTrigger, when set, lets requests to /hooks/{function} invoke it.
 	HTTPTrigger *HTTPTrigger `json:"http_trigger,omitempty"`
+	// Package, for a function deployed as a zip archive, is what its
+	// image was built from; the server sets it, never the user.
+	Package *Package `json:"package,omitempty"`
 }
 
 // Normalize checks a spec and fills in its defaults. Errors wrap
@@ -138,6 +141,17 @@ func Normalize(s Spec) (Spec, error) {
 		}
 		s.HTTPTrigger = &t
 	}
+	if p := s.Package; p != nil {
+		if s.Mode != ModeLambda {
+			return s, InvalidField("mode", `a function deployed as a zip package runs in lambda mode ("mode": "lambda")`)
+		}
+		if p.Runtime == "" || p.BaseImage == "" || p.CodeSha256 == "" {
+			return s, InvalidField("runtime", "a zip package needs its runtime, base image and code hash")
+		}
+		if s.Handler == "" {
+			return s, InvalidField("handler", "a zip package needs a handler (for provided runtimes, bootstrap)")
+		}
+	}
 	if s.Mode == ModeLambda {
 		for k := range s.Env {
 			if IsReservedLambdaEnv(k) {
@@ -175,6 +189,16 @@ func (s Spec) TimeoutFor(seconds int) time.Duration {
 		seconds = DefaultTimeout
 	}
 	return time.Duration(seconds) * time.Second
+}
+
+// RunCommand is the command its containers run with: its own Command,
+// or, for a zip package on a runtime other than an OS-only one, the
+// handler, which AWS's base images take as their command.
+func (s Spec) RunCommand() []string {
+	if len(s.Command) == 0 && s.Package != nil && !ProvidedRuntime(s.Package.Runtime) && s.Handler != "" {
+		return []string{s.Handler}
+	}
+	return s.Command
 }
 
 // Hot reports whether the function runs in hot mode.
@@ -217,6 +241,10 @@ type Patch struct {
 // Apply returns s with the patch's fields in place; the caller normalizes
 // the result.
 func (p Patch) Apply(s Spec) Spec {
+	// Another image is no longer the package's build.
+	if p.Image != nil && *p.Image != s.Image {
+		s.Package = nil
+	}
 	set(&s.Name, p.Name)
 	set(&s.Image, p.Image)
 	set(&s.Timeout, p.Timeout)

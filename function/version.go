@@ -116,6 +116,11 @@ func (p Publish) Allows(digest string) bool {
 	return p.ImageDigest == "" || strings.TrimPrefix(p.ImageDigest, "sha256:") == strings.TrimPrefix(digest, "sha256:")
 }
 
+// AllowsCode reports whether the request lets a zip package whose
+// archive's base64 SHA-256 is sha be published: when it names none, or
+// names that one.
+func (p Publish) AllowsCode(sha string) bool { return p.ImageDigest == "" || p.ImageDigest == sha }
+
 // AliasSpec is what a user sets on an alias: the version it names, and at
 // most one other version that takes a share of its invocations.
 type AliasSpec struct {

@@ -26,6 +26,7 @@ func (s *Server) routeAPI(r group) {
 	r.GET("/functions/:id", s.getFunction)
 	r.PUT("/functions/:id", s.updateFunction)
 	r.DELETE("/functions/:id", s.deleteFunction)
+	r.PUT("/functions/:id/code", s.updateCode)
 	r.POST("/invoke/:id", s.invoke)
 	r.POST("/invoke/:id/async", s.invokeAsync)
 	r.GET("/invocations", s.listInvocations)
@@ -60,6 +61,10 @@ func (s *Server) ref(w http.ResponseWriter, r *http.Request, p httprouter.Params
 // name of timeout.
 type registerBody struct {
 	function.Spec
+	// Runtime and ZipFile register a zip package (base64 in JSON), whose
+	// image the server builds.
+	Runtime    string    `json:"runtime"`
+	ZipFile    []byte    `json:"zip_file"`
 	ID         string    `json:"id"`
 	TimeoutSec int       `json:"timeout_sec"`
 	Version    int       `json:"version"`
@@ -76,6 +81,12 @@ func (b registerBody) spec() (function.Spec, error) {
 		return b.Spec, badField("version", "version is the server's to set: leave it out or 0")
 	case !b.CreatedAt.IsZero() || !b.UpdatedAt.IsZero():
 		return b.Spec, badRequest{"created_at and updated_at are the server's to set: leave them out or zero"}
+	case b.Package != nil:
+		return b.Spec, badField("package", "package is the server's to set: send the archive as zip_file, with its runtime and handler")
+	case len(b.ZipFile) > 0 && b.Image != "":
+		return b.Spec, badField("image", "a function is either an image or a zip package (zip_file), not both")
+	case b.Runtime != "" && len(b.ZipFile) == 0:
+		return b.Spec, badField("zip_file", "runtime is a setting of zip packages: send the archive as zip_file (base64)")
 	case b.TimeoutSec != 0 && b.Timeout != 0 && b.TimeoutSec != b.Timeout:
 		return b.Spec, badRequest{"timeout and timeout_sec are the same setting and differ: give one"}
 	}
@@ -99,6 +110,9 @@ func (s *Server) createFunction(w http.ResponseWriter, r *http.Request, _ httpro
 		return
 	}
 	spec, err := body.spec()
+	if err == nil && len(body.ZipFile) > 0 {
+		spec, err = s.opts.Functions.BuildPackage(r.Context(), spec, body.Runtime, body.ZipFile)
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -149,6 +163,31 @@ func (s *Server) updateFunction(w http.ResponseWriter, r *http.Request, p httpro
 		return
 	}
 	f, err := s.opts.Functions.Update(r.Context(), ref, patch)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, shown(f))
+}
+
+// updateCode takes a zip package's new code: {"zip_file": base64}.
+func (s *Server) updateCode(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	ref, ok := s.ref(w, r, p)
+	if !ok {
+		return
+	}
+	var body struct {
+		ZipFile []byte `json:"zip_file"`
+	}
+	if err := s.decode(w, r, &body, false); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if len(body.ZipFile) == 0 {
+		s.writeError(w, r, badField("zip_file", "send the archive as zip_file (base64); an image function changes its image with PUT /functions/{id}"))
+		return
+	}
+	f, err := s.opts.Functions.UpdatePackage(r.Context(), ref, body.ZipFile)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

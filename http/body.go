@@ -64,9 +64,9 @@ func (s *Server) reserveBody(r *http.Request) (release func(), err error) {
 	if s.opts.Budget == nil || r.Method != http.MethodPost && r.Method != http.MethodPut || r.URL.Path == "/images" {
 		return func() {}, nil
 	}
-	n := r.ContentLength
-	if n < 0 || n > s.opts.MaxBodyBytes {
-		n = s.opts.MaxBodyBytes
+	n, limit := r.ContentLength, s.bodyLimit(r)
+	if n < 0 || n > limit {
+		n = limit
 	}
 	if err := s.opts.Budget.Reserve(n); err != nil {
 		return nil, err

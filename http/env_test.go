@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/projections"
 )
 
@@ -79,7 +80,8 @@ func testFunctions(t *testing.T, e *api, image string) {
 	}
 	e.do("POST", "/functions", map[string]any{"name": "second", "image": image}, nil)
 
-	big := `{"name": "big", "image": "x", "env": {"A": "` + strings.Repeat("a", 7<<20) + `"}}`
+	// A registration may carry a zip package: its limit is Lambda's for one.
+	big := `{"name": "big", "image": "x", "env": {"A": "` + strings.Repeat("a", function.MaxZipRequestBytes) + `"}}`
 	for _, tc := range []struct {
 		name, method, path string
 		body               any

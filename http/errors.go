@@ -85,6 +85,7 @@ var statuses = []struct {
 	{errBadTar, http.StatusBadRequest},
 	{projections.ErrNotFound, http.StatusNotFound},
 	{function.ErrConflict, http.StatusConflict},
+	{function.ErrTooLarge, http.StatusRequestEntityTooLarge},
 	{function.ErrBusy, http.StatusTooManyRequests},
 	{engine.ErrEngineUnavailable, http.StatusServiceUnavailable},
 }
@@ -191,6 +192,9 @@ func (s *Server) writeLambdaError(w http.ResponseWriter, r *http.Request, err er
 			le.typ = "ResourceConflictException"
 		case status == http.StatusTooManyRequests:
 			le.typ = "TooManyRequestsException"
+		case errors.Is(err, function.ErrTooLarge):
+			// What Lambda calls a code package past its limit.
+			le.typ = "RequestEntityTooLargeException"
 		case status == http.StatusRequestEntityTooLarge:
 			le.typ = "RequestTooLargeException"
 		case status < 500:

@@ -131,6 +131,16 @@ func (f *fake) Update(_ context.Context, ref string, patch function.Patch) (proj
 	return fn, nil
 }
 
+// BuildPackage and UpdatePackage: the fake has no engine to build with;
+// the tests of zip packages run on the real one.
+func (f *fake) BuildPackage(context.Context, function.Spec, string, []byte) (function.Spec, error) {
+	return function.Spec{}, errors.New("the fake builds no images")
+}
+
+func (f *fake) UpdatePackage(context.Context, string, []byte) (projections.Function, error) {
+	return projections.Function{}, errors.New("the fake builds no images")
+}
+
 func (f *fake) Delete(_ context.Context, ref string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -53,6 +53,14 @@ type Functions interface {
 	Register(ctx context.Context, spec function.Spec) (projections.Function, error)
 	Update(ctx context.Context, ref string, patch function.Patch) (projections.Function, error)
 	Delete(ctx context.Context, ref string) error
+	// BuildPackage builds the zip archive data on runtime into the image
+	// of a function with spec's settings, and returns them with the image
+	// and the package set, to register; nothing is built when either is
+	// refused.
+	BuildPackage(ctx context.Context, spec function.Spec, runtime string, data []byte) (function.Spec, error)
+	// UpdatePackage makes the zip archive data the new code of function
+	// ref, a zip package.
+	UpdatePackage(ctx context.Context, ref string, data []byte) (projections.Function, error)
 }
 
 // Invoker runs invocations now (Invoke) or through the queue (Enqueue).
@@ -369,11 +377,26 @@ func (s *Server) bodyOf(w http.ResponseWriter, r *http.Request) ([]byte, error) 
 	if held, ok := r.Body.(*heldBody); ok {
 		return held.data, nil
 	}
-	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+	limit := s.bodyLimit(r)
+	body := http.MaxBytesReader(w, r.Body, limit)
 	if m, ok := r.Context().Value(meterKey{}).(*bodyMeter); ok {
-		return m.read(body, r.ContentLength, s.opts.MaxBodyBytes)
+		return m.read(body, r.ContentLength, limit)
 	}
-	return readBody(body, r.ContentLength, s.opts.MaxBodyBytes)
+	return readBody(body, r.ContentLength, limit)
+}
+
+// bodyLimit is the most r's body may be: MaxBodyBytes, or, for the
+// requests that may carry a zip package (a function's registration, a new
+// code), function.MaxZipRequestBytes, as Lambda's.
+func (s *Server) bodyLimit(r *http.Request) int64 {
+	p := r.URL.Path
+	switch {
+	case r.Method == http.MethodPost && (p == "/functions" || p == lambdaPrefix+"/functions"),
+		r.Method == http.MethodPut && strings.HasSuffix(p, "/code") &&
+			(strings.HasPrefix(p, "/functions/") || strings.HasPrefix(p, lambdaPrefix+"/functions/")):
+		return max(s.opts.MaxBodyBytes, function.MaxZipRequestBytes)
+	}
+	return s.opts.MaxBodyBytes
 }
 
 // readBody reads a body of the length its request declares into a buffer

@@ -132,6 +132,7 @@ type (
 		FunctionName        string              `json:"FunctionName"`
 		FunctionArn         string              `json:"FunctionArn"`
 		Role                string              `json:"Role,omitempty"`
+		Runtime             string              `json:"Runtime,omitempty"`
 		Handler             string              `json:"Handler,omitempty"`
 		CodeSize            int64               `json:"CodeSize"`
 		Description         string              `json:"Description"`
@@ -185,6 +186,9 @@ func (s *Server) configuration(f projections.Function, version, digest string, m
 		LastModified: lambdaTime(modified), CodeSha256: strings.TrimPrefix(digest, "sha256:"),
 		Version: version, RevisionID: revisionID(f.ID, f.Version),
 		PackageType: "Image", State: "Active", LastUpdateStatus: "Successful", Architectures: []string{"x86_64"},
+	}
+	if p := f.Package; p != nil {
+		c.PackageType, c.Runtime, c.CodeSha256, c.CodeSize = "Zip", p.Runtime, p.CodeSha256, p.CodeSize
 	}
 	if version != function.Latest {
 		c.FunctionArn = s.arn(f.Name, version)
@@ -302,6 +306,7 @@ type lambdaCreateBody struct {
 		S3Bucket string `json:"S3Bucket"`
 	} `json:"Code"`
 	Role          string             `json:"Role"`
+	Runtime       string             `json:"Runtime"`
 	Handler       string             `json:"Handler"`
 	Timeout       int                `json:"Timeout"`
 	MemorySize    int                `json:"MemorySize"`
@@ -334,12 +339,22 @@ func (s *Server) lambdaCreate(w http.ResponseWriter, r *http.Request, _ httprout
 		s.writeLambdaError(w, r, err)
 		return
 	}
-	if b.PackageType == "Zip" || b.PackageType == "" && b.Code.ImageURI == "" || len(b.Code.ZipFile) > 0 || b.Code.S3Bucket != "" {
-		s.writeLambdaError(w, r, lambdaInvalid("only container images are supported: set PackageType to Image and Code.ImageUri to an image in the server's engine; .zip file archives are not"))
+	zipped := b.PackageType == "Zip" || b.PackageType == "" && b.Code.ImageURI == ""
+	switch {
+	case b.Code.S3Bucket != "":
+		s.writeLambdaError(w, r, lambdaInvalid("code in S3 is not supported: send the archive itself as Code.ZipFile (the CLI's --zip-file fileb://f.zip)"))
 		return
-	}
-	if b.PackageType != "" && b.PackageType != "Image" {
-		s.writeLambdaError(w, r, lambdaInvalid("PackageType %q: only Image is supported", b.PackageType))
+	case b.PackageType != "" && b.PackageType != "Image" && b.PackageType != "Zip":
+		s.writeLambdaError(w, r, lambdaInvalid("PackageType %.40q: Image or Zip", b.PackageType))
+		return
+	case zipped && b.Code.ImageURI != "", !zipped && len(b.Code.ZipFile) > 0:
+		s.writeLambdaError(w, r, lambdaInvalid("a function is either a Zip package (Code.ZipFile) or an Image (Code.ImageUri), not both"))
+		return
+	case zipped && len(b.Code.ZipFile) == 0:
+		s.writeLambdaError(w, r, lambdaInvalid("a Zip package needs Code.ZipFile (the CLI's --zip-file fileb://f.zip); an image, PackageType Image and Code.ImageUri"))
+		return
+	case !zipped && b.Runtime != "":
+		s.writeLambdaError(w, r, lambdaInvalid("Runtime is a setting of Zip packages; an image carries its own runtime"))
 		return
 	}
 	if slices.ContainsFunc(b.Architectures, func(a string) bool { return a != "x86_64" }) {
@@ -355,6 +370,13 @@ func (s *Server) lambdaCreate(w http.ResponseWriter, r *http.Request, _ httprout
 	}
 	if c := b.ImageConfig; c != nil {
 		spec.Entrypoint, spec.Command, spec.WorkingDir = c.EntryPoint, c.Command, c.WorkingDirectory
+	}
+	if zipped {
+		var err error
+		if spec, err = s.opts.Functions.BuildPackage(r.Context(), spec, b.Runtime, b.Code.ZipFile); err != nil {
+			s.writeLambdaError(w, r, err)
+			return
+		}
 	}
 	f, err := s.opts.Functions.Register(r.Context(), spec)
 	if err != nil {
@@ -449,10 +471,12 @@ func (s *Server) lambdaGet(w http.ResponseWriter, r *http.Request, p httprouter.
 	if v != nil {
 		image = v.Image
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"Configuration": c,
-		"Code":          map[string]string{"RepositoryType": "ECR", "ImageUri": image, "ResolvedImageUri": image + "@sha256:" + c.CodeSha256},
-	})
+	code := map[string]string{"RepositoryType": "ECR", "ImageUri": image, "ResolvedImageUri": image + "@sha256:" + c.CodeSha256}
+	if c.PackageType == "Zip" {
+		// The archive is not kept, only the image built from it.
+		code = map[string]string{"RepositoryType": "S3"}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"Configuration": c, "Code": code})
 }
 
 func (s *Server) lambdaGetConfiguration(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
@@ -498,11 +522,37 @@ func (s *Server) lambdaUpdateCode(w http.ResponseWriter, r *http.Request, p http
 		s.writeLambdaError(w, r, err)
 		return
 	}
-	if b.ImageURI == "" || len(b.ZipFile) > 0 || b.S3Bucket != "" {
-		s.writeLambdaError(w, r, lambdaInvalid("only container images are supported: set ImageUri"))
+	switch {
+	case b.S3Bucket != "":
+		s.writeLambdaError(w, r, lambdaInvalid("code in S3 is not supported: send the archive itself as ZipFile (the CLI's --zip-file fileb://f.zip)"))
+		return
+	case b.ImageURI != "" && len(b.ZipFile) > 0, b.ImageURI == "" && len(b.ZipFile) == 0:
+		s.writeLambdaError(w, r, lambdaInvalid("give either ZipFile, for a Zip package, or ImageUri, for an Image"))
+		return
+	case b.ImageURI != "":
+		if f, ok := s.lambdaFunction(w, r, p); !ok {
+			return
+		} else if f.Package != nil {
+			s.writeLambdaError(w, r, lambdaInvalid("function %s is a Zip package: update its code with ZipFile", f.Name))
+			return
+		}
+		s.lambdaUpdate(w, r, p, function.Patch{Image: &b.ImageURI}, b.Publish)
 		return
 	}
-	s.lambdaUpdate(w, r, p, function.Patch{Image: &b.ImageURI}, b.Publish)
+	ref, qualifier, err := lambdaName(r, p)
+	if err == nil && qualifier != "" && qualifier != function.Latest {
+		err = lambdaInvalid("only $LATEST can be changed; published versions never change")
+	}
+	if err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	f, err := s.opts.Functions.UpdatePackage(r.Context(), ref, b.ZipFile)
+	if err != nil {
+		s.writeLambdaError(w, r, s.notFound(ref, err))
+		return
+	}
+	s.answerChanged(w, r, f, b.Publish, http.StatusOK)
 }
 
 func (s *Server) lambdaUpdateConfiguration(w http.ResponseWriter, r *http.Request, p httprouter.Params) {

@@ -31,6 +31,7 @@ const (
 	TypeInvocationRetried   = "invocation.retried"
 	TypeInvocationCallback  = "invocation.callback"
 	TypeImageLoaded         = "image.loaded"
+	TypeImageBuilt          = "image.built"
 	TypeHotStarted          = "hot.started"
 	TypeHotStopped          = "hot.stopped"
 	TypeRecoveryDecided     = "recovery.decided"
@@ -211,6 +212,18 @@ type ImageLoaded struct {
 	Loaded []string `json:"loaded"`
 	// Replaced are the tags that named another image before the load.
 	Replaced []ReplacedTag `json:"replaced,omitempty"`
+}
+
+// ImageBuilt is the payload of image.built: the image the server built
+// from a zip package, before the function that runs it was registered or
+// changed (that event's package names the same code).
+type ImageBuilt struct {
+	V int `json:"v"`
+	// Function is the name of the function the package was sent for.
+	Function string `json:"function"`
+	Image    string `json:"image"`
+	ID       string `json:"id"`
+	function.Package
 }
 
 // ReplacedTag is a tag an upload moved to another image.
@@ -414,6 +427,12 @@ func NewInvocationCallback(functionID, invocationID string, p InvocationCallback
 func NewImageLoaded(p ImageLoaded) (eventlog.Event, error) {
 	p.V = payloadV
 	return newEvent(TypeImageLoaded, "", "", p)
+}
+
+// NewImageBuilt is the image.built event of a zip package's build.
+func NewImageBuilt(p ImageBuilt) (eventlog.Event, error) {
+	p.V = payloadV
+	return newEvent(TypeImageBuilt, "", "", p)
 }
 
 // NewHotStarted is the hot.started event of a hot container of a

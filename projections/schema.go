@@ -37,6 +37,7 @@ var eventTypes = []struct {
 	{"InvocationRetried", TypeInvocationRetried, InvocationRetried{}},
 	{"InvocationCallback", TypeInvocationCallback, InvocationCallback{}},
 	{"ImageLoaded", TypeImageLoaded, ImageLoaded{}},
+	{"ImageBuilt", TypeImageBuilt, ImageBuilt{}},
 	{"HotStarted", TypeHotStarted, HotStarted{}},
 	{"HotStopped", TypeHotStopped, HotStopped{}},
 	{"RecoveryDecided", TypeRecoveryDecided, RecoveryDecided{}},

@@ -73,7 +73,7 @@ func (s *Service) containerSpec(f projections.Function, invocationID string) eng
 		FunctionID: f.ID, FunctionName: f.Name, InvocationID: invocationID,
 		Image: f.Image, Env: f.Env,
 		MemoryMB: f.MemoryMB, CPUs: f.ContainerCPUs(s.opts.PooledCPUs), ReservedCPUs: f.CPUs, Network: f.Network, ReadOnly: f.ReadOnly,
-		Entrypoint: f.Entrypoint, Cmd: f.Command, WorkingDir: f.WorkingDir,
+		Entrypoint: f.Entrypoint, Cmd: f.RunCommand(), WorkingDir: f.WorkingDir,
 		OutputLimit: s.opts.OutputLimit,
 		Labels:      map[string]string{LabelInstance: s.opts.Instance},
 	}

@@ -98,6 +98,25 @@ function functionForm(fn, submitLabel, submit) {
   return form;
 }
 
+// codeCell shows what a function runs: its image, or, for a zip package,
+// the package type, runtime and code hash (Lambda's CodeSha256) above the
+// image the server built from it.
+function codeCell(fn) {
+  if (!fn.package) return h('td', null, h('code', null, fn.image));
+  const p = fn.package;
+  return h('td', { class: 'package' },
+    h('span', { class: 'badge', title: `${p.code_size} bytes, on ${p.base_image}` }, `Zip · ${p.runtime}`), ' ',
+    h('code', { title: 'CodeSha256' }, `sha256 ${p.code_sha256.slice(0, 12)}…`),
+    h('br'), h('code', { class: 'meta' }, fn.image));
+}
+
+// packageMeta is the edit view's line about a zip package.
+function packageMeta(fn) {
+  if (!fn.package) return `package type Image · ${fn.image}`;
+  const p = fn.package;
+  return `package type Zip · runtime ${p.runtime} on ${p.base_image} · CodeSha256 ${p.code_sha256} · ${p.code_size} bytes`;
+}
+
 export async function functionsView(_, ctx) {
   const { data } = await get('/functions', { signal: ctx.signal });
   const fns = Array.isArray(data) ? data : [];
@@ -122,7 +141,7 @@ export async function functionsView(_, ctx) {
     });
     const row = h('tr', { dataset: { function: fn.name } },
       h('td', null, h('a', { href: `#/invocations?function=${encodeURIComponent(fn.name)}` }, fn.name)),
-      h('td', null, h('code', null, fn.image)),
+      codeCell(fn),
       h('td', null, fn.mode || 'cold'),
       h('td', { class: 'num' }, `${fn.timeout} s`),
       h('td', { class: 'num' }, `${fn.memory_mb} MiB`),
@@ -135,7 +154,7 @@ export async function functionsView(_, ctx) {
   });
   const table = fns.length
     ? h('table', { id: 'functions' },
-      h('thead', null, h('tr', null, ['Name', 'Image', 'Mode', 'Timeout', 'Memory', 'Updated', ''].map((t) => h('th', null, t)))),
+      h('thead', null, h('tr', null, ['Name', 'Code', 'Mode', 'Timeout', 'Memory', 'Updated', ''].map((t) => h('th', null, t)))),
       h('tbody', null, rows))
     : h('p', { class: 'empty' }, 'No functions yet: register one below.');
   const form = functionForm(null, 'Register', async (body) => {
@@ -160,6 +179,7 @@ export async function editFunctionView([name], ctx) {
   return h('section', { class: 'panel' },
     h('h1', null, 'Edit ', h('code', null, fn.name)),
     h('p', { class: 'meta' }, `id ${fn.id} · version ${fn.version} · registered ${fmtTime(fn.created_at)}`),
+    h('p', { class: 'meta', id: 'package' }, packageMeta(fn)),
     form, saved,
     h('p', null, h('a', { href: '#/functions' }, '← Functions')));
 }

@@ -125,11 +125,16 @@ func DockerRun(t testing.TB, image string, input []byte, key, value string) time
 
 // GoBinary compiles the Go main package in dir into a static Linux binary
 // (CGO_ENABLED=0, with the go command on PATH, built in t.TempDir()) and
-// returns it.
-func GoBinary(t testing.TB, dir string) []byte {
+// returns it. Each of set (NAME=VALUE) sets a string variable of it, as
+// the linker's -X does.
+func GoBinary(t testing.TB, dir string, set ...string) []byte {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "fn")
-	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", bin, ".")
+	ldflags := "-s -w"
+	for _, x := range set {
+		ldflags += " -X " + x
+	}
+	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags="+ldflags, "-o", bin, ".")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
 	if out, err := cmd.CombinedOutput(); err != nil {

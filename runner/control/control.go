@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 
 	"github.com/minilambda/minilambda/eventlog"
 	"github.com/minilambda/minilambda/projections"
@@ -41,6 +42,7 @@ type Engine interface {
 	Images(ctx context.Context) (map[string]string, error)
 	ImageID(ctx context.Context, ref string) (string, error)
 	LoadImage(ctx context.Context, r io.Reader) ([]string, error)
+	BuildImage(ctx context.Context, buildContext io.Reader, tag string, labels map[string]string) (string, error)
 }
 
 // Options configure New.
@@ -51,14 +53,18 @@ type Options struct {
 	// Views reads what the log holds; the runner's (runner.Service.Views),
 	// so that both planes share one cache. New makes its own when nil.
 	Views *projections.Views
+	// RuntimeImages maps each runtime a zip package may name to its base
+	// image; DefaultRuntimeImages when nil.
+	RuntimeImages map[string]string
 }
 
 // Plane is the control plane. Its methods are safe for concurrent use.
 type Plane struct {
-	log    *eventlog.Log
-	views  *projections.Views
-	engine Engine
-	runner Runner
+	log      *eventlog.Log
+	views    *projections.Views
+	engine   Engine
+	runner   Runner
+	runtimes map[string]string
 }
 
 // New returns the control plane over the log, the engine and the runner in
@@ -70,5 +76,8 @@ func New(opts Options) (*Plane, error) {
 	if opts.Views == nil {
 		opts.Views = projections.NewViews(opts.Log)
 	}
-	return &Plane{log: opts.Log, views: opts.Views, engine: opts.Engine, runner: opts.Runner}, nil
+	if opts.RuntimeImages == nil {
+		opts.RuntimeImages = DefaultRuntimeImages()
+	}
+	return &Plane{log: opts.Log, views: opts.Views, engine: opts.Engine, runner: opts.Runner, runtimes: maps.Clone(opts.RuntimeImages)}, nil
 }

@@ -137,3 +137,7 @@ func TestRunnerHears(t *testing.T) {
 		t.Errorf("images %v, %v", tags, err)
 	}
 }
+
+func (e fakeEngine) BuildImage(context.Context, io.Reader, string, map[string]string) (string, error) {
+	return "", errors.New("not here")
+}

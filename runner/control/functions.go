@@ -50,7 +50,30 @@ func (c *Plane) Update(ctx context.Context, ref string, patch function.Patch) (p
 	if err != nil {
 		return f, err
 	}
-	spec, err := function.Normalize(patch.Apply(f.Spec))
+	return c.change(ctx, f, patch.Apply(f.Spec))
+}
+
+// UpdatePackage builds the zip archive data as the new code of function
+// ref, a function deployed as a zip package, on its runtime, and records
+// the change as Update does.
+func (c *Plane) UpdatePackage(ctx context.Context, ref string, data []byte) (projections.Function, error) {
+	f, err := c.views.Function(ref)
+	if err != nil {
+		return f, err
+	}
+	if f.Package == nil {
+		return f, function.InvalidField("zip_file", "function %s is deployed as a container image, not a zip package: give it another image instead", f.Name)
+	}
+	spec, err := c.BuildPackage(ctx, f.Spec, f.Package.Runtime, data)
+	if err != nil {
+		return f, err
+	}
+	return c.change(ctx, f, spec)
+}
+
+// change records spec as the new settings of the live function f.
+func (c *Plane) change(ctx context.Context, f projections.Function, spec function.Spec) (projections.Function, error) {
+	spec, err := function.Normalize(spec)
 	if err != nil {
 		return f, err
 	}

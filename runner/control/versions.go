@@ -31,7 +31,11 @@ func (c *Plane) PublishVersion(ctx context.Context, ref string, p function.Publi
 		}
 		return projections.Version{}, err
 	}
-	if !p.Allows(digest) {
+	// A zip package's code hash is its archive's, as Lambda's.
+	if pkg := f.Package; pkg != nil && !p.AllowsCode(pkg.CodeSha256) {
+		return projections.Version{}, fmt.Errorf("%w: function %s's code is %s now, not %s: nothing was published",
+			function.ErrInvalid, f.Name, pkg.CodeSha256, p.ImageDigest)
+	} else if pkg == nil && !p.Allows(digest) {
 		return projections.Version{}, fmt.Errorf("%w: function %s's image %q is %s now, not %s: nothing was published",
 			function.ErrInvalid, f.Name, f.Image, digest, p.ImageDigest)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 	"github.com/minilambda/minilambda/runner/engine"
@@ -89,6 +90,45 @@ func (d *Docker) LoadImage(ctx context.Context, r io.Reader) ([]string, error) {
 		return nil, fmt.Errorf("%w: the archive holds no image", engine.ErrBadImage)
 	}
 	return loaded, nil
+}
+
+// BuildImage builds an image from buildContext, a tar with a Dockerfile
+// at its root, tags it and returns its ID. Nothing is pulled: the build's
+// base images must be in the engine (or be scratch), else it fails, as
+// does any step, with an error wrapping engine.ErrBadImage that carries
+// the engine's message. The build's intermediate containers are removed
+// whatever happens.
+func (d *Docker) BuildImage(ctx context.Context, buildContext io.Reader, tag string, labels map[string]string) (string, error) {
+	resp, err := d.api.ImageBuild(ctx, buildContext, build.ImageBuildOptions{
+		Tags: []string{tag}, Labels: labels, Remove: true, ForceRemove: true, PullParent: false,
+		Version: build.BuilderV1,
+	})
+	if err != nil {
+		if isUnavailable(err) || ctx.Err() != nil {
+			return "", wrapEngineErr("build image", err)
+		}
+		return "", fmt.Errorf("%w: %w", engine.ErrBadImage, err)
+	}
+	defer resp.Body.Close()
+	// The build's answer is a stream of JSON messages; a failed step is an
+	// error message in it, the status is 200 all the same.
+	dec := json.NewDecoder(io.LimitReader(resp.Body, maxLoadResponse))
+	for {
+		var m loadMessage
+		if err := dec.Decode(&m); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return "", wrapEngineErr("build image: read response", err)
+		}
+		if m.ErrorDetail != nil && m.ErrorDetail.Message != "" {
+			return "", fmt.Errorf("%w: %s", engine.ErrBadImage, m.ErrorDetail.Message)
+		}
+		if m.Error != "" {
+			return "", fmt.Errorf("%w: %s", engine.ErrBadImage, m.Error)
+		}
+	}
+	img, err := d.inspectImage(ctx, tag)
+	return img.ID, err
 }
 
 // Images maps each repo tag in the engine to the ID of its image, without

@@ -270,6 +270,11 @@ type Driver interface {
 	// LoadImage loads a `docker save` archive and returns the tags it
 	// loaded (or the IDs of untagged images).
 	LoadImage(ctx context.Context, r io.Reader) ([]string, error)
+	// BuildImage builds an image from a build context (a tar with a
+	// Dockerfile at its root) whose base images are in the engine already,
+	// tags it and returns its ID. A build that fails is an error wrapping
+	// ErrBadImage that says why.
+	BuildImage(ctx context.Context, buildContext io.Reader, tag string, labels map[string]string) (string, error)
 	// ImageID returns the ID (sha256 digest) of the image ref names now;
 	// an error wrapping ErrImageNotFound when there is none.
 	ImageID(ctx context.Context, ref string) (string, error)

@@ -41,9 +41,14 @@ type answer struct {
 	DeadlineMS  int64             `json:"deadline_ms"`
 	Env         map[string]string `json:"env"`
 	Echo        string            `json:"echo,omitempty"`
+	Build       string            `json:"build,omitempty"`
 }
 
 var count atomic.Int64
+
+// build tells two builds of this function apart: go build -ldflags
+// "-X main.build=NAME".
+var build string
 
 func handle(ctx context.Context, e event) (answer, error) {
 	n := count.Add(1)
@@ -84,7 +89,7 @@ func handle(ctx context.Context, e event) (answer, error) {
 		env[k] = os.Getenv(k)
 	}
 	return answer{
-		Message: fmt.Sprintf("Hello, %s!", e.Name), Count: n, Pid: os.Getpid(),
+		Message: fmt.Sprintf("Hello, %s!", e.Name), Count: n, Pid: os.Getpid(), Build: build,
 		RequestID: lc.AwsRequestID, FunctionARN: lc.InvokedFunctionArn, DeadlineMS: deadline.UnixMilli(),
 		Env: env, Echo: strings.Repeat("x", e.Echo),
 	}, nil
