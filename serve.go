@@ -246,7 +246,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		Logger: logger, Registry: m.Registry, MaxImageBytes: c.maxImage, SpoolDir: spool,
 		Token: c.token, OpenMetrics: c.openMetrics, Profiling: c.pprof,
 		AWSAccessKeyID: c.awsKey, AWSSecretAccessKey: cmp.Or(c.awsSecret, c.token), Region: c.region,
-		StrangerBytes: c.memBudget / 4,
+		StrangerBytes: c.memBudget / 4, MaxInFlight: c.maxInFlight,
 	})
 	srv := &http.Server{
 		Handler: api,

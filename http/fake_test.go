@@ -141,6 +141,21 @@ func (f *fake) UpdatePackage(context.Context, string, []byte) (projections.Funct
 	return projections.Function{}, errors.New("the fake builds no images")
 }
 
+func (f *fake) Tag(_ context.Context, ref string, set map[string]string, remove []string) (projections.Function, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn, err := f.find(ref)
+	if err != nil {
+		return fn, err
+	}
+	if fn.Tags, err = function.ChangeTags(fn.Tags, set, remove); err != nil {
+		return fn, err
+	}
+	f.fns[fn.ID] = fn
+	f.writes++
+	return fn, nil
+}
+
 func (f *fake) Delete(_ context.Context, ref string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -61,6 +61,8 @@ type Functions interface {
 	// UpdatePackage makes the zip archive data the new code of function
 	// ref, a zip package.
 	UpdatePackage(ctx context.Context, ref string, data []byte) (projections.Function, error)
+	// Tag sets and removes tags of function ref.
+	Tag(ctx context.Context, ref string, set map[string]string, remove []string) (projections.Function, error)
 }
 
 // Invoker runs invocations now (Invoke) or through the queue (Enqueue).
@@ -128,6 +130,9 @@ type Options struct {
 	AWSAccessKeyID     string
 	AWSSecretAccessKey string
 	Region             string
+	// MaxInFlight is the most invocations the server runs at once, all
+	// functions together: the Lambda API's account concurrency.
+	MaxInFlight int
 	// Budget, when set, bounds the request bodies and event streams held
 	// at once.
 	Budget Budget

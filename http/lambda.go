@@ -51,6 +51,7 @@ func (s *Server) routeLambda(r group) {
 	r.GET(p+"/:name/aliases/:alias", s.lambdaGetAlias)
 	r.PUT(p+"/:name/aliases/:alias", s.lambdaUpdateAlias)
 	r.DELETE(p+"/:name/aliases/:alias", s.lambdaDeleteAlias)
+	s.routeLambdaOps(r)
 }
 
 // lambdaAuth is the Lambda API group's auth: it verifies a request's
@@ -315,6 +316,7 @@ type lambdaCreateBody struct {
 	Environment   *lambdaEnvironment `json:"Environment"`
 	ImageConfig   *lambdaImageConfig `json:"ImageConfig"`
 	Architectures []string           `json:"Architectures"`
+	Tags          map[string]string  `json:"Tags"`
 }
 
 // lambdaDecode reads a Lambda API body: unknown members are ignored, as
@@ -371,6 +373,11 @@ func (s *Server) lambdaCreate(w http.ResponseWriter, r *http.Request, _ httprout
 	if c := b.ImageConfig; c != nil {
 		spec.Entrypoint, spec.Command, spec.WorkingDir = c.EntryPoint, c.Command, c.WorkingDirectory
 	}
+	// Tags are checked before anything is built or registered.
+	if _, err := function.ChangeTags(nil, b.Tags, nil); err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
 	if zipped {
 		var err error
 		if spec, err = s.opts.Functions.BuildPackage(r.Context(), spec, b.Runtime, b.Code.ZipFile); err != nil {
@@ -379,6 +386,9 @@ func (s *Server) lambdaCreate(w http.ResponseWriter, r *http.Request, _ httprout
 		}
 	}
 	f, err := s.opts.Functions.Register(r.Context(), spec)
+	if err == nil && len(b.Tags) > 0 {
+		f, err = s.opts.Functions.Tag(r.Context(), f.ID, b.Tags, nil)
+	}
 	if err != nil {
 		s.writeLambdaError(w, r, err)
 		return
@@ -476,7 +486,7 @@ func (s *Server) lambdaGet(w http.ResponseWriter, r *http.Request, p httprouter.
 		// The archive is not kept, only the image built from it.
 		code = map[string]string{"RepositoryType": "S3"}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"Configuration": c, "Code": code})
+	writeJSON(w, http.StatusOK, map[string]any{"Configuration": c, "Code": code, "Tags": tagsOf(f), "Concurrency": concurrencyOf(f)})
 }
 
 func (s *Server) lambdaGetConfiguration(w http.ResponseWriter, r *http.Request, p httprouter.Params) {

@@ -121,9 +121,9 @@ func (s *Server) routes() *mux {
 	}
 
 	if s.opts.Versions != nil {
-		lambda := group{s.newRouter(open), s.lambdaAuth}
+		lambda := group{s.newLambdaRouter(), s.lambdaAuth}
 		s.routeLambda(lambda)
-		m.mount(lambdaPrefix+"/", true, lambda.r)
+		m.mountFunc(isLambdaPath, lambda.r)
 	}
 	hooks := s.newRouter(open)
 	s.routeHooks(hooks)
@@ -141,25 +141,72 @@ type mux struct {
 }
 
 type mounted struct {
-	path   string
-	prefix bool
-	r      *httprouter.Router
+	match func(path string) bool
+	r     *httprouter.Router
 }
 
 // mount gives r the requests for path, or, when prefix, for the paths
 // under it.
 func (m *mux) mount(path string, prefix bool, r *httprouter.Router) {
-	m.mounts = append(m.mounts, mounted{path, prefix, r})
+	m.mountFunc(func(p string) bool { return p == path || prefix && strings.HasPrefix(p, path) }, r)
+}
+
+// mountFunc gives r the requests whose paths match says are its.
+func (m *mux) mountFunc(match func(path string) bool, r *httprouter.Router) {
+	m.mounts = append(m.mounts, mounted{match, r})
 }
 
 func (m *mux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, g := range m.mounts {
-		if r.URL.Path == g.path || g.prefix && strings.HasPrefix(r.URL.Path, g.path) {
+		if g.match(r.URL.Path) {
 			g.r.ServeHTTP(w, r)
 			return
 		}
 	}
 	m.root.ServeHTTP(w, r)
+}
+
+// isLambdaPath reports whether p is under one of the Lambda API's date
+// prefixes (/2015-03-31/, /2016-08-19/, ... /YYYY-MM-DD/): the Lambda
+// API's, whose answers are Lambda's, paths it has no operation for too.
+func isLambdaPath(p string) bool {
+	const date = "/0000-00-00/"
+	if len(p) < len(date) {
+		return false
+	}
+	for i := range len(date) {
+		switch c := p[i]; date[i] {
+		case '0':
+			if c < '0' || c > '9' {
+				return false
+			}
+		default:
+			if c != date[i] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// newLambdaRouter is the Lambda API's router: a path or method it has no
+// operation for is answered, once the request's signature checks out, as
+// Lambda answers an operation it does not know, never with the native
+// API's token refusal.
+func (s *Server) newLambdaRouter() *httprouter.Router {
+	r := s.newRouter(open)
+	unknown := s.lambdaAuth(func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+		s.writeLambdaError(w, r, lambdaError{http.StatusNotFound, "UnknownOperationException",
+			fmt.Sprintf("this server has no Lambda operation at %s %s; docs/aws.md lists the ones it has", r.Method, r.URL.Path)})
+	})
+	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// An operation is a method and a path: a path with other methods
+		// is no more an operation than one with none.
+		w.Header().Del("Allow")
+		unknown(w, r, nil)
+	})
+	r.MethodNotAllowed = r.NotFound
+	return r
 }
 
 // newRouter is a router whose answers to a path no route has, or a method

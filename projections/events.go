@@ -16,6 +16,7 @@ import (
 const (
 	TypeFunctionRegistered  = "function.registered"
 	TypeFunctionUpdated     = "function.updated"
+	TypeFunctionTagged      = "function.tagged"
 	TypeFunctionDeleted     = "function.deleted"
 	TypeVersionPublished    = "function.version_published"
 	TypeAliasCreated        = "function.alias_created"
@@ -203,6 +204,14 @@ type InvocationCallback struct {
 	Attempts   int    `json:"attempts"`
 	StatusCode int    `json:"status_code,omitempty"`
 	Error      string `json:"error,omitempty"`
+}
+
+// FunctionTagged is the payload of function.tagged: the function's tags
+// after the change, all of them. Tags are not settings: a change of them
+// is no new version of the function.
+type FunctionTagged struct {
+	V    int               `json:"v"`
+	Tags map[string]string `json:"tags"`
 }
 
 // ImageLoaded is the payload of image.loaded, and the answer to an
@@ -427,6 +436,16 @@ func NewInvocationCallback(functionID, invocationID string, p InvocationCallback
 func NewImageLoaded(p ImageLoaded) (eventlog.Event, error) {
 	p.V = payloadV
 	return newEvent(TypeImageLoaded, "", "", p)
+}
+
+// NewFunctionTagged is the function.tagged event of a change of a
+// function's tags.
+func NewFunctionTagged(functionID string, p FunctionTagged) (eventlog.Event, error) {
+	p.V = payloadV
+	if p.Tags == nil {
+		p.Tags = map[string]string{}
+	}
+	return newEvent(TypeFunctionTagged, functionID, "", p)
 }
 
 // NewImageBuilt is the image.built event of a zip package's build.

@@ -102,6 +102,8 @@ func (b *batch) ApplyPrepared(e *eventlog.Event, prepared any) error {
 		return b.functionUpdated(e)
 	case TypeFunctionDeleted:
 		return b.functionDeleted(e)
+	case TypeFunctionTagged:
+		return b.functionTagged(e)
 	case TypeVersionPublished:
 		return b.versionPublished(e)
 	case TypeAliasCreated, TypeAliasUpdated:
@@ -273,6 +275,22 @@ func (b *batch) functionUpdated(e *eventlog.Event) error {
 		}
 	}
 	f.Spec, f.Version, f.UpdatedAt = p.Spec, p.Version, e.Time
+	return b.putFunction(f)
+}
+
+func (b *batch) functionTagged(e *eventlog.Event) error {
+	var p FunctionTagged
+	if err := decode(e, &p); err != nil {
+		return err
+	}
+	f, err := b.liveFunction(e.FunctionID)
+	if err != nil {
+		return err
+	}
+	f.Tags = p.Tags
+	if len(f.Tags) == 0 {
+		f.Tags = nil
+	}
 	return b.putFunction(f)
 }
 

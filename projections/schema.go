@@ -23,6 +23,7 @@ var eventTypes = []struct {
 	{"FunctionRegistered", TypeFunctionRegistered, FunctionRegistered{}},
 	{"FunctionUpdated", TypeFunctionUpdated, FunctionUpdated{}},
 	{"FunctionDeleted", TypeFunctionDeleted, FunctionDeleted{}},
+	{"FunctionTagged", TypeFunctionTagged, FunctionTagged{}},
 	{"VersionPublished", TypeVersionPublished, VersionPublished{}},
 	{"AliasCreated", TypeAliasCreated, AliasSet{}},
 	{"AliasUpdated", TypeAliasUpdated, AliasSet{}},

@@ -27,6 +27,9 @@ type Function struct {
 	Imported     bool      `json:"imported,omitempty"`
 	OriginalName string    `json:"original_name,omitempty"`
 	Deleted      bool      `json:"deleted,omitempty"`
+	// Tags are the function's tags (function.tagged), kept apart from its
+	// settings: they change no version.
+	Tags map[string]string `json:"tags,omitempty"`
 	// Published is the published version these settings are, 0 for the
 	// current ones ($LATEST); such a Function is never stored.
 	Published int `json:"-"`

@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/minilambda/minilambda/eventlog"
@@ -131,4 +132,39 @@ func (c *Plane) Delete(ctx context.Context, ref string) error {
 		c.runner.Retire(f.ID, true)
 	}
 	return err
+}
+
+// Tag sets the tags set (replacing values) and removes those named in
+// remove on the live function ref, and records its tags as they are then.
+// A function whose tags changed meanwhile is a conflict.
+func (c *Plane) Tag(ctx context.Context, ref string, set map[string]string, remove []string) (projections.Function, error) {
+	f, err := c.views.Function(ref)
+	if err != nil {
+		return f, err
+	}
+	tags, err := function.ChangeTags(f.Tags, set, remove)
+	if err != nil {
+		return f, err
+	}
+	if maps.Equal(tags, f.Tags) {
+		return f, nil
+	}
+	e, err := projections.NewFunctionTagged(f.ID, projections.FunctionTagged{Tags: tags})
+	if err != nil {
+		return f, err
+	}
+	_, err = c.log.AppendIf(ctx, func(r eventlog.ViewReader) error {
+		cur, err := projections.FunctionByRef(r, f.ID)
+		if err != nil {
+			return err
+		}
+		if !maps.Equal(cur.Tags, f.Tags) {
+			return fmt.Errorf("%w: function %s's tags changed meanwhile; try again", function.ErrConflict, f.Name)
+		}
+		return nil
+	}, e)
+	if err != nil {
+		return f, err
+	}
+	return c.views.Function(f.ID)
 }

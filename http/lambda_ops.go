@@ -1,0 +1,305 @@
+package http
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws/protocol/eventstream"
+	"github.com/julienschmidt/httprouter"
+	"github.com/minilambda/minilambda/function"
+	"github.com/minilambda/minilambda/projections"
+)
+
+// The Lambda operations deploy tools call beside the functions' own, each
+// mapped onto what the platform has: account settings onto the server's
+// limits, reserved concurrency onto a function's concurrency, tags onto
+// the function's tags, and InvokeWithResponseStream onto a sync
+// invocation whose response goes out in the event-stream framing.
+
+// routeLambdaOps registers them, under their own date prefixes.
+func (s *Server) routeLambdaOps(r group) {
+	r.GET("/2016-08-19/account-settings", s.lambdaAccountSettings)
+	r.GET("/2016-08-19/account-settings/", s.lambdaAccountSettings)
+	r.PUT("/2017-10-31/functions/:name/concurrency", s.lambdaPutConcurrency)
+	r.DELETE("/2017-10-31/functions/:name/concurrency", s.lambdaDeleteConcurrency)
+	r.GET("/2019-09-30/functions/:name/concurrency", s.lambdaGetConcurrency)
+	r.POST("/2017-03-31/tags/:name", s.lambdaTag)
+	r.DELETE("/2017-03-31/tags/:name", s.lambdaUntag)
+	r.GET("/2017-03-31/tags/:name", s.lambdaListTags)
+	r.POST("/2021-11-15/functions/:name/response-streaming-invocations", s.lambdaInvokeStream)
+}
+
+// lambdaAccountSettings is GetAccountSettings: the server's own limits
+// and what its functions use of them. The code size has no limit here.
+func (s *Server) lambdaAccountSettings(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	fns, err := s.opts.Views.Functions()
+	if err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	var codeSize int64
+	reserved := 0
+	for _, f := range fns {
+		reserved += f.Concurrency
+		if f.Package != nil {
+			codeSize += f.Package.CodeSize
+		}
+		vs, err := s.opts.Versions.Versions(f.ID)
+		if err != nil {
+			s.writeLambdaError(w, r, err)
+			return
+		}
+		for _, v := range vs {
+			if v.Package != nil {
+				codeSize += v.Package.CodeSize
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"AccountLimit": map[string]any{
+			"TotalCodeSize": int64(math.MaxInt64), "CodeSizeZipped": function.MaxZipBytes, "CodeSizeUnzipped": function.MaxUnzippedBytes,
+			"ConcurrentExecutions": s.opts.MaxInFlight, "UnreservedConcurrentExecutions": max(0, s.opts.MaxInFlight-reserved),
+		},
+		"AccountUsage": map[string]any{"TotalCodeSize": codeSize, "FunctionCount": len(fns)},
+	})
+}
+
+// concurrencyOf is Lambda's shape of a function's reserved concurrency:
+// none when the function has no limit of its own.
+func concurrencyOf(f projections.Function) map[string]int {
+	if f.Concurrency == 0 {
+		return map[string]int{}
+	}
+	return map[string]int{"ReservedConcurrentExecutions": f.Concurrency}
+}
+
+// lambdaPutConcurrency is PutFunctionConcurrency: the function's
+// concurrency, the most of its invocations that run at once. Unlike
+// Lambda's it reserves nothing from other functions, and 0 (Lambda's
+// "throttle every invocation") is refused.
+func (s *Server) lambdaPutConcurrency(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	var b struct {
+		Reserved *int `json:"ReservedConcurrentExecutions"`
+	}
+	if err := s.lambdaDecode(w, r, &b); err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	switch {
+	case b.Reserved == nil:
+		s.writeLambdaError(w, r, lambdaInvalid("ReservedConcurrentExecutions is required"))
+		return
+	case *b.Reserved < 1:
+		s.writeLambdaError(w, r, lambdaInvalid("ReservedConcurrentExecutions must be at least 1: this server has no throttled state; DeleteFunctionConcurrency lifts the function's own limit"))
+		return
+	case s.opts.MaxInFlight > 0 && *b.Reserved > s.opts.MaxInFlight:
+		s.writeLambdaError(w, r, lambdaInvalid("ReservedConcurrentExecutions %d is more than the server runs at once (%d, its --max-in-flight)", *b.Reserved, s.opts.MaxInFlight))
+		return
+	}
+	f, ok := s.setConcurrency(w, r, p, *b.Reserved)
+	if ok {
+		writeJSON(w, http.StatusOK, concurrencyOf(f))
+	}
+}
+
+func (s *Server) lambdaDeleteConcurrency(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	if _, ok := s.setConcurrency(w, r, p, 0); ok {
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func (s *Server) lambdaGetConcurrency(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	if f, ok := s.lambdaFunction(w, r, p); ok {
+		writeJSON(w, http.StatusOK, concurrencyOf(f))
+	}
+}
+
+// setConcurrency sets the concurrency of the function the path names; on
+// an error it has answered.
+func (s *Server) setConcurrency(w http.ResponseWriter, r *http.Request, p httprouter.Params, n int) (projections.Function, bool) {
+	f, ok := s.lambdaFunction(w, r, p)
+	if !ok {
+		return f, false
+	}
+	if f.Concurrency == n {
+		return f, true
+	}
+	f, err := s.opts.Functions.Update(r.Context(), f.ID, function.Patch{Concurrency: &n})
+	if err != nil {
+		s.writeLambdaError(w, r, s.notFound(f.Name, err))
+		return f, false
+	}
+	return f, true
+}
+
+// taggedFunction is the function a tag operation's resource ARN names:
+// a function, never one of its versions or aliases, as Lambda.
+func (s *Server) taggedFunction(w http.ResponseWriter, r *http.Request, p httprouter.Params) (projections.Function, bool) {
+	ref, qualifier, err := lambdaName(r, p)
+	if err == nil && qualifier != "" {
+		err = lambdaInvalid("tags are a function's: name the function's ARN, without a version or alias")
+	}
+	if err != nil {
+		s.writeLambdaError(w, r, err)
+		return projections.Function{}, false
+	}
+	f, err := s.opts.Views.Function(ref)
+	if err != nil {
+		s.writeLambdaError(w, r, s.notFound(ref, err))
+		return f, false
+	}
+	return f, true
+}
+
+func (s *Server) lambdaTag(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	var b struct {
+		Tags map[string]string `json:"Tags"`
+	}
+	f, ok := s.taggedFunction(w, r, p)
+	if !ok {
+		return
+	}
+	if err := s.lambdaDecode(w, r, &b); err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	if len(b.Tags) == 0 {
+		s.writeLambdaError(w, r, lambdaInvalid("Tags is required, with at least one tag"))
+		return
+	}
+	if _, err := s.opts.Functions.Tag(r.Context(), f.ID, b.Tags, nil); err != nil {
+		s.writeLambdaError(w, r, s.notFound(f.Name, err))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) lambdaUntag(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	f, ok := s.taggedFunction(w, r, p)
+	if !ok {
+		return
+	}
+	keys := r.URL.Query()["tagKeys"]
+	if len(keys) == 0 {
+		s.writeLambdaError(w, r, lambdaInvalid("tagKeys is required, with at least one key"))
+		return
+	}
+	if _, err := s.opts.Functions.Tag(r.Context(), f.ID, nil, keys); err != nil {
+		s.writeLambdaError(w, r, s.notFound(f.Name, err))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) lambdaListTags(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	if f, ok := s.taggedFunction(w, r, p); ok {
+		writeJSON(w, http.StatusOK, map[string]any{"Tags": tagsOf(f)})
+	}
+}
+
+// tagsOf is a function's tags, never null.
+func tagsOf(f projections.Function) map[string]string {
+	if f.Tags == nil {
+		return map[string]string{}
+	}
+	return f.Tags
+}
+
+// streamChunk is the most of a response one PayloadChunk event carries.
+const streamChunk = 64 << 10
+
+// lambdaInvokeStream is InvokeWithResponseStream: a sync invocation whose
+// response goes out as application/vnd.amazon.eventstream, the framing
+// the SDKs decode: the function's response in PayloadChunk events, then
+// an InvokeComplete event, which carries the error of a failed invocation
+// and, asked for, the tail of its logs. The response is whole before the
+// first chunk goes: functions here answer at once, not in parts.
+func (s *Server) lambdaInvokeStream(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	ref, qualifier, err := lambdaName(r, p)
+	if err != nil {
+		s.writeLambdaError(w, r, err)
+		return
+	}
+	body, err := s.bodyOf(w, r)
+	if err != nil {
+		s.writeLambdaError(w, r, wrapBody("the request payload", err))
+		return
+	}
+	if len(body) == 0 {
+		body = []byte("{}")
+	}
+	if !json.Valid(body) {
+		s.writeLambdaError(w, r, lambdaError{http.StatusBadRequest, "InvalidRequestContentException", "could not parse request body into json: the payload is not JSON"})
+		return
+	}
+	switch typ := r.Header.Get("X-Amz-Invocation-Type"); typ {
+	case "", "RequestResponse":
+	case "DryRun":
+		if _, _, err := s.qualified(ref, qualifier); err != nil {
+			s.writeLambdaError(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return
+	default:
+		s.writeLambdaError(w, r, lambdaInvalid("X-Amz-Invocation-Type %.40q: use RequestResponse or DryRun", typ))
+		return
+	}
+	inv, err := s.opts.Invoker.Invoke(r.Context(), ref, function.Request{Event: json.RawMessage(body), Qualifier: qualifier, TraceID: traceOf(r)})
+	if err != nil {
+		s.writeLambdaError(w, r, s.notFound(ref, err))
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/vnd.amazon.eventstream")
+	h.Set("X-Amzn-Requestid", inv.InvocationID)
+	h.Set("X-Trace-Id", inv.TraceID)
+	h.Set("X-Amz-Executed-Version", inv.ExecutedVersion)
+	w.WriteHeader(http.StatusOK)
+
+	enc := eventstream.NewEncoder()
+	event := func(typ, contentType string, payload []byte) error {
+		return enc.Encode(w, eventstream.Message{Headers: eventstream.Headers{
+			{Name: ":message-type", Value: eventstream.StringValue("event")},
+			{Name: ":event-type", Value: eventstream.StringValue(typ)},
+			{Name: ":content-type", Value: eventstream.StringValue(contentType)},
+		}, Payload: payload})
+	}
+	complete := map[string]string{}
+	if inv.Status == projections.StatusCompleted {
+		for rest := []byte(inv.Result); len(rest) > 0; {
+			n := min(len(rest), streamChunk)
+			if err := event("PayloadChunk", "application/octet-stream", rest[:n]); err != nil {
+				return // the client went away
+			}
+			rest = rest[n:]
+		}
+	} else {
+		var doc struct {
+			Message string `json:"errorMessage"`
+			Type    string `json:"errorType"`
+		}
+		detail := functionError(inv)
+		json.Unmarshal(detail, &doc)
+		complete["ErrorCode"] = doc.Type
+		complete["ErrorDetails"] = strings.TrimSpace(string(detail))
+		if complete["ErrorCode"] == "" {
+			complete["ErrorCode"] = "Unhandled"
+		}
+	}
+	if r.Header.Get("X-Amz-Log-Type") == "Tail" {
+		logs := inv.Logs
+		if len(logs) > tailBytes {
+			logs = logs[len(logs)-tailBytes:]
+		}
+		complete["LogResult"] = base64.StdEncoding.EncodeToString([]byte(logs))
+	}
+	doc, _ := json.Marshal(complete)
+	if err := event("InvokeComplete", "application/json", doc); err != nil {
+		s.log.Debug("the stream's client went away", "invocation_id", inv.InvocationID, "err", fmt.Sprint(err))
+	}
+}
