@@ -96,7 +96,10 @@ func openEngine(c serveConfig, logger *slog.Logger) (driver, *agent.Gateway, err
 		return nil, nil, err
 	}
 	root := agent.DefaultNodeRoot + "/" + instance
-	gw := agent.NewGateway(agent.GatewayOptions{NodeRoot: root, Logger: logger})
+	gw := agent.NewGateway(agent.GatewayOptions{NodeRoot: root, Logger: logger, AwaitReady: true})
+	// Containers start once the agents are connected, or, should they not
+	// come, after agentsWait all the same: then they fail clearly.
+	time.AfterFunc(agentsWait, gw.Ready)
 	ln, err := net.Listen("tcp", c.swarm.gateway)
 	if err != nil {
 		sw.Close()
@@ -118,7 +121,7 @@ func openEngine(c serveConfig, logger *slog.Logger) (driver, *agent.Gateway, err
 	srv.Protocols.SetHTTP2(true)
 	go srv.Serve(tls.NewListener(ln, srv.TLSConfig))
 	logger.Info("node agents' gateway listening", "addr", ln.Addr().String(), "advertised", c.swarm.advertise)
-	go startAgents(ctx, c, sw, material.AgentBundle, instance, root, logger)
+	go startAgents(ctx, c, sw, gw, material.AgentBundle, instance, root, logger)
 	return swarmDriver{sw, func() { cancel(); srv.Close() }}, gw, nil
 }
 
@@ -133,9 +136,30 @@ func (d swarmDriver) Close() error {
 	return d.Swarm.Close()
 }
 
+// agentsWait bounds how long containers wait for the node agents to
+// connect when the server starts.
+const agentsWait = 90 * time.Second
+
+// awaitAgents lets containers start (gw.Ready) once an agent is connected
+// from every ready node, or within half a minute all the same.
+func awaitAgents(ctx context.Context, sw *docker.Swarm, gw *agent.Gateway, logger *slog.Logger) {
+	defer gw.Ready()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	n, err := sw.ReadyNodes(ctx)
+	if err == nil {
+		err = gw.WaitNodes(ctx, n)
+	}
+	if err != nil {
+		logger.Warn("not every node's agent connected; containers start on those that did", "err", err)
+		return
+	}
+	logger.Info("node agents connected", "nodes", n)
+}
+
 // startAgents builds the node agent and the init and runs them on every
 // node, trying again until it succeeds or ctx ends.
-func startAgents(ctx context.Context, c serveConfig, sw *docker.Swarm, bundle []byte, instance, root string, logger *slog.Logger) {
+func startAgents(ctx context.Context, c serveConfig, sw *docker.Swarm, gw *agent.Gateway, bundle []byte, instance, root string, logger *slog.Logger) {
 	dir := filepath.Join(filepath.Dir(c.db), "init")
 	for pause := 5 * time.Second; ; pause = min(2*pause, time.Minute) {
 		err := func() error {
@@ -157,6 +181,7 @@ func startAgents(ctx context.Context, c serveConfig, sw *docker.Swarm, bundle []
 		}()
 		if err == nil {
 			logger.Info("node agents' service ready", "service", agentService(instance))
+			awaitAgents(ctx, sw, gw, logger)
 			return
 		}
 		logger.Error("the node agents cannot start; trying again", "err", err, "retry_in", pause)

@@ -59,7 +59,7 @@ type pool struct {
 const maxPoolStarts = 2
 
 // poolStartWait bounds one container's start by the engine.
-const poolStartWait = time.Minute
+const poolStartWait = agent.StartWait
 
 // handoff is what a waiting call is given: a container (fresh when it was
 // just started), the error of a start that failed, or word that the pool

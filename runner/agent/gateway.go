@@ -63,6 +63,9 @@ type Gateway struct {
 	agents  map[*nodeAgent]bool
 	links   map[string]*link
 	changed chan struct{} // closed and replaced when an agent comes or goes
+
+	ready     chan struct{} // closed once containers may be opened
+	readyOnce sync.Once
 }
 
 // GatewayOptions configure a Gateway.
@@ -71,6 +74,11 @@ type GatewayOptions struct {
 	// when empty).
 	NodeRoot string
 	Logger   *slog.Logger
+	// AwaitReady holds every container's start until Ready is called:
+	// a server that has just started lets its node agents connect first,
+	// so that a container is not kept off nodes whose agents are a moment
+	// late (with the operator's constraints, that can leave no node).
+	AwaitReady bool
 }
 
 // NewGateway returns a gateway with no agent yet.
@@ -81,9 +89,16 @@ func NewGateway(opts GatewayOptions) *Gateway {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Gateway{logger: opts.Logger.With("subsystem", "gateway"), nodeRoot: opts.NodeRoot,
-		agents: map[*nodeAgent]bool{}, links: map[string]*link{}, changed: make(chan struct{})}
+	g := &Gateway{logger: opts.Logger.With("subsystem", "gateway"), nodeRoot: opts.NodeRoot,
+		agents: map[*nodeAgent]bool{}, links: map[string]*link{}, changed: make(chan struct{}), ready: make(chan struct{})}
+	if !opts.AwaitReady {
+		g.Ready()
+	}
+	return g
 }
+
+// Ready lets containers start: see GatewayOptions.AwaitReady.
+func (g *Gateway) Ready() { g.readyOnce.Do(func() { close(g.ready) }) }
 
 // nodeAgent is one agent's stream.
 type nodeAgent struct {
@@ -265,6 +280,11 @@ func (g *Gateway) agentOn(remote string) *nodeAgent {
 // connections relayed to it to l, and returns the nodes that made it: the
 // container must be placed on one of them. It fails when none did.
 func (g *Gateway) open(ctx context.Context, l *link) ([]string, error) {
+	select {
+	case <-g.ready:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("agent: the node agents were not all connected yet: %w", ctx.Err())
+	}
 	g.mu.Lock()
 	g.links[l.name] = l
 	agents := make([]*nodeAgent, 0, len(g.agents))

@@ -265,11 +265,49 @@ func (h *Host) StartLambda(ctx context.Context, s engine.Spec, f Function) (engi
 	go sess.srv.serve(sess.conns)
 	s.Env = env(s.Env, f, h.opts.Region, time.Now())
 	sess.began = time.Now()
-	if _, err := h.launch(ctx, l, s, sess, func(d engine.Detached) { sess.c = d }); err != nil {
+	d, err := h.launch(ctx, l, s, sess, func(d engine.Detached) { sess.c = d })
+	if err != nil {
 		return nil, err
 	}
 	go sess.watch()
+	if err := h.connected(ctx, l, d, sess); err != nil {
+		return nil, err
+	}
 	return sess, nil
+}
+
+// StartWait bounds a pooled container's start on a cluster, until its
+// init connects, when the caller's context sets no sooner deadline: its
+// image may have to be pulled onto its node first.
+const StartWait = 2 * time.Minute
+
+// connected waits for the init of a pooled container just launched on a
+// cluster to connect. Such a container is ready only then, so that its
+// start (its task placed, its image pulled onto the node, which can take
+// longer than a timeout) counts against no invocation's timeout, and
+// calls waiting for a container wait for it as for any start under way.
+// One that exits first, or does not connect in time, is closed, and the
+// error says why. On the engine beside the server a running container's
+// init connects at once, and the first invocation's wait for it is bounded
+// by its timeout, as a runtime's start-up is.
+func (h *Host) connected(ctx context.Context, l *link, d engine.Detached, c closer) error {
+	if h.opts.Gateway == nil {
+		return nil
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(StartWait)
+	}
+	began := time.Now()
+	err := l.ready(ctx, deadline, d.Exited())
+	if err == nil {
+		return nil
+	}
+	h.closeLater(context.WithoutCancel(ctx), c)
+	if errors.Is(err, errSessionEnded) {
+		return fmt.Errorf("agent: the container exited before its init connected%s", why(d))
+	}
+	return fmt.Errorf("agent: the container's init did not connect within %v%s", time.Since(began).Round(time.Second), why(d))
 }
 
 // launch serves l's socket and starts the container of s, which set gives

@@ -51,6 +51,9 @@ func (h *Host) StartHot(ctx context.Context, s engine.Spec) (engine.Hot, error) 
 		}
 		c.markDead()
 	}()
+	if err := h.connected(ctx, l, d, c); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 

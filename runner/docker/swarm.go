@@ -367,6 +367,22 @@ func (s *Swarm) StartDetached(ctx context.Context, sp engine.Spec) (engine.Detac
 	return svc, nil
 }
 
+// ReadyNodes counts the cluster's nodes that are ready and active: those
+// a global service, such as the node agents', runs a task on.
+func (s *Swarm) ReadyNodes(ctx context.Context) (int, error) {
+	nodes, err := s.cli.NodeList(ctx, swarm.NodeListOptions{})
+	if err != nil {
+		return 0, wrapEngineErr("list nodes", err)
+	}
+	n := 0
+	for _, node := range nodes {
+		if node.Status.State == swarm.NodeStateReady && node.Spec.Availability == swarm.NodeAvailabilityActive {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // placement is the constraints that keep a task on the nodes named: a
 // constraint cannot name a set, so every other node is excluded.
 func (s *Swarm) placement(ctx context.Context, allowed []string) ([]string, error) {
