@@ -2,15 +2,21 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"io"
 	"maps"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/minilambda/minilambda/internal/dockertest"
@@ -190,6 +196,64 @@ func TestLambdaOperationsWithTheAWSSDK(t *testing.T) {
 	}
 	_, err = c.InvokeWithResponseStream(ctx, &lambda.InvokeWithResponseStreamInput{FunctionName: aws.String("nope")})
 	wantErr("a stream of no function", err, "ResourceNotFoundException", 404)
+
+	// Function URLs: the function's HTTP trigger, open or SigV4-signed.
+	get := func(url string, sign bool) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", url, nil)
+		if sign {
+			sum := sha256.Sum256(nil)
+			creds := aws.Credentials{AccessKeyID: "minilambda", SecretAccessKey: token}
+			if err := v4.NewSigner().SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), "lambda", "us-east-1", time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	_, err = c.GetFunctionUrlConfig(ctx, &lambda.GetFunctionUrlConfigInput{FunctionName: fn})
+	wantErr("the URL of a function without one", err, "ResourceNotFoundException", 404)
+	_, err = c.CreateFunctionUrlConfig(ctx, &lambda.CreateFunctionUrlConfigInput{FunctionName: fn, AuthType: types.FunctionUrlAuthTypeNone,
+		Cors: &types.Cors{AllowOrigins: []string{"*"}}})
+	wantErr("a URL with CORS", err, "InvalidParameterValueException", 400)
+	created, err := c.CreateFunctionUrlConfig(ctx, &lambda.CreateFunctionUrlConfigInput{FunctionName: fn, AuthType: types.FunctionUrlAuthTypeNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := aws.ToString(created.FunctionUrl)
+	if url != "http://"+s.addr+"/hooks/ops/" || created.AuthType != types.FunctionUrlAuthTypeNone {
+		t.Errorf("created URL %q, auth %q", url, created.AuthType)
+	}
+	if code, body := get(url+"?name=URL", false); code != 200 || !strings.Contains(body, "Hello") {
+		t.Errorf("GET the open URL: %d %.200s", code, body)
+	}
+	_, err = c.CreateFunctionUrlConfig(ctx, &lambda.CreateFunctionUrlConfigInput{FunctionName: fn, AuthType: types.FunctionUrlAuthTypeNone})
+	wantErr("a second URL", err, "ResourceConflictException", 409)
+	if up, err := c.UpdateFunctionUrlConfig(ctx, &lambda.UpdateFunctionUrlConfigInput{FunctionName: fn, AuthType: types.FunctionUrlAuthTypeAwsIam}); err != nil ||
+		up.AuthType != types.FunctionUrlAuthTypeAwsIam {
+		t.Fatalf("update the URL to AWS_IAM: %v %+v", err, up)
+	}
+	if code, _ := get(url, false); code != 403 {
+		t.Errorf("GET the AWS_IAM URL unsigned: %d, want 403", code)
+	}
+	if code, body := get(url, true); code != 200 || !strings.Contains(body, "Hello") {
+		t.Errorf("GET the AWS_IAM URL signed: %d %.200s", code, body)
+	}
+	if list, err := c.ListFunctionUrlConfigs(ctx, &lambda.ListFunctionUrlConfigsInput{FunctionName: fn}); err != nil || len(list.FunctionUrlConfigs) != 1 ||
+		list.FunctionUrlConfigs[0].AuthType != types.FunctionUrlAuthTypeAwsIam {
+		t.Errorf("list URLs: %v %+v", err, list)
+	}
+	if _, err := c.DeleteFunctionUrlConfig(ctx, &lambda.DeleteFunctionUrlConfigInput{FunctionName: fn}); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := get(url, true); code != 404 {
+		t.Errorf("GET the deleted URL: %d, want 404", code)
+	}
 
 	// Operations the server has no part of: Lambda's answer, after the
 	// signature; never the native API's 401.

@@ -14,8 +14,10 @@ import (
 // function: webhooks from other services, browsers, curl.
 type HTTPTrigger struct {
 	// Auth is who may call: "token" (the server's API token, the
-	// default), "none" (anyone), or "hmac" (a request whose body is signed
-	// with HMACSecret, in HMACHeader).
+	// default), "none" (anyone), "hmac" (a request whose body is signed
+	// with HMACSecret, in HMACHeader), or "aws_iam" (a request signed with
+	// AWS Signature Version 4 by the server's key pair, as a Lambda
+	// function URL's AuthType AWS_IAM).
 	Auth string `json:"auth,omitempty"`
 	// HMACSecret is write-only: the API never shows it.
 	HMACSecret string `json:"hmac_secret,omitempty"`
@@ -34,6 +36,7 @@ const (
 	TriggerAuthToken     = "token"
 	TriggerAuthNone      = "none"
 	TriggerAuthHMAC      = "hmac"
+	TriggerAuthAWSIAM    = "aws_iam"
 	DefaultHMACHeader    = "X-Hub-Signature-256"
 	MinHMACSecretLen     = 16
 	maxHMACSecretLen     = 512
@@ -48,9 +51,9 @@ func normalizeTrigger(t *HTTPTrigger) error {
 	switch t.Auth {
 	case "":
 		t.Auth = TriggerAuthToken
-	case TriggerAuthToken, TriggerAuthNone, TriggerAuthHMAC:
+	case TriggerAuthToken, TriggerAuthNone, TriggerAuthHMAC, TriggerAuthAWSIAM:
 	default:
-		return fieldErr("http_trigger.auth", `http_trigger.auth must be "token", "none" or "hmac", got %.20q`, t.Auth)
+		return fieldErr("http_trigger.auth", `http_trigger.auth must be "token", "none", "hmac" or "aws_iam", got %.20q`, t.Auth)
 	}
 	if t.Auth != TriggerAuthHMAC {
 		if t.HMACSecret != "" || t.HMACHeader != "" {

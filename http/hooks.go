@@ -72,10 +72,30 @@ func (s *Server) hookAuth(next hookHandle) httprouter.Handle {
 			s.writeHookError(w, r, statusError{http.StatusUnauthorized, "Unauthorized: no " + t.HMACHeader + " signature"})
 			return
 		}
+		// A function URL with AuthType AWS_IAM: SigV4 with the server's
+		// key pair, its headers checked before the body is read, as the
+		// Lambda API's (any request passes when the server has no token).
+		iam := t.Auth == function.TriggerAuthAWSIAM && s.opts.Token != ""
+		var sig sigv4Header
+		var signedAt time.Time
+		if iam {
+			var err error
+			if sig, signedAt, err = checkSigV4Header(r, s.opts.AWSAccessKeyID, time.Now()); err != nil {
+				s.writeHookError(w, r, statusError{http.StatusForbidden, "Forbidden"})
+				return
+			}
+		}
 		body, err := s.bodyOf(w, r)
 		if err != nil {
 			s.writeError(w, r, wrapBody("the request body", err))
 			return
+		}
+		if iam {
+			if err := verifySignature(r, sig, signedAt, body, s.opts.AWSAccessKeyID, s.opts.AWSSecretAccessKey); err != nil {
+				s.writeHookError(w, r, statusError{http.StatusForbidden, "Forbidden"})
+				return
+			}
+			s.trustBody(r)
 		}
 		if t.Auth == function.TriggerAuthHMAC {
 			if !t.VerifyHMAC(r.Header.Get(t.HMACHeader), body) {
@@ -90,7 +110,9 @@ func (s *Server) hookAuth(next hookHandle) httprouter.Handle {
 
 func (s *Server) hook(w http.ResponseWriter, r *http.Request, p httprouter.Params, f projections.Function, body []byte) {
 	t := f.HTTPTrigger
-	event, err := json.Marshal(hookEventOf(r, p.ByName("rest"), body, s.bearerOK(r)))
+	// The server's credentials are not the function's: its token, or a
+	// signature by its key pair, which could be sent again.
+	event, err := json.Marshal(hookEventOf(r, p.ByName("rest"), body, s.bearerOK(r) || t.Auth == function.TriggerAuthAWSIAM))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
