@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -16,9 +17,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/minilambda/minilambda/internal/dockertest"
 )
 
@@ -254,6 +257,139 @@ func TestLambdaOperationsWithTheAWSSDK(t *testing.T) {
 	if code, _ := get(url, true); code != 404 {
 		t.Errorf("GET the deleted URL: %d, want 404", code)
 	}
+
+	// Event invoke config: the async settings, and destinations that get
+	// Lambda's destination record.
+	if _, err := c.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("sink"), PackageType: types.PackageTypeImage,
+		Code: &types.FunctionCode{ImageUri: aws.String(img.Tag)}, Role: aws.String("r")}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.GetFunctionEventInvokeConfig(ctx, &lambda.GetFunctionEventInvokeConfigInput{FunctionName: fn})
+	wantErr("the event config of a function without one", err, "ResourceNotFoundException", 404)
+	for what, in := range map[string]*lambda.PutFunctionEventInvokeConfigInput{
+		"3 retries":          {FunctionName: fn, MaximumRetryAttempts: aws.Int32(3)},
+		"an age of 10 s":     {FunctionName: fn, MaximumEventAgeInSeconds: aws.Int32(10)},
+		"no such function":   {FunctionName: fn, DestinationConfig: &types.DestinationConfig{OnFailure: &types.OnFailure{Destination: aws.String("arn:aws:lambda:us-east-1:000000000000:function:nope")}}},
+		"a host not allowed": {FunctionName: fn, DestinationConfig: &types.DestinationConfig{OnSuccess: &types.OnSuccess{Destination: aws.String("http://example.com/x")}}},
+	} {
+		_, err := c.PutFunctionEventInvokeConfig(ctx, in)
+		wantErr("event config with "+what, err, "InvalidParameterValueException", 400)
+	}
+	sinkARN := aws.String("arn:aws:lambda:us-east-1:000000000000:function:sink")
+	put, err := c.PutFunctionEventInvokeConfig(ctx, &lambda.PutFunctionEventInvokeConfigInput{FunctionName: fn,
+		MaximumRetryAttempts: aws.Int32(0), MaximumEventAgeInSeconds: aws.Int32(600),
+		DestinationConfig: &types.DestinationConfig{OnSuccess: &types.OnSuccess{Destination: aws.String("sink")}, OnFailure: &types.OnFailure{Destination: sinkARN}}})
+	if err != nil || aws.ToInt32(put.MaximumRetryAttempts) != 0 || aws.ToInt32(put.MaximumEventAgeInSeconds) != 600 ||
+		aws.ToString(put.DestinationConfig.OnFailure.Destination) != *sinkARN {
+		t.Fatalf("put event config: %v %+v", err, put)
+	}
+	if code := s.callAs("GET", "/functions/ops", nil, &struct{}{}, token); code != 200 {
+		t.Fatal(code)
+	}
+	var nativeAsync struct {
+		MaxAttempts  int `json:"max_attempts"`
+		MaxEventAge  int `json:"max_event_age"`
+		Destinations struct {
+			OnSuccess string `json:"on_success"`
+			OnFailure string `json:"on_failure"`
+		} `json:"destinations"`
+	}
+	s.callAs("GET", "/functions/ops", nil, &nativeAsync, token)
+	if nativeAsync.MaxAttempts != 1 || nativeAsync.MaxEventAge != 600 || nativeAsync.Destinations.OnSuccess != "sink" {
+		t.Errorf("the native API's view of the event config: %+v", nativeAsync)
+	}
+	// An async invocation that fails, with no retries: OnFailure gets it.
+	failed, err := c.Invoke(ctx, &lambda.InvokeInput{FunctionName: fn, InvocationType: types.InvocationTypeEvent, Payload: []byte(`{"error": "boom"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	succeeded, err := c.Invoke(ctx, &lambda.InvokeInput{FunctionName: fn, InvocationType: types.InvocationTypeEvent, Payload: []byte(`{"name": "Dest"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sourceID := func(out *lambda.InvokeOutput) string {
+		var md struct{ RequestID string }
+		if raw, ok := awsmiddleware.GetRawResponse(out.ResultMetadata).(*smithyhttp.Response); ok {
+			md.RequestID = raw.Header.Get("X-Amzn-Requestid")
+		}
+		return md.RequestID
+	}
+	failedID, succeededID := sourceID(failed), sourceID(succeeded)
+	type timeline struct {
+		Events []struct {
+			Type string `json:"type"`
+			Data struct {
+				Event         json.RawMessage `json:"event"`
+				DestinationOf *struct {
+					InvocationID string `json:"invocation_id"`
+					Condition    string `json:"condition"`
+					Depth        int    `json:"depth"`
+				} `json:"destination_of"`
+			} `json:"data"`
+		} `json:"events"`
+	}
+	type record struct {
+		RequestContext struct {
+			RequestID, FunctionArn, Condition string
+			ApproximateInvokeCount            int
+		} `json:"requestContext"`
+		RequestPayload  map[string]any `json:"requestPayload"`
+		ResponseContext struct {
+			StatusCode      int    `json:"statusCode"`
+			ExecutedVersion string `json:"executedVersion"`
+			FunctionError   string `json:"functionError"`
+		} `json:"responseContext"`
+		ResponsePayload map[string]any `json:"responsePayload"`
+	}
+	got := map[string]record{}
+	for deadline := time.Now().Add(time.Minute); len(got) < 2; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the sink got %d destination records in a minute, want 2", len(got))
+		}
+		var page struct {
+			Invocations []struct {
+				InvocationID string `json:"invocation_id"`
+				Status       string `json:"status"`
+			} `json:"invocations"`
+		}
+		s.callAs("GET", "/invocations?function=sink", nil, &page, token)
+		for _, inv := range page.Invocations {
+			var tl timeline
+			s.callAs("GET", "/invocations/"+inv.InvocationID+"/events", nil, &tl, token)
+			if len(tl.Events) == 0 || tl.Events[0].Data.DestinationOf == nil {
+				continue
+			}
+			var rec record
+			if err := json.Unmarshal(tl.Events[0].Data.Event, &rec); err != nil {
+				t.Fatalf("the sink's event is not a destination record: %v %s", err, tl.Events[0].Data.Event)
+			}
+			if d := tl.Events[0].Data.DestinationOf; d.InvocationID != rec.RequestContext.RequestID || d.Condition != rec.RequestContext.Condition || d.Depth != 1 {
+				t.Errorf("destination_of %+v for a record of %s %s", d, rec.RequestContext.RequestID, rec.RequestContext.Condition)
+			}
+			got[rec.RequestContext.RequestID] = rec
+		}
+	}
+	if rec := got[failedID]; rec.RequestContext.Condition != "RetriesExhausted" || rec.RequestPayload["error"] != "boom" ||
+		rec.ResponseContext.FunctionError != "Unhandled" || !strings.Contains(fmt.Sprint(rec.ResponsePayload["errorMessage"]), "boom") ||
+		rec.RequestContext.FunctionArn != "arn:aws:lambda:us-east-1:000000000000:function:ops:$LATEST" || rec.RequestContext.ApproximateInvokeCount != 1 {
+		t.Errorf("OnFailure's record of %s: %+v", failedID, rec)
+	}
+	if rec := got[succeededID]; rec.RequestContext.Condition != "Success" || rec.RequestPayload["name"] != "Dest" ||
+		rec.ResponseContext.FunctionError != "" || rec.ResponsePayload["message"] != "Hello, Dest!" {
+		t.Errorf("OnSuccess's record of %s: %+v", succeededID, rec)
+	}
+	upd, err := c.UpdateFunctionEventInvokeConfig(ctx, &lambda.UpdateFunctionEventInvokeConfigInput{FunctionName: fn, MaximumRetryAttempts: aws.Int32(2)})
+	if err != nil || aws.ToInt32(upd.MaximumRetryAttempts) != 2 || aws.ToInt32(upd.MaximumEventAgeInSeconds) != 600 || upd.DestinationConfig.OnFailure == nil {
+		t.Errorf("update event config: %v %+v", err, upd)
+	}
+	if list, err := c.ListFunctionEventInvokeConfigs(ctx, &lambda.ListFunctionEventInvokeConfigsInput{FunctionName: fn}); err != nil || len(list.FunctionEventInvokeConfigs) != 1 {
+		t.Errorf("list event configs: %v %+v", err, list)
+	}
+	if _, err := c.DeleteFunctionEventInvokeConfig(ctx, &lambda.DeleteFunctionEventInvokeConfigInput{FunctionName: fn}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.GetFunctionEventInvokeConfig(ctx, &lambda.GetFunctionEventInvokeConfigInput{FunctionName: fn})
+	wantErr("the event config after delete", err, "ResourceNotFoundException", 404)
 
 	// Operations the server has no part of: Lambda's answer, after the
 	// signature; never the native API's 401.

@@ -86,6 +86,9 @@ type Request struct {
 	// invocation, and the instant it was due.
 	ScheduleID  string
 	ScheduledAt *time.Time
+	// DestinationOf, for an async invocation that is a destination of
+	// another's end, says whose.
+	DestinationOf *DestinationOf
 }
 
 // Check refuses a timeout out of bounds and fills in the empty event.

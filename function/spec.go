@@ -59,6 +59,12 @@ type Spec struct {
 	MaxAttempts int `json:"max_attempts,omitempty"`
 	// CallbackURL receives the record of each async invocation that ends.
 	CallbackURL string `json:"callback_url,omitempty"`
+	// MaxEventAge, in seconds, bounds how long an async invocation may
+	// wait and be retried: 0 is the server's --max-event-age.
+	MaxEventAge int `json:"max_event_age,omitempty"`
+	// Destinations receive the record of each async invocation that
+	// ends, as Lambda's OnSuccess and OnFailure.
+	Destinations *Destinations `json:"destinations,omitempty"`
 	// Handler is a lambda function's _HANDLER: which handler its runtime
 	// runs, in the runtime's own terms.
 	Handler string `json:"handler,omitempty"`
@@ -107,6 +113,19 @@ func Normalize(s Spec) (Spec, error) {
 	}
 	if s.MaxAttempts < 0 || s.MaxAttempts > MaxMaxAttempts {
 		return s, InvalidField("max_attempts", "max_attempts must be between 1 and %d (0: the server's default), got %d", MaxMaxAttempts, s.MaxAttempts)
+	}
+	if s.MaxEventAge != 0 && (s.MaxEventAge < MinMaxEventAge || s.MaxEventAge > MaxMaxEventAge) {
+		return s, InvalidField("max_event_age", "max_event_age must be between %d and %d seconds (0: the server's default), got %d", MinMaxEventAge, MaxMaxEventAge, s.MaxEventAge)
+	}
+	if d := s.Destinations; d != nil {
+		if d.OnSuccess == "" && d.OnFailure == "" {
+			s.Destinations = nil
+		} else if err := checkDestinations(d); err != nil {
+			return s, invalidErr(err)
+		} else {
+			c := *d
+			s.Destinations = &c
+		}
 	}
 	if s.Concurrency < 0 || s.Concurrency > MaxConcurrency {
 		return s, InvalidField("concurrency", "concurrency must be between 0 (no limit of its own) and %d, got %d", MaxConcurrency, s.Concurrency)
@@ -226,12 +245,16 @@ type Patch struct {
 	MaxAttempts *int               `json:"max_attempts"`
 	ReadOnly    *bool              `json:"read_only"`
 	CallbackURL *string            `json:"callback_url"`
-	Handler     *string            `json:"handler"`
-	Entrypoint  *[]string          `json:"entrypoint"`
-	Command     *[]string          `json:"command"`
-	WorkingDir  *string            `json:"working_dir"`
-	Description *string            `json:"description"`
-	Role        *string            `json:"role"`
+	// MaxEventAge and Destinations, as the Spec's; destinations with
+	// neither set remove them.
+	MaxEventAge  *int          `json:"max_event_age"`
+	Destinations *Destinations `json:"destinations"`
+	Handler      *string       `json:"handler"`
+	Entrypoint   *[]string     `json:"entrypoint"`
+	Command      *[]string     `json:"command"`
+	WorkingDir   *string       `json:"working_dir"`
+	Description  *string       `json:"description"`
+	Role         *string       `json:"role"`
 	// HTTPTrigger replaces the trigger; an empty object's auth is the
 	// default, and null (in JSON) cannot be told from absent, so
 	// {"auth": "off"} is how a patch removes one.
@@ -257,6 +280,11 @@ func (p Patch) Apply(s Spec) Spec {
 	set(&s.MaxAttempts, p.MaxAttempts)
 	set(&s.ReadOnly, p.ReadOnly)
 	set(&s.CallbackURL, p.CallbackURL)
+	set(&s.MaxEventAge, p.MaxEventAge)
+	if p.Destinations != nil {
+		c := *p.Destinations
+		s.Destinations = &c
+	}
 	set(&s.Handler, p.Handler)
 	set(&s.Entrypoint, p.Entrypoint)
 	set(&s.Command, p.Command)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"strings"
 
 	"github.com/julienschmidt/httprouter"
 	"github.com/minilambda/minilambda/function"
@@ -87,23 +86,5 @@ func (s *Server) lambdaInvoke(w http.ResponseWriter, r *http.Request, p httprout
 // functionError is the body of a failed invocation: a lambda function's
 // own error document, or one made from the record.
 func functionError(inv projections.Invocation) []byte {
-	if inv.LambdaErrorType != "" && json.Valid([]byte(inv.Result)) && strings.HasPrefix(strings.TrimSpace(inv.Result), "{") {
-		return []byte(inv.Result)
-	}
-	typ := inv.LambdaErrorType
-	switch {
-	case typ != "":
-	case inv.ErrorType == function.ErrorTimeout:
-		typ = "Sandbox.Timedout"
-	case inv.ErrorType == function.ErrorOutOfMemory:
-		typ = "Runtime.OutOfMemory"
-	default:
-		typ = "Runtime.ExitError"
-	}
-	msg := inv.Error
-	if msg == "" {
-		msg = "the function failed"
-	}
-	b, _ := json.Marshal(map[string]string{"errorMessage": msg, "errorType": typ})
-	return b
+	return projections.ErrorDocument(inv.LambdaErrorType, inv.Result, inv.ErrorType, inv.Error)
 }

@@ -144,6 +144,9 @@ type InvocationQueued struct {
 	// invocation, and the instant it was due.
 	ScheduleID  string     `json:"schedule_id,omitempty"`
 	ScheduledAt *time.Time `json:"scheduled_at,omitempty"`
+	// DestinationOf names the invocation whose end this one is a
+	// destination of (OnSuccess, OnFailure).
+	DestinationOf *function.DestinationOf `json:"destination_of,omitempty"`
 }
 
 // CloudEventAttrs are the required attributes of a CloudEvent, as an
@@ -383,6 +386,7 @@ func NewInvocationQueued(functionID, invocationID string, p InvocationQueued) (e
 		{"cloud_event", p.CloudEvent, p.CloudEvent != nil},
 		{"schedule_id", p.ScheduleID, p.ScheduleID != ""},
 		{"scheduled_at", p.ScheduledAt, p.ScheduledAt != nil},
+		{"destination_of", p.DestinationOf, p.DestinationOf != nil},
 	} {
 		if !m.set {
 			continue

@@ -3,6 +3,7 @@ package projections_test
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -85,6 +86,8 @@ func TestQueuedPayload(t *testing.T) {
 		{FunctionName: "fn", FunctionVersion: 3, Event: json.RawMessage(`{"a":[1,2,{"b":"c"}]}`)},
 		{FunctionName: "f\"n\\\u00e9", FunctionVersion: 1, Async: true, Event: json.RawMessage(`"x"`), Timeout: 9, CallbackURL: "http://h:1/p?q=1"},
 		{FunctionName: "empty"},
+		{FunctionName: "dest", Async: true, TraceID: "t", TraceSupplied: true, ScheduleID: "s",
+			DestinationOf: &function.DestinationOf{InvocationID: "I0", Condition: "Success", Depth: 2}},
 	} {
 		e, err := projections.NewInvocationQueued("F", "I", p)
 		if err != nil {
@@ -94,6 +97,11 @@ func TestQueuedPayload(t *testing.T) {
 		want, _ := json.Marshal(p)
 		if string(e.Data) != string(want) {
 			t.Errorf("payload\n got %s\nwant %s", e.Data, want)
+		}
+		// What is written reads back as it was.
+		got, err := projections.DecodeQueued(&e)
+		if err != nil || !reflect.DeepEqual(got, p) {
+			t.Errorf("decoded %+v, %v; want %+v", got, err, p)
 		}
 	}
 	event := json.RawMessage("{\n  \"html\": \"<b>&</b>\",\n  \"n\": 1\n}")

@@ -92,6 +92,10 @@ var queuedFields = fields[InvocationQueued]{
 		p.ScheduledAt = new(time.Time)
 		return json.Unmarshal(v.raw, p.ScheduledAt)
 	},
+	"destination_of": func(p *InvocationQueued, v jsonValue) error {
+		p.DestinationOf = new(function.DestinationOf)
+		return json.Unmarshal(v.raw, p.DestinationOf)
+	},
 }
 
 // DecodeQueued reads the payload of an invocation.queued event. Its Event

@@ -477,3 +477,28 @@ func validCursor(c string) bool {
 	}
 	return true
 }
+
+// ErrorDocument is what Lambda answers for a failed invocation: a lambda
+// function's own error document (its result, when the runtime reported
+// an error of lambdaErrorType with a JSON object), or
+// {"errorMessage", "errorType"} made from the failure's kind and message.
+func ErrorDocument(lambdaErrorType, result string, kind function.ErrorType, msg string) []byte {
+	if lambdaErrorType != "" && json.Valid([]byte(result)) && strings.HasPrefix(strings.TrimSpace(result), "{") {
+		return []byte(result)
+	}
+	typ := lambdaErrorType
+	switch {
+	case typ != "":
+	case kind == function.ErrorTimeout:
+		typ = "Sandbox.Timedout"
+	case kind == function.ErrorOutOfMemory:
+		typ = "Runtime.OutOfMemory"
+	default:
+		typ = "Runtime.ExitError"
+	}
+	if msg == "" {
+		msg = "the function failed"
+	}
+	b, _ := json.Marshal(map[string]string{"errorMessage": msg, "errorType": typ})
+	return b
+}

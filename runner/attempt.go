@@ -130,7 +130,7 @@ func queuedEvent(f projections.Resolved, id string, req function.Request, async 
 		Event: req.Event, Timeout: req.Timeout, CallbackURL: req.CallbackURL,
 		ExecutedVersion: f.Executed(), Alias: f.Alias,
 		TraceID: req.TraceID, TraceSupplied: req.TraceSupplied, CloudEvent: req.CloudEvent,
-		ScheduleID: req.ScheduleID, ScheduledAt: req.ScheduledAt,
+		ScheduleID: req.ScheduleID, ScheduledAt: req.ScheduledAt, DestinationOf: req.DestinationOf,
 	})
 }
 
@@ -192,8 +192,10 @@ func outcome(a *attempt, res engine.Result, runErr error) projections.Invocation
 // log refuses it (until ctx ends). A sync one's (adm not nil), when the
 // log refuses it, is appended in the background while the caller hears
 // why (an error naming the invocation), and the admission's bytes are held
-// until it lands.
-func (s *Service) end(ctx context.Context, f projections.Function, id string, ended projections.InvocationEnded, res engine.Result, runErr error, adm *admission) (eventlog.Event, error) {
+// until it lands. An async invocation's extra events go in the same commit
+// as its end: the invocation of its destination, which is not lost if the
+// server stops between the two.
+func (s *Service) end(ctx context.Context, f projections.Function, id string, ended projections.InvocationEnded, res engine.Result, runErr error, adm *admission, extra ...eventlog.Event) (eventlog.Event, error) {
 	e, err := projections.NewInvocationEnded(f.ID, id, ended)
 	if err != nil {
 		return e, err
@@ -210,7 +212,7 @@ func (s *Service) end(ctx context.Context, f projections.Function, id string, en
 	}
 	var got []eventlog.Event
 	if adm == nil {
-		got, err = s.persist(ctx, e)
+		got, err = s.persist(ctx, append([]eventlog.Event{e}, extra...)...)
 	} else if got, err = s.log.Append(ctx, e); errors.Is(err, eventlog.ErrUnwritable) {
 		held := adm.later()
 		s.persistLater(func() { count(); held.leave() }, e)

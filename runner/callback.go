@@ -79,25 +79,32 @@ func (c *callbacks) send(id string) {
 	if err != nil || q.CallbackURL == "" {
 		return
 	}
+	inv, err := c.s.views.Invocation(id)
+	if err != nil {
+		return
+	}
+	body, _ := json.Marshal(inv)
+	c.deliver(inv.FunctionID, id, q.CallbackURL, body)
+}
+
+// deliver POSTs body, about invocation id of function functionID, to url
+// in the background, trying again as a callback is tried, and records how
+// it went.
+func (c *callbacks) deliver(functionID, id, url string, body []byte) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		inv, err := c.s.views.Invocation(id)
-		if err != nil {
-			return
-		}
-		body, _ := json.Marshal(inv)
-		rec := projections.InvocationCallback{URL: q.CallbackURL}
+		rec := projections.InvocationCallback{URL: url}
 		// The operator may have taken the host off the list since the
 		// invocation was accepted (and the server restarted).
-		if err := c.check(q.CallbackURL); err != nil {
+		if err := c.check(url); err != nil {
 			rec.Error = "not sent: " + strings.TrimPrefix(err.Error(), function.ErrInvalid.Error()+": ")
-			c.record(inv.FunctionID, id, rec)
+			c.record(functionID, id, rec)
 			return
 		}
 		for try := 1; try <= c.s.opts.CallbackTries; try++ {
 			rec.Attempts = try
-			rec.StatusCode, rec.Error = c.post(q.CallbackURL, id, body)
+			rec.StatusCode, rec.Error = c.post(url, id, body)
 			if rec.Error == "" || try == c.s.opts.CallbackTries {
 				break
 			}
@@ -106,7 +113,7 @@ func (c *callbacks) send(id string) {
 				break
 			}
 		}
-		c.record(inv.FunctionID, id, rec)
+		c.record(functionID, id, rec)
 	}()
 }
 

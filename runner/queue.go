@@ -190,7 +190,7 @@ func (s *Service) next(ctx context.Context) (it *item, f projections.Function, a
 			f = &fn
 			fns[k] = f
 		}
-		if !f.Deleted && now.Sub(it.created) <= s.opts.MaxEventAge {
+		if !f.Deleted && now.Sub(it.created) <= s.maxEventAge(*f) {
 			if !writable {
 				it.notBefore = now.Add(unwritableWait)
 				wait = min(wait, unwritableWait)
@@ -220,6 +220,15 @@ func (s *Service) next(ctx context.Context) (it *item, f projections.Function, a
 	return nil, projections.Function{}, nil, wait
 }
 
+// maxEventAge is how long an async invocation of f may wait and be
+// retried.
+func (s *Service) maxEventAge(f projections.Function) time.Duration {
+	if f.MaxEventAge > 0 {
+		return time.Duration(f.MaxEventAge) * time.Second
+	}
+	return s.opts.MaxEventAge
+}
+
 // maxAttempts is how many attempts an async invocation of f gets.
 func (s *Service) maxAttempts(f projections.Function) int {
 	if f.MaxAttempts > 0 {
@@ -235,31 +244,39 @@ func (s *Service) runAsync(it *item, f projections.Function, adm *admission) {
 	// Records are appended even when shutdown has cut the attempt, and
 	// tried while the log refuses them until shutdown's grace ends; after
 	// that, the next start's recovery settles the invocation.
-	final := func(ended projections.InvocationEnded, res engine.Result, runErr error) {
-		if _, err := s.end(s.attempts, f, it.id, ended, res, runErr, nil); err != nil {
+	final := func(ended projections.InvocationEnded, res engine.Result, runErr error, condition string) {
+		d := s.destination(f, it.id, ended, condition)
+		var extra []eventlog.Event
+		if d.queued != nil {
+			extra = append(extra, *d.queued)
+		}
+		e, err := s.end(s.attempts, f, it.id, ended, res, runErr, nil, extra...)
+		if err != nil {
 			s.logger.Error("cannot record the end of an async invocation", "invocation_id", it.id, "err", err)
 			return
 		}
 		s.callbacks.send(it.id)
+		s.sent(d, it.id, f, e.Time)
 	}
-	platform := func(msg string) {
+	platform := func(msg, condition string) {
 		final(projections.InvocationEnded{
 			Attempt: it.attempt - 1, Error: msg, ErrorType: function.ErrorPlatform,
-		}, engine.Result{}, errors.New(msg))
+		}, engine.Result{}, errors.New(msg), condition)
 	}
 	switch {
 	case adm != nil:
 	case f.Deleted:
-		platform("the function was deleted before the invocation could run")
+		// Its destinations went with it.
+		platform("the function was deleted before the invocation could run", conditionRetries)
 		return
 	default:
-		platform(fmt.Sprintf("dropped: the event is older than the maximum event age of %v", s.opts.MaxEventAge))
+		platform(fmt.Sprintf("dropped: the event is older than the maximum event age of %v", s.maxEventAge(f)), conditionEventAged)
 		return
 	}
 	defer adm.leave()
 	q, err := s.views.Queued(it.id)
 	if err != nil {
-		platform(fmt.Sprintf("cannot read the queued event: %v", err))
+		platform(fmt.Sprintf("cannot read the queued event: %v", err), conditionRetries)
 		return
 	}
 	if it.size == 0 {
@@ -297,7 +314,7 @@ func (s *Service) runAsync(it *item, f projections.Function, adm *admission) {
 		ended.Error = "interrupted by server shutdown; the container was killed"
 	}
 	if ended.ErrorType == "" {
-		final(ended, res, runErr)
+		final(ended, res, runErr, conditionSuccess)
 		return
 	}
 	backoff := min(s.opts.RetryBase<<(it.attempt-1), s.opts.RetryMax)
@@ -305,10 +322,10 @@ func (s *Service) runAsync(it *item, f projections.Function, adm *admission) {
 	switch {
 	case it.attempt >= s.maxAttempts(f):
 		ended.Error = fmt.Sprintf("%s (attempt %d of %d, no retries left)", ended.Error, it.attempt, s.maxAttempts(f))
-		final(ended, res, runErr)
-	case notBefore.Sub(it.created) > s.opts.MaxEventAge:
-		ended.Error = fmt.Sprintf("%s (a retry would pass the maximum event age of %v)", ended.Error, s.opts.MaxEventAge)
-		final(ended, res, runErr)
+		final(ended, res, runErr, conditionRetries)
+	case notBefore.Sub(it.created) > s.maxEventAge(f):
+		ended.Error = fmt.Sprintf("%s (a retry would pass the maximum event age of %v)", ended.Error, s.maxEventAge(f))
+		final(ended, res, runErr, conditionEventAged)
 	default:
 		e, err := projections.NewInvocationRetried(f.ID, it.id, projections.InvocationRetried{
 			Attempt: it.attempt, Reason: ended.Error, NotBefore: notBefore.UTC(),

@@ -2,8 +2,10 @@ package control
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/minilambda/minilambda/eventlog"
@@ -20,6 +22,9 @@ func (c *Plane) Register(ctx context.Context, spec function.Spec) (projections.F
 		return projections.Function{}, err
 	}
 	if err := c.runner.CheckCallback(spec.CallbackURL); err != nil {
+		return projections.Function{}, err
+	}
+	if err := c.checkDestinations(spec); err != nil {
 		return projections.Function{}, err
 	}
 	if err := c.checkImage(ctx, spec.Image); err != nil {
@@ -79,6 +84,9 @@ func (c *Plane) change(ctx context.Context, f projections.Function, spec functio
 		return f, err
 	}
 	if err := c.runner.CheckCallback(spec.CallbackURL); err != nil {
+		return f, err
+	}
+	if err := c.checkDestinations(spec); err != nil {
 		return f, err
 	}
 	// Only a change of image is checked: the image a function has stays
@@ -167,4 +175,39 @@ func (c *Plane) Tag(ctx context.Context, ref string, set map[string]string, remo
 		return f, err
 	}
 	return c.views.Function(f.ID)
+}
+
+// checkDestinations refuses a destination the records could not reach: a
+// URL to a host the operator does not allow callbacks to, or a function
+// that does not exist (one deleted later gets none: the server's log says
+// so).
+func (c *Plane) checkDestinations(spec function.Spec) error {
+	d := spec.Destinations
+	if d == nil {
+		return nil
+	}
+	for field, target := range map[string]string{"destinations.on_success": d.OnSuccess, "destinations.on_failure": d.OnFailure} {
+		if target == "" {
+			continue
+		}
+		dest, err := function.ParseDestination(field, target)
+		if err != nil {
+			return fmt.Errorf("%w: %w", function.ErrInvalid, err)
+		}
+		if dest.URL != "" {
+			if err := c.runner.CheckCallback(dest.URL); err != nil {
+				return function.InvalidField(field, "%s: %v", field, strings.TrimPrefix(err.Error(), function.ErrInvalid.Error()+": "))
+			}
+			continue
+		}
+		if dest.Function == spec.Name {
+			continue
+		}
+		if _, err := c.views.Function(dest.Function); errors.Is(err, projections.ErrNotFound) {
+			return function.InvalidField(field, "%s: there is no function %q", field, dest.Function)
+		} else if err != nil {
+			return err
+		}
+	}
+	return nil
 }
