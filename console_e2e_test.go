@@ -420,6 +420,17 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 	b.screenshot("audit")
 
+	// A zip package's edit view says what it was built from, and what the
+	// deploy operations set: here its destination.
+	if code := s.callAs("PUT", "/functions/console-zip", map[string]any{"destinations": map[string]string{"on_failure": "console-fn"}}, nil, token); code != 200 {
+		t.Fatalf("set console-zip's destination: %d", code)
+	}
+	b.do("open the package's edit view", goHash("#/functions/console-zip/edit"))
+	meta := wait[string](b, "the package's lines", `(() => { const p = document.getElementById('package'), d = document.getElementById('deploy'); return p && d && p.textContent + ' | ' + d.textContent })()`, 10*time.Second)
+	if !strings.Contains(meta, "package type Zip · runtime provided.al2023 on scratch · CodeSha256 "+zipped.Package.CodeSha256) || !strings.Contains(meta, "on failure → console-fn") {
+		t.Errorf("the zip package's edit view: %q", meta)
+	}
+
 	// Edit and delete.
 	b.do("open edit", goHash("#/functions/console-fn/edit"))
 	wait[bool](b, "the edit form", `document.getElementById('fn-name')?.value === 'console-fn'`, 10*time.Second)

@@ -46,7 +46,7 @@ type swarmCluster struct {
 
 // cluster returns the cluster the environment names; without one the test
 // skips, but not in CI, which runs .ci/swarm up first.
-func cluster(t *testing.T) swarmCluster {
+func cluster(t testing.TB) swarmCluster {
 	t.Helper()
 	c := swarmCluster{manager: os.Getenv("SWARM_MANAGER"), registry: os.Getenv("SWARM_REGISTRY"), network: os.Getenv("SWARM_NETWORK")}
 	if c.manager == "" || c.registry == "" || c.network == "" {
@@ -70,7 +70,7 @@ func cluster(t *testing.T) swarmCluster {
 
 // gatewayHost is the address of this machine on the cluster's network,
 // where the nodes reach the server's gateway.
-func (c swarmCluster) gatewayHost(t *testing.T) string {
+func (c swarmCluster) gatewayHost(t testing.TB) string {
 	host := dockertest.Client(t)
 	n, err := host.NetworkInspect(context.Background(), c.network, network.InspectOptions{})
 	if err != nil || len(n.IPAM.Config) == 0 {
@@ -82,12 +82,12 @@ func (c swarmCluster) gatewayHost(t *testing.T) string {
 // startSwarmServer runs the server on the cluster, and removes at cleanup
 // what it left there: its services, and the function images pulled on the
 // workers.
-func startSwarmServer(t *testing.T, c swarmCluster, db string, images ...dockertest.Image) *server {
+func startSwarmServer(t testing.TB, c swarmCluster, db string, images ...dockertest.Image) *server {
 	return startSwarmServerArgs(t, c, db, freePort(t), nil, images...)
 }
 
 // freePort is a port of this machine that nothing listens on.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	_, port, _ := net.SplitHostPort(freeAddr(t))
 	n, _ := strconv.Atoi(port)
 	return n
@@ -95,7 +95,7 @@ func freePort(t *testing.T) int {
 
 // startSwarmServerArgs is startSwarmServer with the gateway's port and more
 // of serve's flags.
-func startSwarmServerArgs(t *testing.T, c swarmCluster, db string, port int, args []string, images ...dockertest.Image) *server {
+func startSwarmServerArgs(t testing.TB, c swarmCluster, db string, port int, args []string, images ...dockertest.Image) *server {
 	t.Helper()
 	// Registered first, so that it runs after the server is killed.
 	t.Cleanup(func() {
@@ -397,7 +397,7 @@ func TestSwarm(t *testing.T) {
 
 // waitGone waits until function fn (by ID) has no service left: its idle
 // containers stopped.
-func (c swarmCluster) waitGone(t *testing.T, fn string) {
+func (c swarmCluster) waitGone(t testing.TB, fn string) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -414,7 +414,7 @@ func (c swarmCluster) waitGone(t *testing.T, fn string) {
 
 // waitAgents returns once an invocation of fn completes: the agents start
 // with the server, and invocations fail clearly until they are there.
-func waitAgents(t *testing.T, s *server, fn string) {
+func waitAgents(t testing.TB, s *server, fn string) {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
@@ -702,7 +702,7 @@ func (c swarmCluster) leftovers(t *testing.T, f filters.Args) []string {
 
 // logAgents logs the last lines of the node agents' logs, for a failed
 // test: what the server's log cannot show of the other side.
-func (c swarmCluster) logAgents(t *testing.T, ctx context.Context, service string) {
+func (c swarmCluster) logAgents(t testing.TB, ctx context.Context, service string) {
 	rc, err := c.cli.ServiceLogs(ctx, service, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: "300", Timestamps: true})
 	if err != nil {
 		t.Logf("the node agents' logs: %v", err)

@@ -117,6 +117,19 @@ function packageMeta(fn) {
   return `package type Zip · runtime ${p.runtime} on ${p.base_image} · CodeSha256 ${p.code_sha256} · ${p.code_size} bytes`;
 }
 
+// deployMeta is the edit view's line about what the Lambda API's deploy
+// operations set: tags, the function URL's auth, the async destinations.
+function deployMeta(fn) {
+  const tags = Object.entries(fn.tags || {}).map(([k, v]) => `${k}=${v}`).join(', ');
+  const d = fn.destinations || {};
+  return [
+    `tags ${tags || 'none'}`,
+    `URL ${fn.http_trigger ? `/hooks/${fn.name}/ (auth ${fn.http_trigger.auth})` : 'none'}`,
+    `on success → ${d.on_success || 'nothing'}`,
+    `on failure → ${d.on_failure || 'nothing'}`,
+  ].join(' · ');
+}
+
 export async function functionsView(_, ctx) {
   const { data } = await get('/functions', { signal: ctx.signal });
   const fns = Array.isArray(data) ? data : [];
@@ -180,6 +193,7 @@ export async function editFunctionView([name], ctx) {
     h('h1', null, 'Edit ', h('code', null, fn.name)),
     h('p', { class: 'meta' }, `id ${fn.id} · version ${fn.version} · registered ${fmtTime(fn.created_at)}`),
     h('p', { class: 'meta', id: 'package' }, packageMeta(fn)),
+    h('p', { class: 'meta', id: 'deploy' }, deployMeta(fn)),
     form, saved,
     h('p', null, h('a', { href: '#/functions' }, '← Functions')));
 }
