@@ -10,6 +10,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -63,7 +64,17 @@ func TestLambdaOperationsWithTheAWSSDK(t *testing.T) {
 	img := dockertest.BuildGoImage(t, cli, "internal/testfn/lambdago", "minilambda-e2e-ops")
 	const token = "ops-token"
 	db := filepath.Join(t.TempDir(), "events.db")
-	s := startServer(t, db, "--token", token, "--max-in-flight", "32")
+	// A URL destination's records come here.
+	posted := make(chan []byte, 4)
+	sinkURL := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		select {
+		case posted <- body:
+		default:
+		}
+	}))
+	defer sinkURL.Close()
+	s := startServer(t, db, "--token", token, "--max-in-flight", "32", "--callback-hosts", strings.TrimPrefix(sinkURL.URL, "http://"))
 	c := lambdaClient(s.addr, "minilambda", token)
 	ctx := context.Background()
 	fn := aws.String("ops")
@@ -377,6 +388,25 @@ func TestLambdaOperationsWithTheAWSSDK(t *testing.T) {
 	if rec := got[succeededID]; rec.RequestContext.Condition != "Success" || rec.RequestPayload["name"] != "Dest" ||
 		rec.ResponseContext.FunctionError != "" || rec.ResponsePayload["message"] != "Hello, Dest!" {
 		t.Errorf("OnSuccess's record of %s: %+v", succeededID, rec)
+	}
+	// A URL destination is POSTed the record.
+	if _, err := c.UpdateFunctionEventInvokeConfig(ctx, &lambda.UpdateFunctionEventInvokeConfigInput{FunctionName: fn,
+		DestinationConfig: &types.DestinationConfig{OnSuccess: &types.OnSuccess{Destination: aws.String(sinkURL.URL + "/dest")}}}); err != nil {
+		t.Fatal(err)
+	}
+	toURL, err := c.Invoke(ctx, &lambda.InvokeInput{FunctionName: fn, InvocationType: types.InvocationTypeEvent, Payload: []byte(`{"name": "URL"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case body := <-posted:
+		var rec record
+		if err := json.Unmarshal(body, &rec); err != nil || rec.RequestContext.RequestID != sourceID(toURL) ||
+			rec.RequestContext.Condition != "Success" || rec.RequestPayload["name"] != "URL" || rec.ResponsePayload["message"] != "Hello, URL!" {
+			t.Errorf("the URL destination's record: %v %s", err, body)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the URL destination got no record in a minute")
 	}
 	upd, err := c.UpdateFunctionEventInvokeConfig(ctx, &lambda.UpdateFunctionEventInvokeConfigInput{FunctionName: fn, MaximumRetryAttempts: aws.Int32(2)})
 	if err != nil || aws.ToInt32(upd.MaximumRetryAttempts) != 2 || aws.ToInt32(upd.MaximumEventAgeInSeconds) != 600 || upd.DestinationConfig.OnFailure == nil {

@@ -111,7 +111,7 @@ func TestZipPackagesWithTheAWSCLI(t *testing.T) {
 	for _, n := range []string{"notzip", "dotdot", "abslink", "bomb", "big", "cobol", "python", "absent", "nobootstrap"} {
 		refused = append(refused, n+"-"+suffix)
 	}
-	removeBuiltAtCleanup(t, cli, append([]string{fnName, nativeName}, refused...)...)
+	removeBuiltAtCleanup(t, cli, append([]string{fnName, nativeName, "zipnode-" + suffix}, refused...)...)
 
 	dir := t.TempDir()
 	bootA := dockertest.GoBinary(t, "internal/testfn/lambdago", "main.build=a")
@@ -121,7 +121,11 @@ func TestZipPackagesWithTheAWSCLI(t *testing.T) {
 	pathA, pathB := writeFile(t, dir, "a.zip", zipA), writeFile(t, dir, "b.zip", zipB)
 
 	db := filepath.Join(t.TempDir(), "events.db")
-	s := startServer(t, db, "--token", token, "--runtime-image", "python3.13=minilambda-test/absent:"+suffix)
+	// A stand-in for a managed runtime's base image (AWS's carry the
+	// runtime interface client): a Lambda runtime of its own, which the
+	// package's files go on top of, and which gets the handler.
+	nodeBase := dockertest.BuildGoImage(t, cli, "internal/testfn/lambdago", "zip-node-base")
+	s := startServer(t, db, "--token", token, "--runtime-image", "python3.13=minilambda-test/absent:"+suffix+",nodejs20.x="+nodeBase.Tag)
 	env := append(os.Environ(), "AWS_ACCESS_KEY_ID=minilambda", "AWS_SECRET_ACCESS_KEY="+token, "AWS_DEFAULT_REGION=us-east-1",
 		"AWS_PAGER=", "AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE="+filepath.Join(dir, "none"), "AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(dir, "none"))
 	// aws runs the CLI and decodes its JSON answer into out; it returns
@@ -207,6 +211,23 @@ func TestZipPackagesWithTheAWSCLI(t *testing.T) {
 	}
 	if e := aws(nil, "update-function-code", "--function-name", fnName, "--image-uri", "anything:1"); !strings.Contains(e, "InvalidParameterValueException") {
 		t.Errorf("an image for a Zip package: %q, want InvalidParameterValueException", e)
+	}
+
+	// A runtime the operator mapped: built on its image, given the handler.
+	nodeName := "zipnode-" + suffix
+	var onNode config
+	if e := aws(&onNode, "create-function", "--function-name", nodeName, "--runtime", "nodejs20.x", "--handler", "index.handler",
+		"--zip-file", "fileb://"+writeFile(t, dir, "node.zip", zipOf(t, map[string][]byte{"index.js": []byte("exports.handler = async () => 'hi';\n")})),
+		"--role", "r"); e != "" || onNode.Runtime != "nodejs20.x" || onNode.PackageType != "Zip" {
+		t.Fatalf("create-function on nodejs20.x: %s %+v", e, onNode)
+	}
+	if e := aws(nil, "invoke", "--function-name", nodeName, filepath.Join(dir, "node.json")); e != "" {
+		t.Fatalf("invoke on nodejs20.x: %s", e)
+	}
+	var onNodeAnswer struct{ Env map[string]string }
+	if body, _ := os.ReadFile(filepath.Join(dir, "node.json")); json.Unmarshal(body, &onNodeAnswer) != nil ||
+		onNodeAnswer.Env["_HANDLER"] != "index.handler" || onNodeAnswer.Env["LAMBDA_TASK_ROOT"] != "/var/task" {
+		t.Errorf("the function on the mapped runtime: %s", body)
 	}
 
 	// Hostile and unusable archives: Lambda's error, nothing built, no
@@ -308,7 +329,7 @@ func TestZipPackagesWithTheAWSCLI(t *testing.T) {
 		t.Fatalf("audit: %v\n%s", err, out)
 	}
 	dump, _, err := runCmd(t, "dump", "--db", db)
-	if err != nil || strings.Count(dump, `"type":"image.built"`) != 4 {
-		t.Errorf("dump: %v; %d image.built events, want 4 (two builds each of two functions)", err, strings.Count(dump, `"type":"image.built"`))
+	if err != nil || strings.Count(dump, `"type":"image.built"`) != 5 {
+		t.Errorf("dump: %v; %d image.built events, want 5 (two builds each of two functions, one on the mapped runtime)", err, strings.Count(dump, `"type":"image.built"`))
 	}
 }
