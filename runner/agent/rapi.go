@@ -1474,13 +1474,25 @@ func (b *rapiBody) trailer() error {
 	if err != nil {
 		return err
 	}
-	end := -1
-	for size := 4; end < 0; size++ {
+	// As net/http: a "\r\n\r\n" must come within the read buffer, or
+	// the trailer is refused; then textproto reads it to its first empty
+	// line, which may come sooner, since it takes a bare "\n" for a line
+	// end (a "\r" before it dropped). What follows is the next request's.
+	crlf2 := -1
+	for size := 4; crlf2 < 0; size++ {
 		buf, err := br.Peek(size)
 		if bytes.HasSuffix(buf, []byte("\r\n\r\n")) {
-			end = size
+			crlf2 = size
 		} else if err != nil {
 			return errors.New("http: suspiciously long trailer after chunked body")
+		}
+	}
+	buf, _ = br.Peek(crlf2)
+	end := crlf2
+	for i := range buf {
+		if buf[i] == '\n' && (i == 0 || buf[i-1] == '\n' || buf[i-1] == '\r' && (i == 1 || buf[i-2] == '\n')) {
+			end = i + 1
+			break
 		}
 	}
 	buf, _ = br.Peek(end)

@@ -300,6 +300,15 @@ var rapiCases = []struct{ name, input string }{
 		"0\r\nx-sum:\tre\x01 \r\n  \r\n\r\n"},
 	{"trailer, a spaced lower-case name and a bad value", "POST /echo HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n" +
 		"0\r\nx sum: 1\x01\r\n\r\n"},
+	// Lines of a trailer may end in a bare LF, as textproto reads them:
+	// its end is the first empty line, whatever its line end, and what
+	// follows is the next request.
+	{"trailer ended by a bare LF", "POST /echo HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n" +
+		"0\r\nm:\r\n\nre\x01 \r\n  \r\n\r\n"},
+	{"trailer of bare LFs", "POST /echo HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n" +
+		"0\r\nx-a: 1\nx-b: 2\n\n" + "GET /after HTTP/1.1\r\n" + host + "\r\n"},
+	{"empty trailer of a bare LF", "POST /echo HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n" +
+		"0\r\n\n" + "GET /after HTTP/1.1\r\n" + host + "\r\n"},
 	{"chunked over content-length", "POST /echo HTTP/1.1\r\n" + host + "Content-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n" +
 		"3\r\nabc\r\n0\r\n\r\n"},
 	{"chunked, bad content-length", "POST /echo HTTP/1.1\r\n" + host + "Content-Length: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
