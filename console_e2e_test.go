@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -42,8 +43,17 @@ type browser struct {
 	ctx      context.Context
 	t        *testing.T
 	mu       sync.Mutex
-	problems []string
+	problems []problem
+	// forgiven are the errors forgive dropped: what they contain, and the
+	// moment before which one is forgiven, however late its message comes.
+	forgiven []problem
 	shots    string
+}
+
+// problem is a console error and when the browser reported it.
+type problem struct {
+	text string
+	at   time.Time
 }
 
 func newBrowser(t *testing.T, path string) *browser {
@@ -70,8 +80,16 @@ func newBrowser(t *testing.T, path string) *browser {
 				return
 			}
 			if m.Type == chromedp.ConsoleError || m.IsException() {
+				p := problem{fmt.Sprintf("%s (%s:%d)", m, m.URL, m.Line), m.Time}
+				if p.at.IsZero() {
+					p.at = time.Now() // no time of its own: it counts from here
+				}
 				b.mu.Lock()
-				b.problems = append(b.problems, fmt.Sprintf("%s (%s:%d)", m, m.URL, m.Line))
+				// A message can reach the test after it forgave errors
+				// that came before it: it is one of those.
+				if !slices.ContainsFunc(b.forgiven, func(f problem) bool { return strings.Contains(p.text, f.text) && !p.at.After(f.at) }) {
+					b.problems = append(b.problems, p)
+				}
 				b.mu.Unlock()
 			}
 		}
@@ -122,23 +140,24 @@ func (b *browser) screenshot(name string) {
 }
 
 // forgive drops the console errors so far that contain what: ones the
-// test caused on purpose.
+// test caused on purpose. The browser's messages come late at times, so
+// one it reported before now is dropped when it comes.
 func (b *browser) forgive(what string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	kept := b.problems[:0]
-	for _, p := range b.problems {
-		if !strings.Contains(p, what) {
-			kept = append(kept, p)
-		}
-	}
-	b.problems = kept
+	now := time.Now()
+	b.forgiven = append(b.forgiven, problem{what, now})
+	b.problems = slices.DeleteFunc(b.problems, func(p problem) bool { return strings.Contains(p.text, what) && !p.at.After(now) })
 }
 
 func (b *browser) consoleProblems() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return append([]string(nil), b.problems...)
+	var out []string
+	for _, p := range b.problems {
+		out = append(out, p.text)
+	}
+	return out
 }
 
 // goHash moves the console to another view, as a link would: the page
