@@ -181,7 +181,7 @@ func OpenZip(data []byte) (*Archive, error) {
 // entryName is an entry's name made relative and clean, or why it cannot
 // be: absolute, escaping the root, or not a name at all.
 func entryName(raw string) (string, error) {
-	if raw == "" || strings.ContainsAny(raw, "\x00\\") || !validUTF8Name(raw) {
+	if raw == "" || strings.ContainsAny(raw, "\x00\\") || !utf8.ValidString(raw) {
 		return "", fmt.Errorf("the archive has an entry named %.80q: names must be slash-separated UTF-8, without backslashes", raw)
 	}
 	if strings.HasPrefix(raw, "/") {
@@ -198,8 +198,6 @@ func entryName(raw string) (string, error) {
 	}
 	return name, nil
 }
-
-func validUTF8Name(s string) bool { return utf8.ValidString(s) }
 
 // linkTarget reads a symbolic link's target: its entry's contents.
 func linkTarget(f *zip.File) (string, error) {

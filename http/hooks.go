@@ -42,8 +42,10 @@ type hookHandle func(w http.ResponseWriter, r *http.Request, p httprouter.Params
 // rule. A trigger with auth "token" needs the bearer token; one with
 // "hmac" a signature of the body with its secret, in its header, and the
 // body leaves the strangers' share once it checks out (Server.trustBody:
-// the secret is its senders', not the server's); one with "none"
-// lets anyone in, its body counted in the strangers' share.
+// the secret is its senders', not the server's); one with "aws_iam" a
+// SigV4 signature by the server's key pair, checked and trusted as the
+// Lambda API's (Server.signedBody); one with "none" lets anyone in, its
+// body counted in the strangers' share.
 func (s *Server) hookAuth(next hookHandle) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
 		ref := p.ByName("id")
@@ -73,15 +75,15 @@ func (s *Server) hookAuth(next hookHandle) httprouter.Handle {
 			return
 		}
 		// A function URL with AuthType AWS_IAM: SigV4 with the server's
-		// key pair, its headers checked before the body is read, as the
-		// Lambda API's (any request passes when the server has no token).
-		iam := t.Auth == function.TriggerAuthAWSIAM && s.opts.Token != ""
-		var sig sigv4Header
-		var signedAt time.Time
-		if iam {
-			var err error
-			if sig, signedAt, err = checkSigV4Header(r, s.opts.AWSAccessKeyID, time.Now()); err != nil {
+		// key pair, as the Lambda API's (any request passes when the
+		// server has no token).
+		if t.Auth == function.TriggerAuthAWSIAM && s.opts.Token != "" {
+			switch err := s.signedBody(w, r); {
+			case errors.Is(err, errKey), errors.Is(err, errSignature):
 				s.writeHookError(w, r, statusError{http.StatusForbidden, "Forbidden"})
+				return
+			case err != nil:
+				s.writeError(w, r, err)
 				return
 			}
 		}
@@ -89,13 +91,6 @@ func (s *Server) hookAuth(next hookHandle) httprouter.Handle {
 		if err != nil {
 			s.writeError(w, r, wrapBody("the request body", err))
 			return
-		}
-		if iam {
-			if err := verifySignature(r, sig, signedAt, body, s.opts.AWSAccessKeyID, s.opts.AWSSecretAccessKey); err != nil {
-				s.writeHookError(w, r, statusError{http.StatusForbidden, "Forbidden"})
-				return
-			}
-			s.trustBody(r)
 		}
 		if t.Auth == function.TriggerAuthHMAC {
 			if !t.VerifyHMAC(r.Header.Get(t.HMACHeader), body) {

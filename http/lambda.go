@@ -54,41 +54,43 @@ func (s *Server) routeLambda(r group) {
 	s.routeLambdaOps(r)
 }
 
-// lambdaAuth is the Lambda API group's auth: it verifies a request's
-// SigV4 signature with the server's key pair (any is accepted when the
-// server has no token), reading the body to hash it, in the strangers'
-// share of the budget, and trusts the request (Server.trust) once the
-// signature checks out.
+// lambdaAuth is the Lambda API group's auth: a request must be signed
+// with SigV4 by the server's key pair (signedBody); any is accepted when
+// the server has no token.
 func (s *Server) lambdaAuth(next httprouter.Handle) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
-		if s.opts.Token == "" {
-			next(w, r, p)
-			return
+		if s.opts.Token != "" {
+			if err := s.signedBody(w, r); err != nil {
+				s.writeLambdaError(w, r, err)
+				return
+			}
 		}
-		// The headers first: a request that cannot be the key's is refused
-		// before its body is read.
-		// A refusal (403) closes the connection, its body unread
-		// (ServeHTTP).
-		h, at, err := checkSigV4Header(r, s.opts.AWSAccessKeyID, time.Now())
-		if err != nil {
-			s.writeLambdaError(w, r, err)
-			return
-		}
-		// Read as it comes, in the strangers' share of the budget, until
-		// the signature checks out.
-		body, err := s.bodyOf(w, r)
-		if err != nil {
-			s.writeLambdaError(w, r, wrapBody("the request body", err))
-			return
-		}
-		if err := verifySignature(r, h, at, body, s.opts.AWSAccessKeyID, s.opts.AWSSecretAccessKey); err != nil {
-			s.writeLambdaError(w, r, err)
-			return
-		}
-		s.trust(r)
-		hold(r, body)
 		next(w, r, p)
 	}
+}
+
+// signedBody checks r's SigV4 signature by the server's key pair: the
+// headers first, so that a request that cannot be the key's is refused
+// before its body is read (a refusal, 403, closes the connection, its body
+// unread: ServeHTTP); then the body, read as it comes in the strangers'
+// share of the budget, until the signature checks out. Then r is trusted
+// (Server.trust) and its body held for the handler. Errors wrap errKey or
+// errSignature for a refusal, or are the body's.
+func (s *Server) signedBody(w http.ResponseWriter, r *http.Request) error {
+	h, at, err := checkSigV4Header(r, s.opts.AWSAccessKeyID, time.Now())
+	if err != nil {
+		return err
+	}
+	body, err := s.bodyOf(w, r)
+	if err != nil {
+		return wrapBody("the request body", err)
+	}
+	if err := verifySignature(r, h, at, body, s.opts.AWSAccessKeyID, s.opts.AWSSecretAccessKey); err != nil {
+		return err
+	}
+	s.trust(r)
+	hold(r, body)
+	return nil
 }
 
 // lambdaName splits a FunctionName (a name, name:qualifier, an ARN or a
@@ -274,6 +276,17 @@ func (s *Server) lambdaFunction(w http.ResponseWriter, r *http.Request, p httpro
 		return projections.Function{}, false
 	}
 	return f, true
+}
+
+// latestFunction is lambdaFunction for an operation on the function's
+// $LATEST only: a qualifier that names another is refused, refusal saying
+// why.
+func (s *Server) latestFunction(w http.ResponseWriter, r *http.Request, p httprouter.Params, refusal string) (projections.Function, bool) {
+	if _, qualifier, err := lambdaName(r, p); err == nil && qualifier != "" && qualifier != function.Latest {
+		s.writeLambdaError(w, r, lambdaInvalid("%s", refusal))
+		return projections.Function{}, false
+	}
+	return s.lambdaFunction(w, r, p)
 }
 
 // aliasNotFound words a missing alias as Lambda does.
@@ -505,20 +518,23 @@ func (s *Server) lambdaGetConfiguration(w http.ResponseWriter, r *http.Request, 
 // lambdaUpdate applies patch to the function the path names ($LATEST),
 // publishes when asked, and answers with the configuration.
 func (s *Server) lambdaUpdate(w http.ResponseWriter, r *http.Request, p httprouter.Params, patch function.Patch, publish bool) {
-	ref, qualifier, err := lambdaName(r, p)
-	if err == nil && qualifier != "" && qualifier != function.Latest {
-		err = lambdaInvalid("only $LATEST can be changed; published versions never change")
+	if f, ok := s.latestFunction(w, r, p, onlyLatest); ok {
+		s.answerUpdate(w, r, f, publish, func() (projections.Function, error) { return s.opts.Functions.Update(r.Context(), f.ID, patch) })
 	}
+}
+
+// onlyLatest refuses a change of a published version.
+const onlyLatest = "only $LATEST can be changed; published versions never change"
+
+// answerUpdate makes the change of f that change does and answers with
+// the configuration, or the version published when asked.
+func (s *Server) answerUpdate(w http.ResponseWriter, r *http.Request, f projections.Function, publish bool, change func() (projections.Function, error)) {
+	changed, err := change()
 	if err != nil {
-		s.writeLambdaError(w, r, err)
+		s.writeLambdaError(w, r, s.notFound(f.Name, err))
 		return
 	}
-	f, err := s.opts.Functions.Update(r.Context(), ref, patch)
-	if err != nil {
-		s.writeLambdaError(w, r, s.notFound(ref, err))
-		return
-	}
-	s.answerChanged(w, r, f, publish, http.StatusOK)
+	s.answerChanged(w, r, changed, publish, http.StatusOK)
 }
 
 func (s *Server) lambdaUpdateCode(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
@@ -539,30 +555,21 @@ func (s *Server) lambdaUpdateCode(w http.ResponseWriter, r *http.Request, p http
 	case b.ImageURI != "" && len(b.ZipFile) > 0, b.ImageURI == "" && len(b.ZipFile) == 0:
 		s.writeLambdaError(w, r, lambdaInvalid("give either ZipFile, for a Zip package, or ImageUri, for an Image"))
 		return
+	}
+	f, ok := s.latestFunction(w, r, p, onlyLatest)
+	switch {
+	case !ok:
+	case b.ImageURI != "" && f.Package != nil:
+		s.writeLambdaError(w, r, lambdaInvalid("function %s is a Zip package: update its code with ZipFile", f.Name))
 	case b.ImageURI != "":
-		if f, ok := s.lambdaFunction(w, r, p); !ok {
-			return
-		} else if f.Package != nil {
-			s.writeLambdaError(w, r, lambdaInvalid("function %s is a Zip package: update its code with ZipFile", f.Name))
-			return
-		}
-		s.lambdaUpdate(w, r, p, function.Patch{Image: &b.ImageURI}, b.Publish)
-		return
+		s.answerUpdate(w, r, f, b.Publish, func() (projections.Function, error) {
+			return s.opts.Functions.Update(r.Context(), f.ID, function.Patch{Image: &b.ImageURI})
+		})
+	default:
+		s.answerUpdate(w, r, f, b.Publish, func() (projections.Function, error) {
+			return s.opts.Functions.UpdatePackage(r.Context(), f.ID, b.ZipFile)
+		})
 	}
-	ref, qualifier, err := lambdaName(r, p)
-	if err == nil && qualifier != "" && qualifier != function.Latest {
-		err = lambdaInvalid("only $LATEST can be changed; published versions never change")
-	}
-	if err != nil {
-		s.writeLambdaError(w, r, err)
-		return
-	}
-	f, err := s.opts.Functions.UpdatePackage(r.Context(), ref, b.ZipFile)
-	if err != nil {
-		s.writeLambdaError(w, r, s.notFound(ref, err))
-		return
-	}
-	s.answerChanged(w, r, f, b.Publish, http.StatusOK)
 }
 
 func (s *Server) lambdaUpdateConfiguration(w http.ResponseWriter, r *http.Request, p httprouter.Params) {

@@ -1,15 +1,9 @@
 package http
 
 import (
-	"encoding/base64"
-	"encoding/json"
-	"fmt"
 	"math"
 	"net/http"
-	"strings"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/protocol/eventstream"
 	"github.com/julienschmidt/httprouter"
 	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/projections"
@@ -17,11 +11,13 @@ import (
 
 // The Lambda operations deploy tools call beside the functions' own, each
 // mapped onto what the platform has: account settings onto the server's
-// limits, reserved concurrency onto a function's concurrency, tags onto
-// the function's tags, and InvokeWithResponseStream onto a sync
-// invocation whose response goes out in the event-stream framing.
+// limits, reserved concurrency onto a function's concurrency and tags onto
+// the function's tags, here; function URLs onto its HTTP trigger
+// (lambda_urls.go), event invoke config onto its async settings
+// (lambda_async.go), and InvokeWithResponseStream onto a sync invocation
+// whose response goes out in the event-stream framing (lambda_invoke.go).
 
-// routeLambdaOps registers them, under their own date prefixes.
+// routeLambdaOps registers them all, under their own date prefixes.
 func (s *Server) routeLambdaOps(r group) {
 	r.GET("/2016-08-19/account-settings", s.lambdaAccountSettings)
 	r.GET("/2016-08-19/account-settings/", s.lambdaAccountSettings)
@@ -149,30 +145,15 @@ func (s *Server) setConcurrency(w http.ResponseWriter, r *http.Request, p httpro
 	return f, true
 }
 
-// taggedFunction is the function a tag operation's resource ARN names:
-// a function, never one of its versions or aliases, as Lambda.
-func (s *Server) taggedFunction(w http.ResponseWriter, r *http.Request, p httprouter.Params) (projections.Function, bool) {
-	ref, qualifier, err := lambdaName(r, p)
-	if err == nil && qualifier != "" {
-		err = lambdaInvalid("tags are a function's: name the function's ARN, without a version or alias")
-	}
-	if err != nil {
-		s.writeLambdaError(w, r, err)
-		return projections.Function{}, false
-	}
-	f, err := s.opts.Views.Function(ref)
-	if err != nil {
-		s.writeLambdaError(w, r, s.notFound(ref, err))
-		return f, false
-	}
-	return f, true
-}
+// tagsOnly refuses a tag operation's ARN with a version or alias: tags
+// are a function's, as Lambda's.
+const tagsOnly = "tags are a function's: name the function's ARN, without a version or alias"
 
 func (s *Server) lambdaTag(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
 	var b struct {
 		Tags map[string]string `json:"Tags"`
 	}
-	f, ok := s.taggedFunction(w, r, p)
+	f, ok := s.latestFunction(w, r, p, tagsOnly)
 	if !ok {
 		return
 	}
@@ -192,7 +173,7 @@ func (s *Server) lambdaTag(w http.ResponseWriter, r *http.Request, p httprouter.
 }
 
 func (s *Server) lambdaUntag(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
-	f, ok := s.taggedFunction(w, r, p)
+	f, ok := s.latestFunction(w, r, p, tagsOnly)
 	if !ok {
 		return
 	}
@@ -209,7 +190,7 @@ func (s *Server) lambdaUntag(w http.ResponseWriter, r *http.Request, p httproute
 }
 
 func (s *Server) lambdaListTags(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
-	if f, ok := s.taggedFunction(w, r, p); ok {
+	if f, ok := s.latestFunction(w, r, p, tagsOnly); ok {
 		writeJSON(w, http.StatusOK, map[string]any{"Tags": tagsOf(f)})
 	}
 }
@@ -220,445 +201,4 @@ func tagsOf(f projections.Function) map[string]string {
 		return map[string]string{}
 	}
 	return f.Tags
-}
-
-// streamChunk is the most of a response one PayloadChunk event carries.
-const streamChunk = 64 << 10
-
-// lambdaInvokeStream is InvokeWithResponseStream: a sync invocation whose
-// response goes out as application/vnd.amazon.eventstream, the framing
-// the SDKs decode: the function's response in PayloadChunk events, then
-// an InvokeComplete event, which carries the error of a failed invocation
-// and, asked for, the tail of its logs. The response is whole before the
-// first chunk goes: functions here answer at once, not in parts.
-func (s *Server) lambdaInvokeStream(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
-	ref, qualifier, err := lambdaName(r, p)
-	if err != nil {
-		s.writeLambdaError(w, r, err)
-		return
-	}
-	body, err := s.bodyOf(w, r)
-	if err != nil {
-		s.writeLambdaError(w, r, wrapBody("the request payload", err))
-		return
-	}
-	if len(body) == 0 {
-		body = []byte("{}")
-	}
-	if !json.Valid(body) {
-		s.writeLambdaError(w, r, lambdaError{http.StatusBadRequest, "InvalidRequestContentException", "could not parse request body into json: the payload is not JSON"})
-		return
-	}
-	switch typ := r.Header.Get("X-Amz-Invocation-Type"); typ {
-	case "", "RequestResponse":
-	case "DryRun":
-		if _, _, err := s.qualified(ref, qualifier); err != nil {
-			s.writeLambdaError(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-		return
-	default:
-		s.writeLambdaError(w, r, lambdaInvalid("X-Amz-Invocation-Type %.40q: use RequestResponse or DryRun", typ))
-		return
-	}
-	inv, err := s.opts.Invoker.Invoke(r.Context(), ref, function.Request{Event: json.RawMessage(body), Qualifier: qualifier, TraceID: traceOf(r)})
-	if err != nil {
-		s.writeLambdaError(w, r, s.notFound(ref, err))
-		return
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/vnd.amazon.eventstream")
-	h.Set("X-Amzn-Requestid", inv.InvocationID)
-	h.Set("X-Trace-Id", inv.TraceID)
-	h.Set("X-Amz-Executed-Version", inv.ExecutedVersion)
-	w.WriteHeader(http.StatusOK)
-
-	enc := eventstream.NewEncoder()
-	event := func(typ, contentType string, payload []byte) error {
-		return enc.Encode(w, eventstream.Message{Headers: eventstream.Headers{
-			{Name: ":message-type", Value: eventstream.StringValue("event")},
-			{Name: ":event-type", Value: eventstream.StringValue(typ)},
-			{Name: ":content-type", Value: eventstream.StringValue(contentType)},
-		}, Payload: payload})
-	}
-	complete := map[string]string{}
-	if inv.Status == projections.StatusCompleted {
-		for rest := []byte(inv.Result); len(rest) > 0; {
-			n := min(len(rest), streamChunk)
-			if err := event("PayloadChunk", "application/octet-stream", rest[:n]); err != nil {
-				return // the client went away
-			}
-			rest = rest[n:]
-		}
-	} else {
-		var doc struct {
-			Message string `json:"errorMessage"`
-			Type    string `json:"errorType"`
-		}
-		detail := functionError(inv)
-		json.Unmarshal(detail, &doc)
-		complete["ErrorCode"] = doc.Type
-		complete["ErrorDetails"] = strings.TrimSpace(string(detail))
-		if complete["ErrorCode"] == "" {
-			complete["ErrorCode"] = "Unhandled"
-		}
-	}
-	if r.Header.Get("X-Amz-Log-Type") == "Tail" {
-		logs := inv.Logs
-		if len(logs) > tailBytes {
-			logs = logs[len(logs)-tailBytes:]
-		}
-		complete["LogResult"] = base64.StdEncoding.EncodeToString([]byte(logs))
-	}
-	doc, _ := json.Marshal(complete)
-	if err := event("InvokeComplete", "application/json", doc); err != nil {
-		s.log.Debug("the stream's client went away", "invocation_id", inv.InvocationID, "err", fmt.Sprint(err))
-	}
-}
-
-// Function URLs are the function's HTTP trigger (docs/triggers.md): its
-// URL is /hooks/{name}/ on this server, AuthType NONE its auth "none" and
-// AWS_IAM its auth "aws_iam", SigV4 with the server's key pair. A trigger
-// the native API gave "token" or "hmac" auth shows as MINILAMBDA_TOKEN or
-// MINILAMBDA_HMAC. CORS is not configured here: a function's own response
-// sets its headers.
-
-type lambdaURLBody struct {
-	AuthType   *string         `json:"AuthType"`
-	Cors       json.RawMessage `json:"Cors"`
-	InvokeMode string          `json:"InvokeMode"`
-}
-
-// urlFunction is the function a function URL operation names, which
-// must be unqualified: a function has one URL, its $LATEST's.
-func (s *Server) urlFunction(w http.ResponseWriter, r *http.Request, p httprouter.Params) (projections.Function, bool) {
-	ref, qualifier, err := lambdaName(r, p)
-	if err == nil && qualifier != "" && qualifier != function.Latest {
-		err = lambdaInvalid("a function here has one URL, its $LATEST's: leave the Qualifier out")
-	}
-	if err != nil {
-		s.writeLambdaError(w, r, err)
-		return projections.Function{}, false
-	}
-	f, err := s.opts.Views.Function(ref)
-	if err != nil {
-		s.writeLambdaError(w, r, s.notFound(ref, err))
-		return f, false
-	}
-	return f, true
-}
-
-// urlAuth maps an AuthType to a trigger's auth.
-func urlAuth(authType string) (string, error) {
-	switch authType {
-	case "NONE":
-		return function.TriggerAuthNone, nil
-	case "AWS_IAM":
-		return function.TriggerAuthAWSIAM, nil
-	}
-	return "", lambdaInvalid("AuthType %.40q: NONE or AWS_IAM", authType)
-}
-
-// decodeURLBody reads a function URL's settings, refusing what this
-// server does not do.
-func (s *Server) decodeURLBody(w http.ResponseWriter, r *http.Request) (lambdaURLBody, error) {
-	var b lambdaURLBody
-	if err := s.lambdaDecode(w, r, &b); err != nil {
-		return b, err
-	}
-	if c := strings.TrimSpace(string(b.Cors)); c != "" && c != "null" && c != "{}" {
-		return b, lambdaInvalid("Cors is not supported: the function's own response sets its CORS headers")
-	}
-	if b.InvokeMode != "" && b.InvokeMode != "BUFFERED" {
-		return b, lambdaInvalid("InvokeMode %.40q: only BUFFERED; InvokeWithResponseStream streams a response through the Lambda API", b.InvokeMode)
-	}
-	return b, nil
-}
-
-// urlConfig is a function's URL in Lambda's shape. The trigger keeps no
-// time of its own: both times are the function's last change.
-func (s *Server) urlConfig(r *http.Request, f projections.Function) map[string]any {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	authType := map[string]string{
-		function.TriggerAuthNone: "NONE", function.TriggerAuthAWSIAM: "AWS_IAM",
-		function.TriggerAuthToken: "MINILAMBDA_TOKEN", function.TriggerAuthHMAC: "MINILAMBDA_HMAC",
-	}[f.HTTPTrigger.Auth]
-	at := f.UpdatedAt.UTC().Format("2006-01-02T15:04:05.000Z")
-	return map[string]any{
-		"FunctionUrl": scheme + "://" + r.Host + "/hooks/" + f.Name + "/", "FunctionArn": s.arn(f.Name),
-		"AuthType": authType, "InvokeMode": "BUFFERED", "CreationTime": at, "LastModifiedTime": at,
-	}
-}
-
-// urlNotFound is Lambda's answer for a function without a URL.
-func (s *Server) urlNotFound(f projections.Function) error {
-	return lambdaError{http.StatusNotFound, "ResourceNotFoundException", "The resource you requested does not exist: function " + f.Name + " has no function URL"}
-}
-
-// setTrigger records the function's new trigger (nil: none) and answers
-// with its URL, or 204 when it is gone.
-func (s *Server) setTrigger(w http.ResponseWriter, r *http.Request, f projections.Function, t *function.HTTPTrigger, status int) {
-	if t == nil {
-		t = &function.HTTPTrigger{Auth: "off"}
-	}
-	f, err := s.opts.Functions.Update(r.Context(), f.ID, function.Patch{HTTPTrigger: t})
-	if err != nil {
-		s.writeLambdaError(w, r, s.notFound(f.Name, err))
-		return
-	}
-	if f.HTTPTrigger == nil {
-		w.WriteHeader(http.StatusNoContent)
-		return
-	}
-	writeJSON(w, status, s.urlConfig(r, f))
-}
-
-func (s *Server) lambdaCreateURL(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
-	f, ok := s.urlFunction(w, r, p)
-	if !ok {
-		return
-	}
-	b, err := s.decodeURLBody(w, r)
-	if err == nil && b.AuthType == nil {
-		err = lambdaInvalid("AuthType is required: NONE or AWS_IAM")
-	}
-	var auth string
-	if err == nil {
-		auth, err = urlAuth(*b.AuthType)
-	}
-	if err == nil && f.HTTPTrigger != nil {
-		err = lambdaError{http.StatusConflict, "ResourceConflictException", "function " + f.Name + " has a function URL already: UpdateFunctionUrlConfig changes it"}
-	}
-	if err != nil {
-		s.writeLambdaError(w, r, err)
-		return
-	}
-	s.setTrigger(w, r, f, &function.HTTPTrigger{Auth: auth}, http.StatusCreated)
-}
-
-func (s *Server) lambdaUpdateURL(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
-	f, ok := s.urlFunction(w, r, p)
-	if !ok {
-		return
-	}
-	b, err := s.decodeURLBody(w, r)
-	if err == nil && f.HTTPTrigger == nil {
-		err = s.urlNotFound(f)
-	}
-	if err != nil {
-		s.writeLambdaError(w, r, err)
-		return
-	}
-	if b.AuthType == nil {
-		writeJSON(w, http.StatusOK, s.urlConfig(r, f))
-		return
-	}
-	auth, err := urlAuth(*b.AuthType)
-	if err != nil {
-		s.writeLambdaError(w, r, err)
-		return
-	}
-	t := *f.HTTPTrigger
-	t.Auth, t.HMACSecret, t.HMACHeader = auth, "", ""
-	s.setTrigger(w, r, f, &t, http.StatusOK)
-}
-
-func (s *Server) lambdaGetURL(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
-	f, ok := s.urlFunction(w, r, p)
-	if !ok {
-		return
-	}
-	if f.HTTPTrigger == nil {
-		s.writeLambdaError(w, r, s.urlNotFound(f))
-		return
-	}
-	writeJSON(w, http.StatusOK, s.urlConfig(r, f))
-}
-
-func (s *Server) lambdaDeleteURL(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
-	f, ok := s.urlFunction(w, r, p)
-	if !ok {
-		return
-	}
-	if f.HTTPTrigger == nil {
-		s.writeLambdaError(w, r, s.urlNotFound(f))
-		return
-	}
-	s.setTrigger(w, r, f, nil, http.StatusNoContent)
-}
-
-func (s *Server) lambdaListURLs(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
-	f, ok := s.lambdaFunction(w, r, p)
-	if !ok {
-		return
-	}
-	configs := []map[string]any{}
-	if f.HTTPTrigger != nil {
-		configs = append(configs, s.urlConfig(r, f))
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"FunctionUrlConfigs": configs})
-}
-
-// Event invoke config is the function's async settings: MaximumRetryAttempts
-// is max_attempts less one (0 to 2, as Lambda's), MaximumEventAgeInSeconds
-// its max_event_age, and DestinationConfig its destinations, a function of
-// this server (its ARN or name) or an http(s) URL each. A function has a
-// config when it sets any of them.
-
-type lambdaDestination struct {
-	Destination *string `json:"Destination,omitempty"`
-}
-
-type lambdaDestinationConfig struct {
-	OnSuccess *lambdaDestination `json:"OnSuccess,omitempty"`
-	OnFailure *lambdaDestination `json:"OnFailure,omitempty"`
-}
-
-type lambdaEventConfig struct {
-	MaximumRetryAttempts     *int                     `json:"MaximumRetryAttempts"`
-	MaximumEventAgeInSeconds *int                     `json:"MaximumEventAgeInSeconds"`
-	DestinationConfig        *lambdaDestinationConfig `json:"DestinationConfig"`
-}
-
-// hasEventConfig reports whether f sets any of its async settings.
-func hasEventConfig(f projections.Function) bool {
-	return f.MaxAttempts != 0 || f.MaxEventAge != 0 || f.Destinations != nil
-}
-
-func (s *Server) eventConfig(f projections.Function) map[string]any {
-	out := map[string]any{"FunctionArn": s.arn(f.Name, function.Latest), "LastModified": float64(f.UpdatedAt.UnixMilli()) / 1000}
-	if f.MaxAttempts != 0 {
-		out["MaximumRetryAttempts"] = f.MaxAttempts - 1
-	}
-	if f.MaxEventAge != 0 {
-		out["MaximumEventAgeInSeconds"] = f.MaxEventAge
-	}
-	dc := map[string]any{}
-	if d := f.Destinations; d != nil {
-		if d.OnSuccess != "" {
-			dc["OnSuccess"] = map[string]string{"Destination": d.OnSuccess}
-		}
-		if d.OnFailure != "" {
-			dc["OnFailure"] = map[string]string{"Destination": d.OnFailure}
-		}
-	}
-	out["DestinationConfig"] = dc
-	return out
-}
-
-// eventConfigPatch is the change b asks of f's async settings: all of
-// them when replace (Put), those b names otherwise (Update).
-func eventConfigPatch(f projections.Function, b lambdaEventConfig, replace bool) (function.Patch, error) {
-	var p function.Patch
-	attempts, age := 0, 0
-	dests := function.Destinations{}
-	if !replace {
-		attempts, age = f.MaxAttempts, f.MaxEventAge
-		if f.Destinations != nil {
-			dests = *f.Destinations
-		}
-	}
-	if r := b.MaximumRetryAttempts; r != nil {
-		if *r < 0 || *r > 2 {
-			return p, lambdaInvalid("MaximumRetryAttempts must be between 0 and 2, got %d", *r)
-		}
-		attempts = *r + 1
-	}
-	if a := b.MaximumEventAgeInSeconds; a != nil {
-		age = *a
-		if age < function.MinMaxEventAge || age > function.MaxMaxEventAge {
-			return p, lambdaInvalid("MaximumEventAgeInSeconds must be between %d and %d, got %d", function.MinMaxEventAge, function.MaxMaxEventAge, age)
-		}
-	}
-	if dc := b.DestinationConfig; dc != nil {
-		if dc.OnSuccess != nil {
-			dests.OnSuccess = aws.ToString(dc.OnSuccess.Destination)
-		}
-		if dc.OnFailure != nil {
-			dests.OnFailure = aws.ToString(dc.OnFailure.Destination)
-		}
-	}
-	p.MaxAttempts, p.MaxEventAge, p.Destinations = &attempts, &age, &dests
-	return p, nil
-}
-
-func (s *Server) lambdaPutEventConfig(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
-	s.setEventConfig(w, r, p, true)
-}
-
-func (s *Server) lambdaUpdateEventConfig(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
-	s.setEventConfig(w, r, p, false)
-}
-
-func (s *Server) setEventConfig(w http.ResponseWriter, r *http.Request, p httprouter.Params, replace bool) {
-	f, ok := s.urlFunction(w, r, p)
-	if !ok {
-		return
-	}
-	var b lambdaEventConfig
-	err := s.lambdaDecode(w, r, &b)
-	if err == nil && !replace && !hasEventConfig(f) {
-		err = s.eventConfigNotFound(f)
-	}
-	var patch function.Patch
-	if err == nil {
-		patch, err = eventConfigPatch(f, b, replace)
-	}
-	if err == nil {
-		f, err = s.opts.Functions.Update(r.Context(), f.ID, patch)
-	}
-	if err != nil {
-		s.writeLambdaError(w, r, s.notFound(f.Name, err))
-		return
-	}
-	writeJSON(w, http.StatusOK, s.eventConfig(f))
-}
-
-func (s *Server) eventConfigNotFound(f projections.Function) error {
-	return lambdaError{http.StatusNotFound, "ResourceNotFoundException", "The function " + s.arn(f.Name) + " doesn't have an EventInvokeConfig"}
-}
-
-func (s *Server) lambdaGetEventConfig(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
-	f, ok := s.urlFunction(w, r, p)
-	if !ok {
-		return
-	}
-	if !hasEventConfig(f) {
-		s.writeLambdaError(w, r, s.eventConfigNotFound(f))
-		return
-	}
-	writeJSON(w, http.StatusOK, s.eventConfig(f))
-}
-
-func (s *Server) lambdaDeleteEventConfig(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
-	f, ok := s.urlFunction(w, r, p)
-	if !ok {
-		return
-	}
-	if !hasEventConfig(f) {
-		s.writeLambdaError(w, r, s.eventConfigNotFound(f))
-		return
-	}
-	patch, _ := eventConfigPatch(f, lambdaEventConfig{}, true)
-	if _, err := s.opts.Functions.Update(r.Context(), f.ID, patch); err != nil {
-		s.writeLambdaError(w, r, s.notFound(f.Name, err))
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (s *Server) lambdaListEventConfigs(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
-	f, ok := s.lambdaFunction(w, r, p)
-	if !ok {
-		return
-	}
-	configs := []map[string]any{}
-	if hasEventConfig(f) {
-		configs = append(configs, s.eventConfig(f))
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"FunctionEventInvokeConfigs": configs})
 }

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"cmp"
 	"encoding/json"
 	"strings"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/minilambda/minilambda/eventlog"
 	"github.com/minilambda/minilambda/function"
 	"github.com/minilambda/minilambda/projections"
+	"github.com/minilambda/minilambda/runner/agent"
 	"github.com/oklog/ulid/v2"
 )
 
@@ -29,9 +31,7 @@ const (
 // end, or a URL to send the record to once the end is recorded.
 type destined struct {
 	queued *eventlog.Event
-	fnID   string
-	ver    int
-	size   int64
+	next   *item // the queued invocation's, its created time set once committed
 	url    string
 	record []byte
 }
@@ -106,7 +106,7 @@ func (s *Service) destination(f projections.Function, id string, ended projectio
 		if err == nil {
 			var e eventlog.Event
 			if e, err = queuedEvent(rf, ulid.Make().String(), req, true); err == nil {
-				return destined{queued: &e, fnID: rf.ID, ver: rf.Published, size: int64(len(record))}
+				return destined{queued: &e, next: &item{id: e.InvocationID, fnID: rf.ID, version: rf.Published, attempt: 1, size: int64(len(record))}}
 			}
 		}
 	}
@@ -123,7 +123,7 @@ func (s *Service) destinationRecord(f projections.Function, id string, q project
 	rec := destinationRecord{
 		Version: "1.0", Timestamp: time.Now().UTC().Format("2006-01-02T15:04:05.000Z"),
 		RequestContext: destRequest{RequestID: id, Condition: condition, ApproximateInvokeCount: max(ended.Attempt, 1),
-			FunctionArn: "arn:aws:lambda:" + s.opts.Region + ":000000000000:function:" + f.Name + ":" + version},
+			FunctionArn: "arn:aws:lambda:" + cmp.Or(s.opts.Region, agent.DefaultRegion) + ":000000000000:function:" + f.Name + ":" + version},
 		RequestPayload:  q.Event,
 		ResponseContext: destResponse{StatusCode: 200, ExecutedVersion: version},
 	}
@@ -148,8 +148,9 @@ func (s *Service) destinationRecord(f projections.Function, id string, q project
 // was committed with the end, at the time at), a URL gets the record.
 func (s *Service) sent(d destined, id string, f projections.Function, at time.Time) {
 	switch {
-	case d.queued != nil:
-		s.queue.push(&item{id: d.queued.InvocationID, fnID: d.fnID, version: d.ver, created: at, attempt: 1, size: d.size})
+	case d.next != nil:
+		d.next.created = at
+		s.queue.push(d.next)
 	case d.url != "":
 		s.callbacks.deliver(f.ID, id, d.url, d.record)
 	}
